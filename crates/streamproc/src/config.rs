@@ -1,0 +1,98 @@
+//! Configuration shared by the services: every flag is also read from an
+//! environment variable, and the Go version's variable names keep working.
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+
+/// Where a service listens and whether its I/O is switched off.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Use 0.0.0.0 inside a container.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+
+    /// Turn off this service's I/O (Kafka, databases, outgoing HTTP) so that a
+    /// copy running elsewhere, for example on a developer's machine, does the
+    /// work instead. Probes and metrics still answer.
+    #[arg(short = 'x', long = "disable", env = "DISABLE")]
+    pub disable: bool,
+}
+
+impl ServeArgs {
+    /// Binds the listen address (the service's own port unless PORT is set).
+    /// HOST may be a name such as `localhost` as well as an IP address.
+    pub async fn bind(&self, default_port: u16) -> anyhow::Result<TcpListener> {
+        let port = self.port.unwrap_or(default_port);
+        TcpListener::bind((self.host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{port}", self.host))
+    }
+}
+
+/// How to reach Kafka and which topic carries the events.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Comma-separated bootstrap brokers (host:port,…). Overrides
+    /// KAFKA_HOST/KAFKA_PORT when set.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Broker host, used when KAFKA_BROKERS is not set.
+    #[arg(long, env = "KAFKA_HOST", default_value = "127.0.0.1")]
+    pub kafka_host: String,
+
+    /// Broker port, used when KAFKA_BROKERS is not set.
+    #[arg(long, env = "KAFKA_PORT", default_value_t = 9092)]
+    pub kafka_port: u16,
+
+    /// Topic that carries the events.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "events")]
+    pub kafka_topic: String,
+}
+
+impl KafkaArgs {
+    pub fn bootstrap_servers(&self) -> String {
+        match &self.kafka_brokers {
+            Some(brokers) if !brokers.trim().is_empty() => brokers.trim().to_owned(),
+            _ => format!("{}:{}", self.kafka_host, self.kafka_port),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn brokers_list_wins_over_host_and_port() {
+        let cli = Cli::parse_from(["t", "--kafka-host", "k", "--kafka-port", "1"]);
+        assert_eq!(cli.kafka.bootstrap_servers(), "k:1");
+        let cli = Cli::parse_from(["t", "--kafka-brokers", "a:1,b:2", "--kafka-host", "k"]);
+        assert_eq!(cli.kafka.bootstrap_servers(), "a:1,b:2");
+    }
+
+    #[tokio::test]
+    async fn binds_names_and_the_given_port() {
+        let cli = Cli::parse_from(["t", "-x", "--host", "localhost", "--port", "0"]);
+        assert!(cli.serve.disable);
+        let listener = cli.serve.bind(9998).await.unwrap();
+        assert!(listener.local_addr().unwrap().ip().is_loopback());
+        let cli = Cli::parse_from(["t", "--host", "no such host."]);
+        let err = cli.serve.bind(0).await.unwrap_err();
+        assert!(err.to_string().contains("no such host."), "{err}");
+    }
+}

@@ -1,0 +1,426 @@
+//! The event model: what a client may send, and the validated [`Event`] that
+//! every later stage relies on.
+//!
+//! Validation happens once, at the edge (event-api), and again when a consumer
+//! decodes a Kafka record, because a topic can be written by anyone. Both go
+//! through [`Event::from_json`], so the two can never disagree on what a valid
+//! event is.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Longest client-chosen id, in bytes. Long enough for a UUID or a
+/// `producer-run/sequence` pair, short enough to keep keys and indexes small.
+pub const MAX_ID_LEN: usize = 128;
+
+/// 9999-12-31T23:59:59.999Z: the latest instant that PostgreSQL, InfluxDB and
+/// JavaScript dates all represent.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Identifies one event across retries: a client that resends after a lost
+/// response sends the same id, and the stores keep one copy per id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn parse(id: &str) -> Result<Self, EventError> {
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err(EventError::IdLength(id.len()));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(EventError::IdControl);
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// A fresh, time-ordered id for an event whose client gave none.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// When the event happened, in unix milliseconds, within `0..=MAX_TIME_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventTime(i64);
+
+impl EventTime {
+    pub fn from_millis(ms: i64) -> Result<Self, EventError> {
+        if (0..=MAX_TIME_MS).contains(&ms) {
+            Ok(Self(ms))
+        } else {
+            Err(EventError::TimeOutOfRange(ms))
+        }
+    }
+
+    pub fn now() -> Self {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Self(i64::try_from(ms).unwrap_or(MAX_TIME_MS).min(MAX_TIME_MS))
+    }
+
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// The measured value of an event; always finite.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Amount(f64);
+
+impl Amount {
+    pub fn new(value: f64) -> Result<Self, EventError> {
+        if value.is_finite() {
+            Ok(Self(value))
+        } else {
+            Err(EventError::AmountNotFinite)
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// A validated event. Only [`Event::from_json`] and [`Event::new`] build one,
+/// so holding an `Event` means every field is in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub time: EventTime,
+    pub amount: Amount,
+}
+
+/// What fills the optional fields of a client's event. Kafka records carry
+/// every field, so decoding one passes [`Defaults::Required`].
+#[derive(Debug, Clone, Copy)]
+pub enum Defaults {
+    /// A missing `time` becomes this receipt time; a missing `id` is generated.
+    Fill { received_at: EventTime },
+    /// `time` and `id` must be present (canonical records on the topic).
+    Required,
+}
+
+/// Why one event is invalid. Each message names the field it is about.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("an event must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("`amount` must be a number or a string holding a decimal number, got {0}")]
+    AmountType(&'static str),
+    #[error("`amount` {0:?} is not a decimal number")]
+    AmountNotDecimal(String),
+    #[error("`amount` must be a finite number")]
+    AmountNotFinite,
+    #[error("`time` must be an integer count of unix milliseconds, got {0}")]
+    TimeType(String),
+    #[error("`time` {0} is outside 0..={MAX_TIME_MS} unix milliseconds")]
+    TimeOutOfRange(i64),
+    #[error("`id` must be a string, got {0}")]
+    IdType(&'static str),
+    #[error("`id` must be 1 to {MAX_ID_LEN} bytes long, got {0}")]
+    IdLength(usize),
+    #[error("`id` must not contain control characters")]
+    IdControl,
+}
+
+impl EventError {
+    /// The field the error is about, when it is about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Json(_) | Self::NotAnObject(_) => None,
+            Self::Missing(field) => Some(field),
+            Self::AmountType(_) | Self::AmountNotDecimal(_) | Self::AmountNotFinite => {
+                Some("amount")
+            }
+            Self::TimeType(_) | Self::TimeOutOfRange(_) => Some("time"),
+            Self::IdType(_) | Self::IdLength(_) | Self::IdControl => Some("id"),
+        }
+    }
+}
+
+impl Event {
+    pub fn new(id: EventId, time: EventTime, amount: Amount) -> Self {
+        Self { id, time, amount }
+    }
+
+    /// Validates one JSON value as an event. Unknown fields are ignored, so
+    /// clients may send more than StreamProc stores.
+    pub fn from_json(value: Value, defaults: Defaults) -> Result<Self, EventError> {
+        let Value::Object(mut fields) = value else {
+            return Err(EventError::NotAnObject(json_type(&value)));
+        };
+        let amount = match fields.remove("amount") {
+            Some(value) => parse_amount(&value)?,
+            None => return Err(EventError::Missing("amount")),
+        };
+        let time = match (fields.remove("time"), defaults) {
+            (Some(value), _) => parse_time(&value)?,
+            (None, Defaults::Fill { received_at }) => received_at,
+            (None, Defaults::Required) => return Err(EventError::Missing("time")),
+        };
+        let id = match (fields.remove("id"), defaults) {
+            (Some(Value::String(id)), _) => EventId::parse(&id)?,
+            (Some(other), _) => return Err(EventError::IdType(json_type(&other))),
+            (None, Defaults::Fill { .. }) => EventId::generate(),
+            (None, Defaults::Required) => return Err(EventError::Missing("id")),
+        };
+        Ok(Self { id, time, amount })
+    }
+
+    /// Decodes a canonical Kafka record written by [`Event::to_json_bytes`].
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, EventError> {
+        let value = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
+        Self::from_json(value, Defaults::Required)
+    }
+
+    /// The canonical record: `{"id":…,"time":ms,"amount":number}`.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            id: &'a str,
+            time: i64,
+            amount: f64,
+        }
+        let canonical = Canonical {
+            id: self.id.as_str(),
+            time: self.time.as_millis(),
+            amount: self.amount.value(),
+        };
+        serde_json::to_vec(&canonical)
+            .expect("a struct of a str, an i64 and a finite f64 always serializes")
+    }
+}
+
+fn parse_amount(value: &Value) -> Result<Amount, EventError> {
+    let number = match value {
+        Value::Number(n) => n.as_f64().ok_or(EventError::AmountNotFinite)?,
+        // The Go producer sent amounts as decimal strings: keep accepting them.
+        Value::String(s) => {
+            let trimmed = s.trim();
+            if !looks_decimal(trimmed) {
+                return Err(EventError::AmountNotDecimal(s.clone()));
+            }
+            trimmed
+                .parse::<f64>()
+                .map_err(|_| EventError::AmountNotDecimal(s.clone()))?
+        }
+        other => return Err(EventError::AmountType(json_type(other))),
+    };
+    Amount::new(number)
+}
+
+/// Rust's float parser also takes "inf", "NaN" and "infinity"; a decimal
+/// string from a client must be digits with an optional sign, point and
+/// exponent, nothing else.
+fn looks_decimal(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E'))
+        && s.chars().any(|c| c.is_ascii_digit())
+}
+
+fn parse_time(value: &Value) -> Result<EventTime, EventError> {
+    match value {
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(ms), _) => EventTime::from_millis(ms),
+            (None, Some(_)) => Err(EventError::TimeOutOfRange(i64::MAX)),
+            (None, None) => Err(EventError::TimeType(n.to_string())),
+        },
+        other => Err(EventError::TimeType(json_type(other).to_owned())),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RECEIVED: Defaults = Defaults::Fill {
+        received_at: EventTime(1_000),
+    };
+
+    fn client(value: Value) -> Result<Event, EventError> {
+        Event::from_json(value, RECEIVED)
+    }
+
+    #[test]
+    fn accepts_number_and_decimal_string_amounts() {
+        let a = client(json!({"time": 5, "amount": 6.5, "id": "a"})).unwrap();
+        let b = client(json!({"time": 5, "amount": "6.046602879796196", "id": "b"})).unwrap();
+        assert_eq!(a.amount.value(), 6.5);
+        assert_eq!(b.amount.value(), 6.046602879796196);
+        assert_eq!(a.time.as_millis(), 5);
+    }
+
+    #[test]
+    fn fills_missing_time_and_id() {
+        let a = client(json!({"amount": 1})).unwrap();
+        let b = client(json!({"amount": 1})).unwrap();
+        assert_eq!(a.time, EventTime(1_000));
+        assert_ne!(a.id, b.id, "generated ids are unique");
+    }
+
+    #[test]
+    fn canonical_records_require_every_field() {
+        let missing_id = Event::from_json(json!({"time": 1, "amount": 1}), Defaults::Required);
+        assert_eq!(missing_id, Err(EventError::Missing("id")));
+        let missing_time = Event::from_json(json!({"id": "x", "amount": 1}), Defaults::Required);
+        assert_eq!(missing_time, Err(EventError::Missing("time")));
+    }
+
+    #[test]
+    fn ignores_unknown_fields() {
+        assert!(client(json!({"amount": 1, "note": "hi"})).is_ok());
+    }
+
+    #[test]
+    fn rejects_each_bad_amount_with_a_named_reason() {
+        let cases = [
+            (json!({}), EventError::Missing("amount")),
+            (json!({"amount": null}), EventError::AmountType("null")),
+            (json!({"amount": true}), EventError::AmountType("a boolean")),
+            (json!({"amount": [1]}), EventError::AmountType("an array")),
+            (
+                json!({"amount": "abc"}),
+                EventError::AmountNotDecimal("abc".into()),
+            ),
+            (
+                json!({"amount": ""}),
+                EventError::AmountNotDecimal(String::new()),
+            ),
+            (
+                json!({"amount": "NaN"}),
+                EventError::AmountNotDecimal("NaN".into()),
+            ),
+            (
+                json!({"amount": "inf"}),
+                EventError::AmountNotDecimal("inf".into()),
+            ),
+            (json!({"amount": "1e400"}), EventError::AmountNotFinite),
+        ];
+        for (input, expected) in cases {
+            let err = client(input.clone()).unwrap_err();
+            assert_eq!(err, expected, "input {input}");
+            assert_eq!(err.field(), Some("amount"));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_times() {
+        let cases = [
+            (
+                json!({"amount": 1, "time": "1"}),
+                EventError::TimeType("a string".into()),
+            ),
+            (
+                json!({"amount": 1, "time": 1.5}),
+                EventError::TimeType("1.5".into()),
+            ),
+            (
+                json!({"amount": 1, "time": -1}),
+                EventError::TimeOutOfRange(-1),
+            ),
+            (
+                json!({"amount": 1, "time": MAX_TIME_MS + 1}),
+                EventError::TimeOutOfRange(MAX_TIME_MS + 1),
+            ),
+            (
+                json!({"amount": 1, "time": u64::MAX}),
+                EventError::TimeOutOfRange(i64::MAX),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                client(input.clone()).unwrap_err(),
+                expected,
+                "input {input}"
+            );
+        }
+        assert!(client(json!({"amount": 1, "time": MAX_TIME_MS})).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        let cases = [
+            (
+                json!({"amount": 1, "id": 7}),
+                EventError::IdType("a number"),
+            ),
+            (json!({"amount": 1, "id": ""}), EventError::IdLength(0)),
+            (
+                json!({"amount": 1, "id": long}),
+                EventError::IdLength(MAX_ID_LEN + 1),
+            ),
+            (json!({"amount": 1, "id": "a\nb"}), EventError::IdControl),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                client(input.clone()).unwrap_err(),
+                expected,
+                "input {input}"
+            );
+        }
+        assert!(client(json!({"amount": 1, "id": "x".repeat(MAX_ID_LEN)})).is_ok());
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert_eq!(
+            client(json!(5)).unwrap_err(),
+            EventError::NotAnObject("a number")
+        );
+        assert_eq!(
+            client(json!([])).unwrap_err(),
+            EventError::NotAnObject("an array")
+        );
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip() {
+        let event = client(json!({"time": 42, "amount": "5.000000000000001", "id": "r"})).unwrap();
+        let bytes = event.to_json_bytes();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"id":"r","time":42,"amount":5.000000000000001}"#
+        );
+        assert_eq!(Event::from_json_bytes(&bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn decoding_garbage_names_json() {
+        assert!(matches!(
+            Event::from_json_bytes(b"not json"),
+            Err(EventError::Json(_))
+        ));
+    }
+}

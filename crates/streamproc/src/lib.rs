@@ -1,0 +1,17 @@
+//! Shared building blocks of the StreamProc services.
+//!
+//! Each service binary is a thin wiring of these modules: parse its
+//! configuration, build its state, serve its routes next to [`ops`], and stop
+//! on [`shutdown::signal`].
+
+pub mod config;
+pub mod event;
+pub mod kafka;
+pub mod metrics;
+pub mod ops;
+pub mod route;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use event::{Amount, Event, EventId, EventTime};
+pub use route::{Route, Watermark};

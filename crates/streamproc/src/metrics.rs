@@ -1,0 +1,86 @@
+//! Prometheus metrics: each service registers its own metrics in a
+//! [`Registry`] at start-up; the request counters below are shared.
+//!
+//! There is no global registry, so tests can run several services in one
+//! process without their figures mixing.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+pub use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    pub path: String,
+}
+
+/// Histogram buckets in seconds from 0.5 ms to about 16 s.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Counts HTTP requests by route and status and times them by route.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<PathLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    /// Middleware for `axum::middleware::from_fn_with_state`. Labels use the
+    /// route pattern, not the raw path, so unknown paths cannot blow up the
+    /// number of series.
+    pub async fn track(State(metrics): State<Self>, request: Request, next: Next) -> Response {
+        let started = Instant::now();
+        let method = request.method().to_string();
+        let path = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let response = next.run(request).await;
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method,
+                path: path.clone(),
+                status: response.status().as_u16(),
+            })
+            .inc();
+        metrics
+            .duration
+            .get_or_create(&PathLabels { path })
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+}

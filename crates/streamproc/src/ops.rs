@@ -1,0 +1,133 @@
+//! The operational endpoints every long-running service serves:
+//! `GET /healthz` (the process is alive), `GET /readyz` (its dependencies
+//! answer) and `GET /metrics` (Prometheus text format).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Answers whether the service's dependencies are reachable; `Err` says which
+/// one is not and why.
+pub type ReadinessCheck = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+
+/// A readiness check for a service with nothing to depend on, or one whose
+/// I/O is disabled.
+pub fn always_ready() -> ReadinessCheck {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+#[derive(Clone)]
+struct OpsState {
+    registry: Arc<Registry>,
+    ready: ReadinessCheck,
+}
+
+/// Routes for `/healthz`, `/readyz` and `/metrics`, to merge into a
+/// service's own router.
+pub fn router(registry: Arc<Registry>, ready: ReadinessCheck) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(OpsState { registry, ready })
+}
+
+/// `GET /` of the Go version, kept for the probes and scripts that use it.
+pub async fn root_ok() -> &'static str {
+    "ok"
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<OpsState>) -> Response {
+    match (state.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Serves `app` until `shutdown` is cancelled, then stops accepting and waits
+/// for the requests in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn status(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_the_failing_dependency() {
+        let failing: ReadinessCheck = Arc::new(|| Box::pin(async { Err("kafka: down".into()) }));
+        let app = router(Arc::new(Registry::default()), failing);
+        let (code, body) = status(app.clone(), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: kafka: down");
+        assert_eq!(status(app, "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let mut registry = Registry::default();
+        let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+        registry.register("widgets", "Widgets seen", counter.clone());
+        counter.inc();
+        let app = router(Arc::new(registry), always_ready());
+        let (code, body) = status(app, "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("widgets_total 1"), "{body}");
+    }
+}

@@ -1,0 +1,100 @@
+//! The one routing rule: which store an event belongs in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::event::Amount;
+
+/// Where an event is stored: `High` in TimescaleDB, `Low` in InfluxDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    High,
+    Low,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The amount that splits the two routes (`WATERMARK`, default 5.0).
+/// An amount equal to the watermark goes low, as it did in the Go version.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watermark(f64);
+
+impl Watermark {
+    pub const DEFAULT: Self = Self(5.0);
+
+    pub fn new(value: f64) -> Result<Self, String> {
+        if value.is_finite() {
+            Ok(Self(value))
+        } else {
+            Err(format!("watermark must be a finite number, got {value}"))
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        self.0
+    }
+
+    pub fn route(self, amount: Amount) -> Route {
+        if amount.value() > self.0 {
+            Route::High
+        } else {
+            Route::Low
+        }
+    }
+}
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for Watermark {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("watermark {s:?} is not a number"))?;
+        Self::new(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(amount: f64) -> Route {
+        Watermark::DEFAULT.route(Amount::new(amount).unwrap())
+    }
+
+    #[test]
+    fn boundary_goes_low_and_the_next_float_goes_high() {
+        assert_eq!(route(5.0), Route::Low);
+        assert_eq!(route(5.0_f64.next_up()), Route::High);
+        assert_eq!(route(5.0_f64.next_down()), Route::Low);
+        assert_eq!(route(-1.0), Route::Low);
+        assert_eq!(route(9.99), Route::High);
+    }
+
+    #[test]
+    fn parses_and_rejects_watermarks() {
+        assert_eq!("7.5".parse::<Watermark>().unwrap().value(), 7.5);
+        assert!("NaN".parse::<Watermark>().is_err());
+        assert!("five".parse::<Watermark>().is_err());
+    }
+}

@@ -1,0 +1,135 @@
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the broker keeps its records.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// Fast; everything is gone when the broker stops.
+    Memory,
+    /// A SQLite file in this directory; topics, records and committed
+    /// offsets survive a restart.
+    Sqlite(PathBuf),
+}
+
+/// A tansu broker process, killed when dropped.
+pub struct Tansu {
+    port: u16,
+    storage: Storage,
+    child: Option<Child>,
+}
+
+/// The tansu binary: `$TANSU_BIN`, else where `scripts/install.sh` caches it.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(bin);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    Path::new(&home).join(".cache/streamproc/tansu-0.6.0/bin/tansu")
+}
+
+impl Tansu {
+    pub fn start(storage: Storage) -> Self {
+        let mut broker = Self {
+            port: crate::free_port(),
+            storage,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and waits until it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let bin = tansu_bin();
+        assert!(
+            bin.exists(),
+            "tansu not found at {} (run scripts/install.sh, or set TANSU_BIN)",
+            bin.display()
+        );
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let mut command = Command::new(&bin);
+        command
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(&listener)
+            .arg("--advertised-listener-url")
+            .arg(&listener)
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match &self.storage {
+            Storage::Memory => {
+                command.arg("--storage-engine").arg("memory://tansu/");
+            }
+            Storage::Sqlite(dir) => {
+                std::fs::create_dir_all(dir).expect("cannot create the broker's directory");
+                // tansu resolves the SQLite path against its working directory.
+                command
+                    .current_dir(dir)
+                    .arg("--storage-engine")
+                    .arg("sqlite://tansu.db");
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+        self.wait_until_listening(Duration::from_secs(20));
+    }
+
+    fn wait_until_listening(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tansu exited at start with {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "tansu did not listen on port {} within {timeout:?}",
+            self.port
+        );
+    }
+
+    /// Creates a topic and waits until the broker serves it.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        streamproc::kafka::ensure_topic(
+            &self.brokers(),
+            topic,
+            partitions,
+            1,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,40 @@
+//! Test support shared by the services' integration tests.
+//!
+//! Every test gets its own real broker (tansu) on a free loopback port, so
+//! tests run in parallel and never touch a local stack a developer has
+//! running.
+
+mod broker;
+mod topic;
+
+pub use broker::{Storage, Tansu};
+pub use topic::{read_topic, Record};
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free loopback port")
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

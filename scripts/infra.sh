@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Starts, stops or reports StreamProc's infrastructure on loopback: the tansu
+# Kafka broker (SQLite storage, survives restarts), PostgreSQL 15 with
+# TimescaleDB, and InfluxDB 1.x. All state lives under one directory.
+#
+# Usage: scripts/infra.sh start|stop|status|env
+#
+# Environment (defaults in brackets):
+#   STREAMPROC_STATE  state directory [<repo>/.state/local]
+#   KAFKA_PORT        broker port [9092]
+#   POSTGRES_PORT     PostgreSQL port [5432]
+#   INFLUXDB_PORT     InfluxDB HTTP port [8086]; its RPC port is this + 2
+# 'start' is idempotent: what already runs is left alone. It fails, naming the
+# component, when something does not answer in time. Run scripts/install.sh
+# first on a new machine (scripts/local.sh does both).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STATE=${STREAMPROC_STATE:-$REPO_ROOT/.state/local}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+POSTGRES_PORT=${POSTGRES_PORT:-5432}
+INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
+POSTGRES_DB=${POSTGRES_DB:-streamproc}
+LOGS=$STATE/logs
+RUN=$STATE/run
+
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+
+# PostgreSQL refuses to run as root: run its tools as the 'postgres' user then.
+as_postgres() {
+  if ((EUID == 0)); then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+start_tansu() {
+  [[ -x $TANSU_BIN ]] || die "tansu is not installed at $TANSU_BIN: run scripts/install.sh"
+  if pid_alive "$RUN/tansu.pid"; then
+    log "tansu already running on port $KAFKA_PORT"
+    return
+  fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another program; set KAFKA_PORT"
+  mkdir -p "$STATE/tansu"
+  local url=tcp://127.0.0.1:$KAFKA_PORT
+  # The SQLite path is relative to tansu's working directory.
+  (cd "$STATE/tansu" && STORAGE_ENGINE= nohup "$TANSU_BIN" broker --listener-url "$url" \
+    --advertised-listener-url "$url" --storage-engine sqlite://tansu.db \
+    >>"$LOGS/tansu.log" 2>&1 &
+    echo $! >"$RUN/tansu.pid")
+  wait_until 30 "tansu (Kafka on 127.0.0.1:$KAFKA_PORT)" port_open "$KAFKA_PORT" ||
+    die "tansu did not listen on port $KAFKA_PORT within 30 s; see $LOGS/tansu.log"
+}
+
+start_postgres() {
+  local data=$STATE/postgres/data sockets=$STATE/postgres/run
+  if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "PostgreSQL already running on port $POSTGRES_PORT"
+    return
+  fi
+  port_open "$POSTGRES_PORT" && die "port $POSTGRES_PORT is taken by another program; set POSTGRES_PORT"
+  mkdir -p "$STATE/postgres" "$sockets"
+  touch "$LOGS/postgres.log"
+  ((EUID == 0)) && chown -R postgres:postgres "$STATE/postgres" "$LOGS/postgres.log"
+  if [[ ! -f $data/PG_VERSION ]]; then
+    log "PostgreSQL: creating a cluster in $data"
+    # Trust on loopback only: a local development database, never exposed.
+    as_postgres "$PG_BIN/initdb" -D "$data" --username=postgres --auth=trust --encoding=UTF8 >/dev/null
+    cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+CONF
+  fi
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 \
+    -o "-p $POSTGRES_PORT -k $sockets" start >/dev/null ||
+    die "PostgreSQL did not start; see $LOGS/postgres.log"
+  wait_until 30 "PostgreSQL (127.0.0.1:$POSTGRES_PORT)" \
+    "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$POSTGRES_PORT" ||
+    die "PostgreSQL did not answer on port $POSTGRES_PORT; see $LOGS/postgres.log"
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+  if [[ -z $("${psql[@]}" -d postgres -c "select 1 from pg_database where datname = '$POSTGRES_DB'") ]]; then
+    "${psql[@]}" -d postgres -c "create database $POSTGRES_DB" >/dev/null
+  fi
+  "${psql[@]}" -d "$POSTGRES_DB" -c "create extension if not exists timescaledb" >/dev/null 2>&1 ||
+    die "the timescaledb extension cannot be created; run scripts/install.sh"
+}
+
+start_influxdb() {
+  if pid_alive "$RUN/influxdb.pid"; then
+    log "InfluxDB already running on port $INFLUXDB_PORT"
+    return
+  fi
+  command -v influxd >/dev/null || die "influxd is not installed: run scripts/install.sh"
+  port_open "$INFLUXDB_PORT" && die "port $INFLUXDB_PORT is taken by another program; set INFLUXDB_PORT"
+  mkdir -p "$STATE/influxdb"
+  INFLUXDB_DATA_DIR=$STATE/influxdb/data \
+    INFLUXDB_META_DIR=$STATE/influxdb/meta \
+    INFLUXDB_DATA_WAL_DIR=$STATE/influxdb/wal \
+    INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:$INFLUXDB_PORT \
+    INFLUXDB_BIND_ADDRESS=127.0.0.1:$((INFLUXDB_PORT + 2)) \
+    INFLUXDB_REPORTING_DISABLED=true \
+    INFLUXDB_HTTP_LOG_ENABLED=false \
+    INFLUXDB_DATA_QUERY_LOG_ENABLED=false \
+    nohup influxd run >>"$LOGS/influxdb.log" 2>&1 &
+  echo $! >"$RUN/influxdb.pid"
+  wait_until 30 "InfluxDB (127.0.0.1:$INFLUXDB_PORT)" http_ok "http://127.0.0.1:$INFLUXDB_PORT/ping" ||
+    die "InfluxDB did not answer on port $INFLUXDB_PORT within 30 s; see $LOGS/influxdb.log"
+}
+
+start() {
+  mkdir -p "$LOGS" "$RUN"
+  start_tansu
+  start_postgres
+  start_influxdb
+}
+
+stop() {
+  [[ -d $STATE ]] || return 0
+  stop_pid "$RUN/influxdb.pid" InfluxDB
+  if [[ -f $STATE/postgres/data/postmaster.pid ]]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$STATE/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
+    log "PostgreSQL stopped"
+  fi
+  stop_pid "$RUN/tansu.pid" tansu
+}
+
+status() {
+  local ok=0
+  if pid_alive "$RUN/tansu.pid" && port_open "$KAFKA_PORT"; then
+    echo "kafka      up    127.0.0.1:$KAFKA_PORT"
+  else
+    echo "kafka      down"; ok=1
+  fi
+  if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT"; then
+    echo "postgres   up    127.0.0.1:$POSTGRES_PORT (database $POSTGRES_DB)"
+  else
+    echo "postgres   down"; ok=1
+  fi
+  if http_ok "http://127.0.0.1:$INFLUXDB_PORT/ping"; then
+    echo "influxdb   up    127.0.0.1:$INFLUXDB_PORT"
+  else
+    echo "influxdb   down"; ok=1
+  fi
+  return "$ok"
+}
+
+# The variables that point the services at this infrastructure.
+print_env() {
+  cat <<ENV
+export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=$POSTGRES_PORT POSTGRES_USER=postgres POSTGRES_DB=$POSTGRES_DB
+export INFLUXDB_HOST=http://127.0.0.1:$INFLUXDB_PORT
+ENV
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  env) print_env ;;
+  -h | --help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs everything StreamProc needs on a Debian 12 machine, skipping what
+# is already there: Debian packages, the tansu broker (built once and cached),
+# TimescaleDB (built from Debian's source package against PostgreSQL 15) and
+# a Python venv with confluent-kafka (an independent Kafka client).
+#
+# Usage: scripts/install.sh [--help]
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+
+SUDO=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || die "not root and no sudo: cannot install Debian packages"
+  SUDO=(sudo)
+fi
+
+APT_PACKAGES=(
+  build-essential cmake curl git pkg-config python3-venv # builds, scripts
+  postgresql-15 postgresql-server-dev-15                 # TimescaleDB's host
+  influxdb                                               # low store
+  shellcheck                                             # script lint
+)
+
+install_debian_packages() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "Debian packages: all present"
+    return
+  fi
+  log "Debian packages: installing ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts its own PostgreSQL and InfluxDB services on install; the
+  # project runs its own instances, so those are stopped to free the ports.
+  "${SUDO[@]}" service postgresql stop >/dev/null 2>&1 || true
+  "${SUDO[@]}" service influxdb stop >/dev/null 2>&1 || true
+}
+
+install_tansu() {
+  if [[ -x $TANSU_BIN ]]; then
+    log "tansu $TANSU_VERSION: cached at $TANSU_BIN"
+    return
+  fi
+  log "tansu $TANSU_VERSION: building (about 20 minutes on two cores, once per machine)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+    --root "$CACHE_DIR/tansu-$TANSU_VERSION"
+  [[ -x $TANSU_BIN ]] || die "tansu build finished but $TANSU_BIN is missing"
+}
+
+install_timescaledb() {
+  local libdir
+  libdir=$("$PG_BIN/pg_config" --pkglibdir)
+  if ls "$libdir"/timescaledb*.so >/dev/null 2>&1; then
+    log "TimescaleDB: installed in $libdir"
+    return
+  fi
+  log "TimescaleDB: building from Debian's source package (about a minute)"
+  # A private apt configuration for the source list, so the machine's own
+  # apt sources stay untouched.
+  local apt_dir=$CACHE_DIR/apt-src build_dir=$CACHE_DIR/timescaledb-src
+  mkdir -p "$apt_dir/lists/partial" "$build_dir"
+  echo "deb-src http://deb.debian.org/debian stable main" >"$apt_dir/sources.list"
+  local apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$apt_dir/lists")
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$build_dir" && apt-get "${apt_opts[@]}" source --download-only timescaledb >/dev/null)
+  local tarball
+  tarball=$(find "$build_dir" -maxdepth 1 -name 'timescaledb_*.orig.tar.*' | sort | tail -n 1)
+  [[ -n $tarball ]] || die "apt-get source found no timescaledb tarball in $build_dir"
+  rm -rf "$build_dir/tree" && mkdir -p "$build_dir/tree"
+  tar -xf "$tarball" -C "$build_dir/tree" --strip-components=1
+  (
+    cd "$build_dir/tree"
+    ./bootstrap -DAPACHE_ONLY=1 -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+      -DPG_CONFIG="$PG_BIN/pg_config" >/dev/null
+    make -C build -j"$(nproc)" >/dev/null
+    "${SUDO[@]}" make -C build install >/dev/null
+  )
+  ls "$libdir"/timescaledb*.so >/dev/null 2>&1 || die "TimescaleDB build finished but no library is in $libdir"
+  log "TimescaleDB: installed"
+}
+
+install_python_client() {
+  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+    log "confluent-kafka: present in $VENV"
+    return
+  fi
+  log "confluent-kafka: installing into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements.txt"
+}
+
+install_debian_packages
+install_timescaledb
+install_python_client
+install_tansu
+log "all installed"

@@ -1,0 +1,115 @@
+//! Writes validated events to Kafka and reports success only once Kafka has
+//! acknowledged every one of them.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use streamproc::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// librdkafka's local queue is full: Kafka is slower than the intake.
+    #[error("the producer queue is full")]
+    QueueFull,
+    #[error("{failed} of {total} events were not acknowledged ({reason})")]
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        reason: String,
+    },
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    delivery_timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topic: String, delivery_timeout: Duration) -> Self {
+        Self {
+            producer,
+            topic,
+            delivery_timeout,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends one record per event, keyed by the event id so that a retried
+    /// event lands on the same partition as its first copy, and waits for all
+    /// acknowledgements. Returns how long Kafka took.
+    ///
+    /// On error some events may have been written anyway; the client retries
+    /// with the same ids and the consumers store each id once.
+    pub async fn publish(&self, events: &[Event]) -> Result<Duration, PublishError> {
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = event.to_json_bytes();
+            let record = FutureRecord::to(&self.topic)
+                .key(event.id.as_str())
+                .payload(&payload);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(PublishError::QueueFull)
+                }
+                Err((error, _)) => {
+                    return Err(PublishError::NotAcknowledged {
+                        failed: events.len() - deliveries.len(),
+                        total: events.len(),
+                        reason: error.to_string(),
+                    })
+                }
+            }
+        }
+        let mut failed = 0;
+        let mut reason = String::new();
+        for delivery in deliveries {
+            // librdkafka fails every record after message.timeout.ms, which is
+            // the delivery timeout, so each of these awaits ends by then.
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    failed += 1;
+                    reason = error.to_string();
+                }
+                Err(_cancelled) => {
+                    failed += 1;
+                    reason = "the producer was shut down".into();
+                }
+            }
+        }
+        if failed == 0 {
+            Ok(started.elapsed())
+        } else {
+            Err(PublishError::NotAcknowledged {
+                failed,
+                total: events.len(),
+                reason,
+            })
+        }
+    }
+
+    /// Waits until everything queued has been delivered or has failed.
+    pub async fn flush(&self) {
+        let producer = self.producer.clone();
+        let timeout = self.delivery_timeout;
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("producer flushed"),
+            Ok(Err(e)) => tracing::warn!("producer flush incomplete: {e}"),
+            Err(e) => tracing::warn!("producer flush task failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Limits and modes that need no working broker: every one of these answers
+//! before, or instead of, writing to Kafka.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Api;
+use serde_json::{json, Value};
+
+/// A loopback address where no broker listens.
+fn no_broker() -> String {
+    format!("127.0.0.1:{}", testkit::free_port())
+}
+
+#[tokio::test]
+async fn unsupported_content_type_is_415() {
+    let api = Api::start(&no_broker(), "events", &[]).await;
+    let response = api.post("application/xml", "<event/>").await;
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_media_type");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("application/x-ndjson"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413() {
+    let api = Api::start(&no_broker(), "events", &["--max-body-bytes", "1000"]).await;
+    let big = format!("[{}]", vec![r#"{"amount":1}"#; 200].join(","));
+    let response = api.post("application/json", big).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "body_too_large");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_and_empty_batches_are_400() {
+    let api = Api::start(&no_broker(), "events", &[]).await;
+    for (body, code) in [
+        ("[{", "malformed_body"),
+        ("[]", "no_events"),
+        ("7", "malformed_body"),
+    ] {
+        let response = api.post("application/json", body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], code, "{body}");
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn more_in_flight_events_than_the_bound_is_429_and_kafka_timeout_is_503() {
+    let api = Api::start(
+        &no_broker(),
+        "events",
+        &[
+            "--max-in-flight-events",
+            "10",
+            "--kafka-delivery-timeout",
+            "3s",
+        ],
+    )
+    .await;
+    let batch = |n: usize| Value::from(vec![json!({"amount": 1}); n]).to_string();
+
+    assert_eq!(api.post("application/json", batch(11)).await.status(), 413);
+
+    let waiting = api.post("application/json", batch(8));
+    let crowded = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        api.post("application/json", batch(5)).await
+    };
+    let (waiting, crowded) = tokio::join!(waiting, crowded);
+    assert_eq!(crowded.status(), 429);
+    assert_eq!(crowded.headers()["retry-after"], "1");
+    assert_eq!(waiting.status(), 503, "no broker: not acknowledged in time");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_answers_and_writes_nothing() {
+    let api = Api::start(&no_broker(), "events", &["-x"]).await;
+    let response = api.post("application/json", r#"[{"amount":1}]"#).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "processing disabled, did nothing");
+    let readyz = reqwest::get(format!("{}/readyz", api.url)).await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_path_is_served() {
+    let api = Api::start(&no_broker(), "events", &["-x"]).await;
+    let spec: Value = reqwest::get(format!("{}/openapi.json", api.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 6);
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let request = match method.as_str() {
+                "get" => client.get(format!("{}{path}", api.url)),
+                "post" => client
+                    .post(format!("{}{path}", api.url))
+                    .header("content-type", "application/json")
+                    .body(r#"{"amount":1}"#),
+                other => panic!("undocumented method {other}"),
+            };
+            let status = request.send().await.unwrap().status();
+            assert!(status != 404 && status != 405, "{method} {path}: {status}");
+        }
+    }
+    api.stop().await;
+}

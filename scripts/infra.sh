@@ -46,7 +46,7 @@ start_tansu() {
   mkdir -p "$STATE/tansu"
   local url=tcp://127.0.0.1:$KAFKA_PORT
   # The SQLite path is relative to tansu's working directory.
-  (cd "$STATE/tansu" && STORAGE_ENGINE= nohup "$TANSU_BIN" broker --listener-url "$url" \
+  (cd "$STATE/tansu" && nohup "$TANSU_BIN" broker --listener-url "$url" \
     --advertised-listener-url "$url" --storage-engine sqlite://tansu.db \
     >>"$LOGS/tansu.log" 2>&1 &
     echo $! >"$RUN/tansu.pid")

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs the whole StreamProc pipeline on this machine as plain processes:
+# installs what is missing, starts the broker and databases, builds the
+# services and starts them in the background.
+#
+# Usage: scripts/local.sh up|down|status|logs [SERVICE]
+#   up      install, start infrastructure and every service (idempotent)
+#   down    stop every service, then the infrastructure
+#   status  what runs, and whether it answers
+#   logs    follow the logs (of one SERVICE, or all)
+#
+# State, logs and pid files live under STREAMPROC_STATE [<repo>/.state/local].
+# Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
+# EVENT_API_PORT [9998], EVENT_PRODUCER_PORT [9999]. Cargo profile:
+# STREAMPROC_PROFILE [release].
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+export STREAMPROC_STATE=${STREAMPROC_STATE:-$REPO_ROOT/.state/local}
+export KAFKA_PORT=${KAFKA_PORT:-9092}
+STATE=$STREAMPROC_STATE
+EVENT_API_PORT=${EVENT_API_PORT:-9998}
+EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-9999}
+# Cargo profile to build and run: release by default; the smoke test uses
+# dev to reuse the test build.
+PROFILE=${STREAMPROC_PROFILE:-release}
+BIN=$REPO_ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+
+# Start order; stopped in reverse. Each is "name port".
+SERVICES=("event-api $EVENT_API_PORT" "event-producer $EVENT_PRODUCER_PORT")
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+# The environment each service runs with: the Go version's variable names.
+service_env() {
+  local name=$1 port=$2
+  echo "PORT=$port KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT KAFKA_TOPIC=events"
+  case $name in
+    event-producer) echo "API_HOST=127.0.0.1 API_PORT=$EVENT_API_PORT" ;;
+  esac
+}
+
+start_service() {
+  local name=$1 port=$2 pidfile=$STATE/run/$1.pid
+  if pid_alive "$pidfile"; then
+    log "$name already running on port $port"
+    return
+  fi
+  port_open "$port" && die "port $port is taken by another program; set the ${name^^} port variable (see --help)"
+  local env_vars
+  read -r -a env_vars <<<"$(service_env "$name" "$port")"
+  env "${env_vars[@]}" nohup "$BIN/$name" >>"$STATE/logs/$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  wait_until 30 "$name (http://127.0.0.1:$port)" http_ok "http://127.0.0.1:$port/readyz" ||
+    die "$name did not become ready within 30 s; see $STATE/logs/$name.log"
+}
+
+up() {
+  "$REPO_ROOT/scripts/install.sh"
+  "$REPO_ROOT/scripts/infra.sh" start
+  log "building the services ($PROFILE profile)"
+  (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked --bins -q)
+  mkdir -p "$STATE/logs" "$STATE/run"
+  for service in "${SERVICES[@]}"; do
+    # shellcheck disable=SC2086  # "name port" splits into two arguments
+    start_service $service
+  done
+  cat >&2 <<DONE
+
+StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down
+  event-api       http://127.0.0.1:$EVENT_API_PORT  (POST events; /metrics, /openapi.json)
+  event-producer  http://127.0.0.1:$EVENT_PRODUCER_PORT/metrics (1 event/s, sent every 2 s)
+  Kafka           127.0.0.1:$KAFKA_PORT, topic "events"
+Read the topic:   scripts/read_topic.py --brokers 127.0.0.1:$KAFKA_PORT --topic events
+DONE
+}
+
+down() {
+  local i name
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    name=${SERVICES[i]%% *}
+    stop_pid "$STATE/run/$name.pid" "$name"
+  done
+  "$REPO_ROOT/scripts/infra.sh" stop
+}
+
+status() {
+  local ok=0 name port
+  "$REPO_ROOT/scripts/infra.sh" status || ok=1
+  for service in "${SERVICES[@]}"; do
+    name=${service%% *} port=${service##* }
+    if http_ok "http://127.0.0.1:$port/readyz"; then
+      printf '%-16s up    http://127.0.0.1:%s\n' "$name" "$port"
+    else
+      printf '%-16s down\n' "$name"; ok=1
+    fi
+  done
+  return "$ok"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  logs)
+    if [[ -n ${2:-} ]]; then tail -F "$STATE/logs/$2.log"; else tail -F "$STATE"/logs/*.log; fi
+    ;;
+  -h | --help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

@@ -24,6 +24,7 @@ INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
 POSTGRES_DB=${POSTGRES_DB:-streamproc}
 LOGS=$STATE/logs
 RUN=$STATE/run
+PG_DIR=$STATE/postgres
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -46,24 +47,37 @@ start_tansu() {
   mkdir -p "$STATE/tansu"
   local url=tcp://127.0.0.1:$KAFKA_PORT
   # The SQLite path is relative to tansu's working directory.
-  (cd "$STATE/tansu" && nohup "$TANSU_BIN" broker --listener-url "$url" \
-    --advertised-listener-url "$url" --storage-engine sqlite://tansu.db \
+  # exec, so that the recorded pid is tansu's own.
+  (cd "$STATE/tansu" && exec nohup "$TANSU_BIN" broker --listener-url "$url" \
+    --advertised-listener-url "$url" --storage-engine sqlite://tansu.db) \
     >>"$LOGS/tansu.log" 2>&1 &
-    echo $! >"$RUN/tansu.pid")
+  echo $! >"$RUN/tansu.pid"
   wait_until 30 "tansu (Kafka on 127.0.0.1:$KAFKA_PORT)" port_open "$KAFKA_PORT" ||
     die "tansu did not listen on port $KAFKA_PORT within 30 s; see $LOGS/tansu.log"
 }
 
+# As root, PostgreSQL runs as 'postgres', which may not be able to reach the
+# state directory (a checkout under /root, say). Its files then live in a
+# directory of their own under /var/tmp, named after the state directory.
+choose_pg_dir() {
+  ((EUID == 0)) || return 0
+  mkdir -p "$STATE"
+  if ! runuser -u postgres -- test -x "$STATE"; then
+    PG_DIR=/var/tmp/streamproc-$(printf '%s' "$STATE" | md5sum | cut -c1-12)/postgres
+  fi
+}
+
 start_postgres() {
-  local data=$STATE/postgres/data sockets=$STATE/postgres/run
+  local data=$PG_DIR/data sockets=$PG_DIR/run pg_log=$PG_DIR/postgres.log
   if as_postgres "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "PostgreSQL already running on port $POSTGRES_PORT"
     return
   fi
   port_open "$POSTGRES_PORT" && die "port $POSTGRES_PORT is taken by another program; set POSTGRES_PORT"
-  mkdir -p "$STATE/postgres" "$sockets"
-  touch "$LOGS/postgres.log"
-  ((EUID == 0)) && chown -R postgres:postgres "$STATE/postgres" "$LOGS/postgres.log"
+  mkdir -p "$PG_DIR" "$sockets"
+  touch "$pg_log"
+  ln -sf "$pg_log" "$LOGS/postgres.log"
+  ((EUID == 0)) && chown -R postgres:postgres "$PG_DIR"
   if [[ ! -f $data/PG_VERSION ]]; then
     log "PostgreSQL: creating a cluster in $data"
     # Trust on loopback only: a local development database, never exposed.
@@ -74,7 +88,7 @@ shared_preload_libraries = 'timescaledb'
 timescaledb.telemetry_level = off
 CONF
   fi
-  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 \
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$pg_log" -w -t 60 \
     -o "-p $POSTGRES_PORT -k $sockets" start >/dev/null ||
     die "PostgreSQL did not start; see $LOGS/postgres.log"
   wait_until 30 "PostgreSQL (127.0.0.1:$POSTGRES_PORT)" \
@@ -120,8 +134,8 @@ start() {
 stop() {
   [[ -d $STATE ]] || return 0
   stop_pid "$RUN/influxdb.pid" InfluxDB
-  if [[ -f $STATE/postgres/data/postmaster.pid ]]; then
-    as_postgres "$PG_BIN/pg_ctl" -D "$STATE/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
+  if [[ -f $PG_DIR/data/postmaster.pid ]]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
     log "PostgreSQL stopped"
   fi
   stop_pid "$RUN/tansu.pid" tansu
@@ -156,6 +170,7 @@ export INFLUXDB_HOST=http://127.0.0.1:$INFLUXDB_PORT
 ENV
 }
 
+choose_pg_dir
 case ${1:-} in
   start) start ;;
   stop) stop ;;

@@ -72,6 +72,8 @@ install_timescaledb() {
   echo "deb-src http://deb.debian.org/debian stable main" >"$apt_dir/sources.list"
   local apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
     -o "Dir::State::Lists=$apt_dir/lists")
+  # As root, apt would otherwise warn that its '_apt' user cannot write here.
+  ((EUID == 0)) && apt_opts+=(-o APT::Sandbox::User=root)
   apt-get "${apt_opts[@]}" update -qq
   (cd "$build_dir" && apt-get "${apt_opts[@]}" source --download-only timescaledb >/dev/null)
   local tarball
@@ -79,13 +81,17 @@ install_timescaledb() {
   [[ -n $tarball ]] || die "apt-get source found no timescaledb tarball in $build_dir"
   rm -rf "$build_dir/tree" && mkdir -p "$build_dir/tree"
   tar -xf "$tarball" -C "$build_dir/tree" --strip-components=1
-  (
+  local build_log=$build_dir/build.log
+  if ! (
     cd "$build_dir/tree"
     ./bootstrap -DAPACHE_ONLY=1 -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
-      -DPG_CONFIG="$PG_BIN/pg_config" >/dev/null
-    make -C build -j"$(nproc)" >/dev/null
-    "${SUDO[@]}" make -C build install >/dev/null
-  )
+      -DPG_CONFIG="$PG_BIN/pg_config"
+    make -C build -j"$(nproc)"
+    "${SUDO[@]}" make -C build install
+  ) >"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    die "TimescaleDB build failed; full log in $build_log"
+  fi
   ls "$libdir"/timescaledb*.so >/dev/null 2>&1 || die "TimescaleDB build finished but no library is in $libdir"
   log "TimescaleDB: installed"
 }

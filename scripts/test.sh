@@ -20,4 +20,9 @@ log "smoke test of the local stack"
 "$REPO_ROOT/scripts/smoke_test.sh"
 
 log "cargo test"
-TANSU_BIN=$TANSU_BIN cargo test --workspace --locked
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+TANSU_BIN=$TANSU_BIN cargo test --workspace --locked 2>&1 | tee "$results"
+# One closing line for the whole run: cargo's own last line is that of the
+# last crate's doc-tests, which may hold none.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "all tests: %d passed, %d failed\n", passed, failed }' "$results"

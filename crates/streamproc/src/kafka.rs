@@ -2,14 +2,17 @@
 //! features are used, so the same code runs against tansu locally and
 //! Apache Kafka in a cluster.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -31,6 +34,56 @@ fn base_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// Whether librdkafka currently reaches any broker. librdkafka reports "all
+/// brokers down" at once through its error callback; nothing reports the way
+/// back up, so [`BrokerState::watch`] asks the cluster until it answers.
+#[derive(Clone, Default)]
+pub struct BrokerState {
+    down: Arc<AtomicBool>,
+}
+
+impl BrokerState {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// While the brokers are marked down, asks the cluster for metadata every
+    /// half second and marks them up once it answers. Runs until `stop`.
+    pub async fn watch(self, producer: ReliableProducer, topic: String, stop: CancellationToken) {
+        const EVERY: Duration = Duration::from_millis(500);
+        while !stop.is_cancelled() {
+            if self.is_down() && check_reachable(&producer, &topic, EVERY).await.is_ok() {
+                self.down.store(false, Ordering::Relaxed);
+                tracing::info!("kafka: brokers reachable again");
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+}
+
+/// Client context that logs librdkafka's errors through `tracing` and keeps
+/// [`BrokerState`] current.
+pub struct ObservedContext {
+    brokers: BrokerState,
+}
+
+impl ClientContext for ObservedContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error {
+            if !self.brokers.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!("kafka: all brokers are down ({reason})");
+            }
+            return;
+        }
+        tracing::warn!("kafka: {error}: {reason}");
+    }
+}
+
+pub type ReliableProducer = FutureProducer<ObservedContext>;
+
 /// A producer that never acknowledges an event Kafka could lose: idempotent
 /// (so librdkafka's own retries do not duplicate records) with acks=all.
 /// `delivery_timeout` bounds how long a send may wait for an acknowledgement,
@@ -38,8 +91,12 @@ fn base_config(brokers: &str) -> ClientConfig {
 pub fn reliable_producer(
     brokers: &str,
     delivery_timeout: Duration,
-) -> Result<FutureProducer, KafkaSetupError> {
-    base_config(brokers)
+) -> Result<(ReliableProducer, BrokerState), KafkaSetupError> {
+    let state = BrokerState::default();
+    let context = ObservedContext {
+        brokers: state.clone(),
+    };
+    let producer = base_config(brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set(
@@ -47,11 +104,12 @@ pub fn reliable_producer(
             delivery_timeout.as_millis().to_string(),
         )
         .set("linger.ms", "5")
-        .create()
+        .create_with_context(context)
         .map_err(|source| KafkaSetupError::Client {
             brokers: brokers.to_owned(),
             source,
-        })
+        })?;
+    Ok((producer, state))
 }
 
 /// Creates `topic` unless it exists already. Brokers may not auto-create
@@ -94,8 +152,8 @@ pub async fn ensure_topic(
 
 /// Asks the cluster for the topic's metadata: the readiness check of every
 /// service that talks to Kafka.
-pub async fn check_reachable(
-    producer: &FutureProducer,
+pub async fn check_reachable<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<(), KafkaSetupError> {

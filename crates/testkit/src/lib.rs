@@ -21,6 +21,21 @@ pub fn free_port() -> u16 {
         .expect("cannot find a free loopback port")
 }
 
+/// A loopback TCP peer that accepts connections and never answers, like a
+/// hung broker: clients connect, then wait until their own timeouts. Returns
+/// its `host:port`; it lives until the test process ends.
+pub fn unresponsive_peer() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+    let address = listener.local_addr().expect("bound address").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    address
+}
+
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where

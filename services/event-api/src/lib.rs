@@ -51,13 +51,20 @@ pub async fn run(
         (Intake::Disabled, ops::always_ready())
     } else {
         let brokers = config.kafka.bootstrap_servers();
-        let producer = kafka::reliable_producer(&brokers, config.kafka_delivery_timeout)?;
+        let (producer, broker_state) =
+            kafka::reliable_producer(&brokers, config.kafka_delivery_timeout)?;
+        tokio::spawn(broker_state.clone().watch(
+            producer.clone(),
+            config.kafka.kafka_topic.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(create_topic_until_done(config.clone(), shutdown.clone()));
         let publisher = Publisher::new(
             producer,
+            broker_state,
             config.kafka.kafka_topic.clone(),
             config.kafka_delivery_timeout,
         );
-        tokio::spawn(create_topic_until_done(config.clone(), shutdown.clone()));
         let ready = kafka_readiness(&publisher);
         (Intake::Kafka(publisher), ready)
     };

@@ -4,12 +4,17 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use streamproc::kafka::{BrokerState, ReliableProducer};
 use streamproc::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// librdkafka reports every broker down: answer at once rather than
+    /// queue records that can only time out.
+    #[error("no Kafka broker is reachable")]
+    Unreachable,
     /// librdkafka's local queue is full: Kafka is slower than the intake.
     #[error("the producer queue is full")]
     QueueFull,
@@ -22,21 +27,28 @@ pub enum PublishError {
 }
 
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: ReliableProducer,
+    brokers: BrokerState,
     topic: String,
     delivery_timeout: Duration,
 }
 
 impl Publisher {
-    pub fn new(producer: FutureProducer, topic: String, delivery_timeout: Duration) -> Self {
+    pub fn new(
+        producer: ReliableProducer,
+        brokers: BrokerState,
+        topic: String,
+        delivery_timeout: Duration,
+    ) -> Self {
         Self {
             producer,
+            brokers,
             topic,
             delivery_timeout,
         }
     }
 
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &ReliableProducer {
         &self.producer
     }
 
@@ -51,6 +63,9 @@ impl Publisher {
     /// On error some events may have been written anyway; the client retries
     /// with the same ids and the consumers store each id once.
     pub async fn publish(&self, events: &[Event]) -> Result<Duration, PublishError> {
+        if self.brokers.is_down() {
+            return Err(PublishError::Unreachable);
+        }
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {

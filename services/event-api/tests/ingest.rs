@@ -133,13 +133,17 @@ async fn answers_503_while_the_broker_is_down_and_recovers_by_itself() {
     );
 
     broker.stop();
+    let readyz = format!("{}/readyz", api.url);
+    let noticed = testkit::eventually(Duration::from_secs(10), || async {
+        reqwest::get(&readyz).await.unwrap().status() == 503
+    })
+    .await;
+    assert!(noticed, "/readyz still 200 with the broker stopped");
     let response = api.post("application/json", event("during")).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "kafka_unavailable");
-    let readyz = reqwest::get(format!("{}/readyz", api.url)).await.unwrap();
-    assert_eq!(readyz.status(), 503);
 
     broker.restart();
     let recovered = testkit::eventually(Duration::from_secs(30), || async {

@@ -56,8 +56,10 @@ async fn malformed_json_and_empty_batches_are_400() {
 
 #[tokio::test]
 async fn more_in_flight_events_than_the_bound_is_429_and_kafka_timeout_is_503() {
+    // A broker that accepts connections but never answers holds every
+    // request until the delivery timeout.
     let api = Api::start(
-        &no_broker(),
+        &testkit::unresponsive_peer(),
         "events",
         &[
             "--max-in-flight-events",
@@ -79,7 +81,32 @@ async fn more_in_flight_events_than_the_bound_is_429_and_kafka_timeout_is_503() 
     let (waiting, crowded) = tokio::join!(waiting, crowded);
     assert_eq!(crowded.status(), 429);
     assert_eq!(crowded.headers()["retry-after"], "1");
-    assert_eq!(waiting.status(), 503, "no broker: not acknowledged in time");
+    assert_eq!(waiting.status(), 503, "not acknowledged in time");
+    let body: Value = waiting.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("8 of 8 events were not acknowledged"),
+        "{body}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn no_reachable_broker_is_503_at_once() {
+    let api = Api::start(&no_broker(), "events", &["--kafka-delivery-timeout", "30s"]).await;
+    // librdkafka reports the refused connections within moments.
+    let refused = testkit::eventually(Duration::from_secs(10), || async {
+        let started = std::time::Instant::now();
+        let response = api.post("application/json", r#"{"amount":1}"#).await;
+        response.status() == 503 && started.elapsed() < Duration::from_secs(5)
+    })
+    .await;
+    assert!(
+        refused,
+        "expected a prompt 503 while no broker is reachable"
+    );
     api.stop().await;
 }
 

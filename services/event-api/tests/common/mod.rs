@@ -14,6 +14,7 @@ pub struct Api {
 
 impl Api {
     pub async fn start(brokers: &str, topic: &str, extra: &[&str]) -> Self {
+        streamproc::telemetry::init();
         let mut args = vec![
             "event-api",
             "--kafka-brokers",

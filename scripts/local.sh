@@ -32,13 +32,15 @@ SERVICES=("event-api $EVENT_API_PORT" "event-producer $EVENT_PRODUCER_PORT")
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# The environment each service runs with: the Go version's variable names.
+# The environment each service runs with (the Go version's variable names),
+# as words on one line.
 service_env() {
   local name=$1 port=$2
-  echo "PORT=$port KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT KAFKA_TOPIC=events"
+  local vars=("PORT=$port" "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" "KAFKA_TOPIC=events")
   case $name in
-    event-producer) echo "API_HOST=127.0.0.1 API_PORT=$EVENT_API_PORT" ;;
+    event-producer) vars+=("API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
   esac
+  echo "${vars[*]}"
 }
 
 start_service() {

@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--topic", default="events")
     parser.add_argument("--count", type=int, help="stop after this many records")
     parser.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record")
+    parser.add_argument("--timeout", type=float, default=10.0, help="stop after this many seconds in all")
     parser.add_argument("--summary", action="store_true", help="print only the count of records per partition")
     args = parser.parse_args()
 
@@ -48,8 +49,12 @@ def main() -> int:
 
     per_partition: dict[int, int] = {}
     seen = 0
-    last = time.monotonic()
-    while (args.count is None or seen < args.count) and time.monotonic() - last < args.idle:
+    started = last = time.monotonic()
+    while (
+        (args.count is None or seen < args.count)
+        and time.monotonic() - last < args.idle
+        and time.monotonic() - started < args.timeout
+    ):
         message = consumer.poll(0.2)
         if message is None:
             continue

@@ -14,7 +14,18 @@ export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
 
 "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
 rm -rf "$STREAMPROC_STATE"
-trap '"$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true' EXIT
+on_exit() {
+  local status=$?
+  if ((status != 0)) && [[ -d $STREAMPROC_STATE/logs ]]; then
+    for file in "$STREAMPROC_STATE"/logs/*.log; do
+      echo "--- last lines of $file" >&2
+      tail -n 15 "$file" >&2 || true
+    done
+  fi
+  "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
+  return "$status"
+}
+trap on_exit EXIT
 
 "$REPO_ROOT/scripts/local.sh" up
 "$REPO_ROOT/scripts/local.sh" status
@@ -33,7 +44,7 @@ answer=$(curl -fsS --max-time 10 -H 'content-type: application/json' \
   -d '[{"id":"smoke-1","time":1700000000000,"amount":"6.5"}]' "http://127.0.0.1:$EVENT_API_PORT/")
 [[ $answer == *'"ingested":1'* ]] || die "event-api answered: $answer"
 sleep 3
-records=$("$REPO_ROOT/scripts/read_topic.py" --brokers "127.0.0.1:$KAFKA_PORT" --topic events --idle 3)
+records=$("$REPO_ROOT/scripts/read_topic.py" --brokers "127.0.0.1:$KAFKA_PORT" --topic events --idle 2 --timeout 10)
 grep -q '"key": "smoke-1"' <<<"$records" || die "the posted event is not on the topic"
 produced=$(grep -vc '"key": "smoke-1"' <<<"$records" || true)
 ((produced >= 1)) || die "no event from event-producer reached the topic"

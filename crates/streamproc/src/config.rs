@@ -1,9 +1,14 @@
 //! Configuration shared by the services: every flag is also read from an
 //! environment variable, and the Go version's variable names keep working.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+
+use crate::consume::ConsumerSettings;
+use crate::route::{Route, Watermark};
 
 /// Where a service listens and whether its I/O is switched off.
 #[derive(Debug, Clone, Args)]
@@ -60,6 +65,65 @@ impl KafkaArgs {
         match &self.kafka_brokers {
             Some(brokers) if !brokers.trim().is_empty() => brokers.trim().to_owned(),
             _ => format!("{}:{}", self.kafka_host, self.kafka_port),
+        }
+    }
+}
+
+/// How a consumer service reads, batches and retries.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    /// Consumer group [default: streamproc-<service name>]. Instances of one
+    /// service share a group and split the partitions.
+    #[arg(long, env = "KAFKA_GROUP_ID")]
+    pub kafka_group_id: Option<String>,
+
+    /// Topic for records that are not valid events (or that the store refused).
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "events.dlq")]
+    pub kafka_dlq_topic: String,
+
+    /// Amounts above it go to consumer-high (TimescaleDB), the rest, the
+    /// watermark included, to consumer-low (InfluxDB).
+    #[arg(long, env = "WATERMARK", default_value_t = Watermark::DEFAULT.value(), value_parser = parse_watermark)]
+    pub watermark: f64,
+
+    /// Most events in one sink write.
+    #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 1000)]
+    pub batch_max_events: usize,
+
+    /// Longest a record waits in a batch before the batch is written.
+    #[arg(long, env = "BATCH_MAX_AGE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub batch_max_age: Duration,
+
+    /// Longest wait between two tries of a failed sink write.
+    #[arg(long, env = "RETRY_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_max: Duration,
+
+    /// On SIGTERM, how long to keep retrying the write of the batch in hand.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_watermark(s: &str) -> Result<f64, String> {
+    s.parse::<Watermark>().map(Watermark::value)
+}
+
+impl ConsumerArgs {
+    pub fn settings(&self, kafka: &KafkaArgs, route: Route, service: &str) -> ConsumerSettings {
+        ConsumerSettings {
+            brokers: kafka.bootstrap_servers(),
+            topic: kafka.kafka_topic.clone(),
+            group_id: self
+                .kafka_group_id
+                .clone()
+                .unwrap_or_else(|| format!("streamproc-{service}")),
+            dead_letter_topic: self.kafka_dlq_topic.clone(),
+            route,
+            watermark: Watermark::new(self.watermark).expect("validated by parse_watermark"),
+            batch_max_events: self.batch_max_events.max(1),
+            batch_max_age: self.batch_max_age,
+            retry_initial: Duration::from_millis(200),
+            retry_max: self.retry_max,
+            drain_timeout: self.drain_timeout,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! configuration, build its state, serve its routes next to [`ops`], and stop
 //! on [`shutdown::signal`].
 
+pub mod backoff;
 pub mod config;
+pub mod consume;
 pub mod event;
 pub mod kafka;
 pub mod metrics;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{middleware, routing::get, Router};
-use rand::Rng;
 use streamproc::metrics::{HttpMetrics, Registry};
 use streamproc::{ops, EventTime};
 use tokio::net::TcpListener;
@@ -272,16 +271,16 @@ impl Delivery {
     }
 }
 
-/// Exponential backoff with jitter, at least what the server asked for.
+/// When the next send may be tried, after failures.
 struct Backoff {
-    delay: Duration,
+    delays: streamproc::backoff::Backoff,
     next_attempt: Instant,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
-            delay: FIRST_BACKOFF,
+            delays: streamproc::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
             next_attempt: Instant::now(),
         }
     }
@@ -293,18 +292,13 @@ impl Backoff {
     }
 
     fn reset(&mut self) {
-        *self = Self::default();
+        self.delays.reset();
+        self.next_attempt = Instant::now();
     }
 
     /// Records a failure and returns how long to wait before the next try.
     fn fail(&mut self, server_asked: Option<Duration>) -> Duration {
-        // ±25% so that many producers do not retry in lockstep.
-        let jitter = rand::rng().random_range(0.75..1.25);
-        let delay = self
-            .delay
-            .mul_f64(jitter)
-            .max(server_asked.unwrap_or_default());
-        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+        let delay = self.delays.next_delay(server_asked);
         self.next_attempt = Instant::now() + delay;
         delay
     }

@@ -1,0 +1,148 @@
+//! Gathering one batch from the topic: decode, validate, route, and note the
+//! offsets to commit once the batch is stored.
+
+use std::collections::BTreeMap;
+
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::DeadLetter;
+use super::{ConsumerMetrics, ConsumerSettings};
+use crate::event::Event;
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Records read since the last commit, sorted by what happens to them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    topic: String,
+    /// This consumer's events, to write to its sink.
+    pub events: Vec<Event>,
+    sources: Vec<Source>,
+    /// Records that are not valid events, for the dead-letter topic.
+    pub dead: Vec<DeadLetter>,
+    /// The offset after the last record read, per partition.
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl Batch {
+    fn new(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next_offsets.is_empty()
+    }
+
+    fn add(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        settings: &ConsumerSettings,
+        metrics: &ConsumerMetrics,
+    ) {
+        metrics.consumed.inc();
+        let source = Source {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let next = self.next_offsets.entry(source.partition).or_insert(0);
+        *next = (*next).max(source.offset + 1);
+        match Event::from_json_bytes(message.payload().unwrap_or_default()) {
+            Ok(event) if settings.watermark.route(event.amount) == settings.route => {
+                self.events.push(event);
+                self.sources.push(source);
+            }
+            Ok(_) => {
+                metrics.skipped.inc();
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "record {}/{}@{} is not a valid event ({error}); dead-lettering it",
+                    self.topic,
+                    source.partition,
+                    source.offset
+                );
+                self.dead.push(DeadLetter {
+                    source_topic: self.topic.clone(),
+                    source,
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The batch's events as dead letters, when the store refused them.
+    pub fn rejected(&self, reason: &str) -> Vec<DeadLetter> {
+        self.events
+            .iter()
+            .zip(&self.sources)
+            .map(|(event, source)| DeadLetter {
+                source_topic: self.topic.clone(),
+                source: *source,
+                key: Some(event.id.as_str().as_bytes().to_vec()),
+                payload: Some(event.to_json_bytes()),
+                reason: format!("rejected by the store: {reason}"),
+            })
+            .collect()
+    }
+
+    /// What to commit once the batch is stored.
+    pub fn offsets(&self) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (&partition, &next) in &self.next_offsets {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+                .expect("a non-negative offset is valid");
+        }
+        list
+    }
+}
+
+/// Reads records until the batch is full, its first record is
+/// `batch_max_age` old, or shutdown begins.
+pub async fn gather<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    settings: &ConsumerSettings,
+    metrics: &ConsumerMetrics,
+    shutdown: &CancellationToken,
+) -> Batch {
+    let mut batch = Batch::new(&settings.topic);
+    let mut records = 0;
+    let mut deadline: Option<Instant> = None;
+    while records < settings.batch_max_events {
+        let age_limit = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = age_limit => break,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    deadline.get_or_insert_with(|| Instant::now() + settings.batch_max_age);
+                    batch.add(&message, settings, metrics);
+                    records += 1;
+                }
+                Err(error) => {
+                    tracing::warn!("kafka: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            },
+        }
+    }
+    batch
+}

@@ -1,0 +1,102 @@
+//! The dead-letter topic: records that are not valid events go there, with
+//! the reason and their origin in headers, so they never block a partition
+//! and are never silently dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+
+use super::batch::Source;
+use crate::kafka::{self, ReliableProducer};
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub source_topic: String,
+    pub source: Source,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub reason: String,
+}
+
+pub struct DeadLetters {
+    brokers: String,
+    topic: String,
+    producer: ReliableProducer,
+    topic_exists: AtomicBool,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl DeadLetters {
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
+        let (producer, _) = kafka::reliable_producer(brokers, TIMEOUT)?;
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            producer,
+            topic_exists: AtomicBool::new(false),
+        })
+    }
+
+    /// Asks the cluster for `topic`'s metadata.
+    pub async fn check_reachable(&self, topic: &str) -> Result<(), kafka::KafkaSetupError> {
+        kafka::check_reachable(&self.producer, topic, Duration::from_secs(2)).await
+    }
+
+    /// Writes every dead letter and waits for Kafka's acknowledgements.
+    pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), String> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        if !self.topic_exists.load(Ordering::Relaxed) {
+            kafka::ensure_topic(&self.brokers, &self.topic, 1, 1, TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.topic_exists.store(true, Ordering::Relaxed);
+        }
+        let mut deliveries = Vec::with_capacity(letters.len());
+        for letter in letters {
+            let partition = letter.source.partition.to_string();
+            let offset = letter.source.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "streamproc-reason",
+                    value: Some(&letter.reason),
+                })
+                .insert(Header {
+                    key: "streamproc-source-topic",
+                    value: Some(&letter.source_topic),
+                })
+                .insert(Header {
+                    key: "streamproc-source-partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "streamproc-source-offset",
+                    value: Some(&offset),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).headers(headers);
+            if let Some(key) = &letter.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &letter.payload {
+                record = record.payload(payload.as_slice());
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => return Err(error.to_string()),
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(error.to_string()),
+                Err(_) => return Err("the dead-letter producer was shut down".into()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::metrics::latency_histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub partition: i32,
+}
+
+/// What the consume loop counts.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    pub consumed: Counter,
+    pub written: Counter,
+    pub skipped: Counter,
+    pub dead_lettered: Counter,
+    pub write_failures: Counter,
+    pub commits: Counter,
+    pub batch_events: Histogram,
+    pub write_seconds: Histogram,
+    pub lag: Family<PartitionLabels, Gauge>,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            consumed: Counter::default(),
+            written: Counter::default(),
+            skipped: Counter::default(),
+            dead_lettered: Counter::default(),
+            write_failures: Counter::default(),
+            commits: Counter::default(),
+            batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
+            write_seconds: latency_histogram(),
+            lag: Family::default(),
+        };
+        registry.register(
+            "events_consumed",
+            "Records read from the topic",
+            metrics.consumed.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Events written to the sink",
+            metrics.written.clone(),
+        );
+        registry.register(
+            "events_skipped",
+            "Valid events routed to the other store",
+            metrics.skipped.clone(),
+        );
+        registry.register(
+            "events_dead_lettered",
+            "Records sent to the dead-letter topic",
+            metrics.dead_lettered.clone(),
+        );
+        registry.register(
+            "sink_write_failures",
+            "Sink writes that failed and were retried",
+            metrics.write_failures.clone(),
+        );
+        registry.register(
+            "offset_commits",
+            "Offset commits that succeeded",
+            metrics.commits.clone(),
+        );
+        registry.register(
+            "batch_events",
+            "Events per sink write",
+            metrics.batch_events.clone(),
+        );
+        registry.register(
+            "sink_write_seconds",
+            "Time of one successful sink write",
+            metrics.write_seconds.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the end of each partition (librdkafka statistics)",
+            metrics.lag.clone(),
+        );
+        metrics
+    }
+}

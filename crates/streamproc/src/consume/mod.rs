@@ -1,0 +1,278 @@
+//! The one consume loop both consumers run: read a batch from the topic,
+//! route it, write this consumer's events to its [`Sink`], and commit the
+//! offsets only after the write is durable (rust-rdkafka's at-least-once
+//! pattern). Redelivery after a crash is harmless because every sink write is
+//! idempotent, keyed by the event id: together that is exactly-once in effect.
+
+mod batch;
+mod context;
+mod dead_letter;
+mod metrics;
+pub mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::event::Event;
+use crate::route::{Route, Watermark};
+pub use batch::Batch;
+use dead_letter::DeadLetters;
+pub use metrics::ConsumerMetrics;
+
+/// Why a sink write failed. Either way nothing is committed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The store is down or slow: retry the same batch after a backoff.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store refused these events for good (retrying cannot help): they
+    /// go to the dead-letter topic so their partition keeps flowing.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Where a consumer stores its events. `write` must be idempotent: writing
+/// an event whose id is already stored changes nothing.
+pub trait Sink: Send + Sync + 'static {
+    fn write(&self, events: &[Event]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Whether the store answers, for `/readyz`.
+    fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// How one consumer reads and batches.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub dead_letter_topic: String,
+    /// The events this consumer stores; the others are skipped (and their
+    /// offsets committed), since the other consumer stores them.
+    pub route: Route,
+    pub watermark: Watermark,
+    pub batch_max_events: usize,
+    /// A batch is written at the latest this long after its first record.
+    pub batch_max_age: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// On shutdown, how long to keep retrying the last batch's write.
+    pub drain_timeout: Duration,
+}
+
+/// A subscribed consumer, ready to [`Consumer::run`].
+pub struct Consumer {
+    settings: ConsumerSettings,
+    kafka: Arc<StreamConsumer<context::StatsContext>>,
+    dead_letters: DeadLetters,
+    metrics: ConsumerMetrics,
+}
+
+impl Consumer {
+    pub fn new(settings: ConsumerSettings, metrics: ConsumerMetrics) -> anyhow::Result<Self> {
+        let kafka: StreamConsumer<context::StatsContext> = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("broker.address.family", "v4")
+            .set("group.id", &settings.group_id)
+            // Offsets are committed by hand, after the sink write.
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // Bounds what librdkafka prefetches while the sink is down.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context::StatsContext::new(
+                metrics.lag.clone(),
+                settings.topic.clone(),
+            ))?;
+        kafka.subscribe(&[&settings.topic])?;
+        let dead_letters = DeadLetters::new(&settings.brokers, &settings.dead_letter_topic)?;
+        Ok(Self {
+            settings,
+            kafka: Arc::new(kafka),
+            dead_letters,
+            metrics,
+        })
+    }
+
+    /// Whether the brokers answer and the topic exists, for `/readyz`.
+    pub async fn check_broker(&self) -> Result<(), String> {
+        self.dead_letters
+            .check_reachable(&self.settings.topic)
+            .await
+            .map_err(|e| format!("kafka: {e}"))
+    }
+
+    /// Runs the loop until `shutdown` is cancelled; then writes and commits
+    /// the batch in hand and returns.
+    pub async fn run<S: Sink>(&self, sink: &S, shutdown: CancellationToken) {
+        let settings = &self.settings;
+        tracing::info!(
+            "consuming {:?} as group {:?}: {} events go to this sink (watermark {})",
+            settings.topic,
+            settings.group_id,
+            settings.route,
+            settings.watermark.value()
+        );
+        let mut retry = Backoff::new(settings.retry_initial, settings.retry_max);
+        loop {
+            let batch = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
+            if batch.is_empty() {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            let deadline = Deadline::new(&shutdown, settings.drain_timeout);
+            let stored = store(
+                &batch,
+                sink,
+                &self.dead_letters,
+                &self.metrics,
+                &mut retry,
+                &deadline,
+            )
+            .await;
+            if !stored {
+                tracing::warn!(
+                    "stopping with a batch not stored: it is not committed and will be read again"
+                );
+                break;
+            }
+            commit(&self.kafka, &batch, &self.metrics).await;
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        tracing::info!("consumer stopped");
+    }
+}
+
+/// Writes the batch's events and dead letters, retrying with backoff until
+/// both are durable. Returns false when shutdown's drain time ran out first.
+async fn store<S: Sink>(
+    batch: &Batch,
+    sink: &S,
+    dead_letters: &DeadLetters,
+    metrics: &ConsumerMetrics,
+    retry: &mut Backoff,
+    deadline: &Deadline<'_>,
+) -> bool {
+    let mut dead = batch.dead.clone();
+    let mut events_stored = batch.events.is_empty();
+    loop {
+        if !events_stored {
+            let started = std::time::Instant::now();
+            match sink.write(&batch.events).await {
+                Ok(()) => {
+                    events_stored = true;
+                    metrics
+                        .write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.written.inc_by(batch.events.len() as u64);
+                    metrics.batch_events.observe(batch.events.len() as f64);
+                    tracing::debug!("wrote {} events", batch.events.len());
+                }
+                Err(SinkError::Rejected(reason)) => {
+                    tracing::error!(
+                        "the store rejected {} events ({reason}); sending them to the dead-letter topic",
+                        batch.events.len()
+                    );
+                    dead.extend(batch.rejected(&reason));
+                    events_stored = true;
+                }
+                Err(SinkError::Unavailable(reason)) => {
+                    metrics.write_failures.inc();
+                    let delay = retry.next_delay(None);
+                    tracing::warn!(
+                        "writing {} events failed: {reason}; retrying in {delay:?}",
+                        batch.events.len()
+                    );
+                    if !deadline.sleep(delay).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+        }
+        match dead_letters.send_all(&dead).await {
+            Ok(()) => {
+                metrics.dead_lettered.inc_by(dead.len() as u64);
+                retry.reset();
+                return true;
+            }
+            Err(reason) => {
+                let delay = retry.next_delay(None);
+                tracing::warn!(
+                    "dead-lettering {} records failed: {reason}; retrying in {delay:?}",
+                    dead.len()
+                );
+                if !deadline.sleep(delay).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Commits the offsets after the batch. A failed commit is logged, not
+/// retried: the records are read again later and the idempotent write makes
+/// that harmless (it happens when a rebalance moved the partition away).
+async fn commit(
+    consumer: &Arc<StreamConsumer<context::StatsContext>>,
+    batch: &Batch,
+    metrics: &ConsumerMetrics,
+) {
+    let offsets = batch.offsets();
+    let consumer = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+    match committed {
+        Ok(Ok(())) => {
+            metrics.commits.inc();
+        }
+        Ok(Err(e)) => tracing::warn!("commit failed ({e}); these records will be read again"),
+        Err(e) => tracing::warn!("commit task failed ({e}); these records will be read again"),
+    }
+}
+
+/// Sleeps for retries until shutdown, then for at most the drain time.
+struct Deadline<'a> {
+    shutdown: &'a CancellationToken,
+    drain: Duration,
+    drain_ends: std::sync::OnceLock<tokio::time::Instant>,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(shutdown: &'a CancellationToken, drain: Duration) -> Self {
+        Self {
+            shutdown,
+            drain,
+            drain_ends: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Returns false when the drain time is over instead of sleeping.
+    async fn sleep(&self, delay: Duration) -> bool {
+        if !self.shutdown.is_cancelled() {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {}
+                () = tokio::time::sleep(delay) => return true,
+            }
+        }
+        let ends = *self
+            .drain_ends
+            .get_or_init(|| tokio::time::Instant::now() + self.drain);
+        let now = tokio::time::Instant::now();
+        if now >= ends {
+            return false;
+        }
+        tokio::time::sleep(delay.min(ends - now)).await;
+        true
+    }
+}

@@ -1,0 +1,70 @@
+//! Everything a consumer service does besides choosing its sink: probes and
+//! metrics, the consume loop, `DISABLE`, and shutdown. consumer-high and
+//! consumer-low are this plus a [`Sink`].
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{middleware, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
+use crate::metrics::{HttpMetrics, Registry};
+use crate::ops::{self, ReadinessCheck};
+
+/// Serves a consumer on `listener` until `shutdown`. `connect` builds the
+/// sink; it is not called when `disabled`, so a disabled consumer opens no
+/// connection to Kafka or its store.
+pub async fn serve<S: Sink>(
+    settings: ConsumerSettings,
+    disabled: bool,
+    listener: TcpListener,
+    connect: impl FnOnce(&mut Registry) -> anyhow::Result<S>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let consumer = if disabled {
+        tracing::warn!("DISABLE is set: consuming nothing, connecting to no store");
+        None
+    } else {
+        let metrics = ConsumerMetrics::register(&mut registry);
+        let sink = Arc::new(connect(&mut registry)?);
+        Some((Arc::new(Consumer::new(settings, metrics)?), sink))
+    };
+    let ready = match &consumer {
+        Some((consumer, sink)) => readiness(consumer.clone(), sink.clone()),
+        None => ops::always_ready(),
+    };
+    let app = Router::new()
+        .route("/", get(ops::root_ok))
+        .merge(ops::router(Arc::new(registry), ready))
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            HttpMetrics::track,
+        ));
+    tracing::info!("probes and metrics on {}", listener.local_addr()?);
+
+    // Probes keep answering while the consumer drains.
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(ops::serve(listener, app, server_stop.clone()));
+    match consumer {
+        Some((consumer, sink)) => consumer.run(sink.as_ref(), shutdown).await,
+        None => shutdown.cancelled().await,
+    }
+    server_stop.cancel();
+    server.await??;
+    Ok(())
+}
+
+fn readiness<S: Sink>(consumer: Arc<Consumer>, sink: Arc<S>) -> ReadinessCheck {
+    Arc::new(move || {
+        let consumer = consumer.clone();
+        let sink = sink.clone();
+        Box::pin(async move {
+            consumer.check_broker().await?;
+            sink.check().await.map_err(|e| format!("store: {e}"))
+        })
+    })
+}

@@ -8,12 +8,14 @@ pub mod backoff;
 pub mod config;
 pub mod consume;
 pub mod event;
+pub mod influx;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
 pub mod route;
 pub mod shutdown;
 pub mod telemetry;
+pub mod timescale;
 
 pub use event::{Amount, Event, EventId, EventTime};
 pub use route::{Route, Watermark};

@@ -1,0 +1,261 @@
+//! A small InfluxDB HTTP client shared by consumer-low (writes) and the
+//! aggregator (reads). Writes use the v1 `/write` endpoint or the v2
+//! `/api/v2/write` endpoint; reads use InfluxQL at `/query`, which InfluxDB
+//! 1.x, 2.x (compatibility API) and 3.x all serve.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use reqwest::{RequestBuilder, StatusCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InfluxApi {
+    /// `/write?db=&rp=` with optional user and password (InfluxDB 1.x).
+    V1,
+    /// `/api/v2/write?org=&bucket=` with a token (InfluxDB 2.x and 3.x).
+    V2,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InfluxArgs {
+    /// InfluxDB base URL; a bare host name gets http:// and port 8086.
+    #[arg(long, env = "INFLUXDB_HOST", default_value = "http://127.0.0.1:8086")]
+    pub influxdb_host: String,
+
+    /// Which write API to use.
+    #[arg(long, env = "INFLUXDB_API", value_enum, default_value = "v1")]
+    pub influxdb_api: InfluxApi,
+
+    /// Database (v1; created when missing).
+    #[arg(long, env = "INFLUXDB_DB", default_value = "streamproc")]
+    pub influxdb_db: String,
+
+    /// Retention policy (v1); the database's default when unset.
+    #[arg(long, env = "INFLUXDB_RP")]
+    pub influxdb_rp: Option<String>,
+
+    /// User (v1).
+    #[arg(long, env = "INFLUXDB_USER")]
+    pub influxdb_user: Option<String>,
+
+    /// Password (v1).
+    #[arg(long, env = "INFLUXDB_PASSWORD", hide_env_values = true)]
+    pub influxdb_password: Option<String>,
+
+    /// API token (v2; also sent to v1 when set).
+    #[arg(long, env = "INFLUXDB_TOKEN", hide_env_values = true)]
+    pub influxdb_token: Option<String>,
+
+    /// Organization (v2).
+    #[arg(long, env = "INFLUXDB_ORG")]
+    pub influxdb_org: Option<String>,
+
+    /// Bucket (v2; must exist).
+    #[arg(long, env = "INFLUXDB_BUCKET", default_value = "streamproc")]
+    pub influxdb_bucket: String,
+
+    /// Limit for one request to InfluxDB.
+    #[arg(long, env = "INFLUXDB_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub influxdb_timeout: Duration,
+}
+
+impl InfluxArgs {
+    pub fn base_url(&self) -> String {
+        let host = self.influxdb_host.trim().trim_end_matches('/');
+        if host.contains("://") {
+            host.to_owned()
+        } else if host.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+            format!("http://{host}")
+        } else {
+            format!("http://{host}:8086")
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    /// Could not connect, timed out, or a 5xx: worth retrying.
+    #[error("InfluxDB is unavailable: {0}")]
+    Unavailable(String),
+    /// The database or bucket does not exist.
+    #[error("InfluxDB has no database {0:?}")]
+    NoDatabase(String),
+    /// Credentials were refused.
+    #[error("InfluxDB refused the credentials ({status}): {body}")]
+    Unauthorized { status: StatusCode, body: String },
+    /// The request itself was refused (bad line protocol, type conflict).
+    #[error("InfluxDB refused the request ({status}): {body}")]
+    Rejected { status: StatusCode, body: String },
+}
+
+#[derive(Clone)]
+pub struct Influx {
+    http: reqwest::Client,
+    args: InfluxArgs,
+    base: String,
+}
+
+impl Influx {
+    pub fn new(args: InfluxArgs) -> anyhow::Result<Self> {
+        if args.influxdb_api == InfluxApi::V2 {
+            anyhow::ensure!(
+                args.influxdb_token.is_some() && args.influxdb_org.is_some(),
+                "INFLUXDB_API=v2 needs INFLUXDB_TOKEN and INFLUXDB_ORG"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(args.influxdb_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        let base = args.base_url();
+        Ok(Self { http, args, base })
+    }
+
+    pub fn describe(&self) -> String {
+        match self.args.influxdb_api {
+            InfluxApi::V1 => format!("{} database {:?}", self.base, self.args.influxdb_db),
+            InfluxApi::V2 => format!("{} bucket {:?}", self.base, self.args.influxdb_bucket),
+        }
+    }
+
+    fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        if let Some(token) = &self.args.influxdb_token {
+            request.header("Authorization", format!("Token {token}"))
+        } else if let Some(user) = &self.args.influxdb_user {
+            request.basic_auth(user, self.args.influxdb_password.as_deref())
+        } else {
+            request
+        }
+    }
+
+    /// `GET /ping`: InfluxDB answers 204 when it is up.
+    pub async fn ping(&self) -> Result<(), InfluxError> {
+        let response = self
+            .http
+            .get(format!("{}/ping", self.base))
+            .send()
+            .await
+            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+        check(response, &self.database()).await.map(drop)
+    }
+
+    fn database(&self) -> String {
+        match self.args.influxdb_api {
+            InfluxApi::V1 => self.args.influxdb_db.clone(),
+            InfluxApi::V2 => self.args.influxdb_bucket.clone(),
+        }
+    }
+
+    /// Creates the v1 database unless it exists (InfluxQL's CREATE DATABASE
+    /// is idempotent). v2 buckets are created by their owner, not here.
+    pub async fn create_database(&self) -> Result<(), InfluxError> {
+        if self.args.influxdb_api == InfluxApi::V2 {
+            return Ok(());
+        }
+        let statement = format!("CREATE DATABASE \"{}\"", self.args.influxdb_db.replace('"', "\\\""));
+        let request = self
+            .http
+            .post(format!("{}/query", self.base))
+            .form(&[("q", statement)]);
+        let response = self
+            .authorize(request)
+            .send()
+            .await
+            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+        check(response, &self.database()).await.map(drop)
+    }
+
+    /// Writes line protocol with nanosecond timestamps.
+    pub async fn write(&self, lines: String) -> Result<(), InfluxError> {
+        let request = match self.args.influxdb_api {
+            InfluxApi::V1 => {
+                let mut query = vec![("db", self.args.influxdb_db.as_str()), ("precision", "ns")];
+                if let Some(rp) = &self.args.influxdb_rp {
+                    query.push(("rp", rp));
+                }
+                self.http.post(format!("{}/write", self.base)).query(&query)
+            }
+            InfluxApi::V2 => self
+                .http
+                .post(format!("{}/api/v2/write", self.base))
+                .query(&[
+                    ("org", self.args.influxdb_org.as_deref().unwrap_or_default()),
+                    ("bucket", self.args.influxdb_bucket.as_str()),
+                    ("precision", "ns"),
+                ]),
+        };
+        let response = self
+            .authorize(request.body(lines))
+            .send()
+            .await
+            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+        check(response, &self.database()).await.map(drop)
+    }
+
+    /// Runs an InfluxQL query against the database (v1) or the bucket's
+    /// compatibility mapping (v2) and returns the JSON answer.
+    pub async fn query(&self, influxql: &str) -> Result<serde_json::Value, InfluxError> {
+        let request = self.http.post(format!("{}/query", self.base)).form(&[
+            ("db", self.database().as_str()),
+            ("q", influxql),
+            ("epoch", "ms"),
+        ]);
+        let response = self
+            .authorize(request)
+            .send()
+            .await
+            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+        let body = check(response, &self.database()).await?;
+        let value: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| InfluxError::Unavailable(format!("unreadable answer: {e}")))?;
+        // InfluxQL reports statement errors inside a 200 answer.
+        if let Some(error) = value["results"][0]["error"].as_str() {
+            if error.contains("database not found") {
+                return Err(InfluxError::NoDatabase(self.database()));
+            }
+            return Err(InfluxError::Rejected {
+                status: StatusCode::OK,
+                body: error.to_owned(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+async fn check(response: reqwest::Response, database: &str) -> Result<String, InfluxError> {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    match status {
+        s if s.is_success() => Ok(body),
+        StatusCode::NOT_FOUND if body.contains("not found") => {
+            Err(InfluxError::NoDatabase(database.to_owned()))
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Err(InfluxError::Unauthorized { status, body })
+        }
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Err(InfluxError::Unavailable(format!("{status}: {body}")))
+        }
+        _ => Err(InfluxError::Rejected { status, body }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        influx: InfluxArgs,
+    }
+
+    #[test]
+    fn base_urls() {
+        let url = |host: &str| Cli::parse_from(["t", "--influxdb-host", host]).influx.base_url();
+        assert_eq!(url("http://db:9999/"), "http://db:9999");
+        assert_eq!(url("influxdb"), "http://influxdb:8086");
+        assert_eq!(url("influxdb:8087"), "http://influxdb:8087");
+    }
+}

@@ -1,0 +1,31 @@
+-- The Go version's table, plus the event id that makes writes idempotent.
+CREATE TABLE events (
+    time   timestamptz      NOT NULL,
+    amount double precision NOT NULL,
+    id     text             NOT NULL
+);
+
+-- One row per stored event id. A hypertable's unique indexes must include
+-- its time column, and a client that retries without a time gets a new
+-- receipt time, so uniqueness by id alone lives in this plain table.
+CREATE TABLE event_ids (
+    id text PRIMARY KEY
+);
+
+-- A hypertable when TimescaleDB is available (its default index on time
+-- serves time_bucket queries); a plain table with a time index otherwise,
+-- for managed PostgreSQL without the extension.
+DO $$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS timescaledb;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'timescaledb is not available (%): events stays a plain table', SQLERRM;
+    END;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        PERFORM create_hypertable('events', 'time');
+    ELSE
+        CREATE INDEX events_time_idx ON events (time DESC);
+    END IF;
+END
+$$;

@@ -1,0 +1,49 @@
+//! consumer-high: events with amount above the watermark, into TimescaleDB.
+//! See the README beside this crate.
+
+mod store;
+
+use clap::Parser;
+use streamproc::config::{ConsumerArgs, KafkaArgs, ServeArgs};
+use streamproc::consume::service;
+use streamproc::timescale::PostgresArgs;
+use streamproc::Route;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use store::TimescaleSink;
+
+pub const DEFAULT_PORT: u16 = 9996;
+
+/// consumer-high: stores events with amount > WATERMARK in TimescaleDB.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+}
+
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = config
+        .consumer
+        .settings(&config.kafka, Route::High, "consumer-high");
+    let postgres = config.postgres.clone();
+    service::serve(
+        settings,
+        config.serve.disable,
+        listener,
+        |_| TimescaleSink::new(&postgres),
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,104 @@
+//! The TimescaleDB sink: one statement per batch, idempotent by event id.
+
+use sqlx::PgPool;
+use streamproc::consume::{Sink, SinkError};
+use streamproc::timescale::PostgresArgs;
+use streamproc::Event;
+use tokio::sync::OnceCell;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Inserts the ids that are new into `event_ids` and, in the same statement
+/// (so in one transaction), the rows of exactly those ids into `events`.
+/// A redelivered or retried event finds its id taken and adds nothing.
+const INSERT: &str = "
+WITH batch AS (
+    SELECT DISTINCT ON (id) id, ms, amount
+    FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS b(id, ms, amount)
+),
+fresh AS (
+    INSERT INTO event_ids (id) SELECT id FROM batch
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO events (time, amount, id)
+SELECT timestamptz 'epoch' + batch.ms * interval '1 millisecond', batch.amount, batch.id
+FROM batch JOIN fresh USING (id)";
+
+pub struct TimescaleSink {
+    pool: PgPool,
+    /// Migrations run once, on the first write or check that reaches the
+    /// database, so the service can start before PostgreSQL.
+    schema: OnceCell<()>,
+    target: String,
+}
+
+impl TimescaleSink {
+    pub fn new(args: &PostgresArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: args.lazy_pool()?,
+            schema: OnceCell::new(),
+            target: args.describe(),
+        })
+    }
+
+    async fn ensure_schema(&self) -> Result<(), SinkError> {
+        self.schema
+            .get_or_try_init(|| async {
+                MIGRATOR
+                    .run(&self.pool)
+                    .await
+                    .map_err(|e| SinkError::Unavailable(format!("migrating {}: {e}", self.target)))?;
+                let timescale: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                if timescale {
+                    tracing::info!("schema ready in {}: events is a hypertable", self.target);
+                } else {
+                    tracing::warn!(
+                        "TimescaleDB is not installed in {}: events is a plain PostgreSQL table",
+                        self.target
+                    );
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+fn unavailable(error: sqlx::Error) -> SinkError {
+    SinkError::Unavailable(error.to_string())
+}
+
+impl Sink for TimescaleSink {
+    async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+        self.ensure_schema().await?;
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.time.as_millis()).collect();
+        let amounts: Vec<f64> = events.iter().map(|e| e.amount.value()).collect();
+        let inserted = sqlx::query(INSERT)
+            .bind(&ids)
+            .bind(&times)
+            .bind(&amounts)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        if inserted < events.len() as u64 {
+            tracing::info!(
+                "{} of {} events were stored before (redelivered or retried); kept one copy",
+                events.len() as u64 - inserted,
+                events.len()
+            );
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), SinkError> {
+        self.ensure_schema().await
+    }
+}

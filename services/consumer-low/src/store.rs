@@ -1,0 +1,64 @@
+//! The InfluxDB sink: one line-protocol request per batch, idempotent because
+//! each event's point identity comes from its id (see `line`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use streamproc::consume::{Sink, SinkError};
+use streamproc::influx::{Influx, InfluxArgs, InfluxError};
+use streamproc::Event;
+
+use crate::line;
+
+pub struct InfluxSink {
+    influx: Influx,
+    database_ready: AtomicBool,
+}
+
+impl InfluxSink {
+    pub fn new(args: InfluxArgs) -> anyhow::Result<Self> {
+        let influx = Influx::new(args)?;
+        tracing::info!("writing to InfluxDB at {}", influx.describe());
+        Ok(Self {
+            influx,
+            database_ready: AtomicBool::new(false),
+        })
+    }
+
+    async fn ensure_database(&self) -> Result<(), SinkError> {
+        if !self.database_ready.load(Ordering::Relaxed) {
+            self.influx.create_database().await.map_err(to_sink_error)?;
+            self.database_ready.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Only a refusal of the data itself is final; missing databases, refused
+/// credentials and outages are retried until someone fixes them, since
+/// dead-lettering every event for a configuration mistake would be worse.
+fn to_sink_error(error: InfluxError) -> SinkError {
+    match error {
+        InfluxError::Rejected { .. } => SinkError::Rejected(error.to_string()),
+        _ => SinkError::Unavailable(error.to_string()),
+    }
+}
+
+impl Sink for InfluxSink {
+    async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+        self.ensure_database().await?;
+        match self.influx.write(line::encode(events)).await {
+            Ok(()) => Ok(()),
+            Err(error @ InfluxError::NoDatabase(_)) => {
+                // Dropped behind our back: create it again on the next try.
+                self.database_ready.store(false, Ordering::Relaxed);
+                Err(SinkError::Unavailable(error.to_string()))
+            }
+            Err(error) => Err(to_sink_error(error)),
+        }
+    }
+
+    async fn check(&self) -> Result<(), SinkError> {
+        self.influx.ping().await.map_err(to_sink_error)?;
+        self.ensure_database().await
+    }
+}

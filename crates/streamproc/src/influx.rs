@@ -64,7 +64,10 @@ impl InfluxArgs {
         let host = self.influxdb_host.trim().trim_end_matches('/');
         if host.contains("://") {
             host.to_owned()
-        } else if host.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+        } else if host
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        {
             format!("http://{host}")
         } else {
             format!("http://{host}:8086")
@@ -152,7 +155,10 @@ impl Influx {
         if self.args.influxdb_api == InfluxApi::V2 {
             return Ok(());
         }
-        let statement = format!("CREATE DATABASE \"{}\"", self.args.influxdb_db.replace('"', "\\\""));
+        let statement = format!(
+            "CREATE DATABASE \"{}\"",
+            self.args.influxdb_db.replace('"', "\\\"")
+        );
         let request = self
             .http
             .post(format!("{}/query", self.base))
@@ -253,7 +259,11 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        let url = |host: &str| Cli::parse_from(["t", "--influxdb-host", host]).influx.base_url();
+        let url = |host: &str| {
+            Cli::parse_from(["t", "--influxdb-host", host])
+                .influx
+                .base_url()
+        };
         assert_eq!(url("http://db:9999/"), "http://db:9999");
         assert_eq!(url("influxdb"), "http://influxdb:8086");
         assert_eq!(url("influxdb:8087"), "http://influxdb:8087");

@@ -23,7 +23,13 @@ pub struct PostgresArgs {
     #[arg(long, env = "POSTGRES_USER", default_value = "postgres")]
     pub postgres_user: String,
 
-    #[arg(long, env = "POSTGRES_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "POSTGRES_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub postgres_password: String,
 
     #[arg(long, env = "POSTGRES_DB", default_value = "streamproc")]

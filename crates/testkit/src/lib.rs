@@ -1,17 +1,34 @@
 //! Test support shared by the services' integration tests.
 //!
-//! Every test gets its own real broker (tansu) on a free loopback port, so
-//! tests run in parallel and never touch a local stack a developer has
-//! running.
+//! Every test gets its own real broker (tansu), PostgreSQL with TimescaleDB
+//! and InfluxDB, each on a free loopback port with its state in a temporary
+//! directory, so tests run in parallel, can stop a component to see what
+//! happens, and never touch a local stack a developer has running.
 
 mod broker;
+mod influxdb;
+mod postgres;
 mod topic;
 
-pub use broker::{Storage, Tansu};
-pub use topic::{read_topic, Record};
+pub use broker::Tansu;
+pub use influxdb::InfluxDb;
+pub use postgres::Postgres;
+pub use topic::{event_record, produce, read_topic, Record};
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "streamproc-{prefix}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("cannot create a temporary directory");
+    dir
+}
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {

@@ -1,7 +1,45 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// A canonical event record as event-api writes it: keyed by id.
+pub fn event_record(id: &str, time_ms: i64, amount: f64) -> (String, Vec<u8>) {
+    let payload = format!(r#"{{"id":"{id}","time":{time_ms},"amount":{amount:?}}}"#);
+    (id.to_owned(), payload.into_bytes())
+}
+
+/// Writes `(key, payload)` records to `topic` and waits for every
+/// acknowledgement.
+pub async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("broker.address.family", "v4")
+        .set("linger.ms", "5")
+        .create()
+        .expect("cannot create the test producer");
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (key, payload) in records {
+        let record = FutureRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_slice());
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("the test producer's queue takes the record"),
+        );
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .expect("delivery answered")
+            .map_err(|(e, _)| e)
+            .expect("Kafka acknowledged the record");
+    }
+}
 
 /// One record as an independent consumer sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +48,7 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<String>,
     pub payload: String,
+    pub headers: Vec<(String, String)>,
 }
 
 /// Reads `topic` from the beginning of every partition, without a consumer
@@ -87,6 +126,19 @@ fn read_blocking(
                         .map(|k| String::from_utf8_lossy(k).into_owned()),
                     payload: String::from_utf8_lossy(message.payload().unwrap_or_default())
                         .into_owned(),
+                    headers: message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|h| {
+                                    let value =
+                                        String::from_utf8_lossy(h.value.unwrap_or_default());
+                                    (h.key.to_owned(), value.into_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 });
             }
             Some(Err(e)) => eprintln!("test consumer: {e}"),

@@ -45,10 +45,9 @@ impl TimescaleSink {
     async fn ensure_schema(&self) -> Result<(), SinkError> {
         self.schema
             .get_or_try_init(|| async {
-                MIGRATOR
-                    .run(&self.pool)
-                    .await
-                    .map_err(|e| SinkError::Unavailable(format!("migrating {}: {e}", self.target)))?;
+                MIGRATOR.run(&self.pool).await.map_err(|e| {
+                    SinkError::Unavailable(format!("migrating {}: {e}", self.target))
+                })?;
                 let timescale: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
                 )
@@ -99,6 +98,11 @@ impl Sink for TimescaleSink {
     }
 
     async fn check(&self) -> Result<(), SinkError> {
-        self.ensure_schema().await
+        self.ensure_schema().await?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 }

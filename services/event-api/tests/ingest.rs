@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use common::Api;
 use serde_json::{json, Value};
-use testkit::{read_topic, Storage, Tansu};
+use testkit::{read_topic, Tansu};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 const SETTLE: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn acknowledged_events_are_on_the_topic_once_with_their_content() {
-    let broker = Tansu::start(Storage::Memory);
+    let broker = Tansu::start();
     let api = Api::start(&broker.brokers(), "events", &["--kafka-partitions", "3"]).await;
     api.wait_ready().await;
 
@@ -85,7 +85,7 @@ async fn acknowledged_events_are_on_the_topic_once_with_their_content() {
 
 #[tokio::test]
 async fn a_rejected_batch_writes_nothing() {
-    let broker = Tansu::start(Storage::Memory);
+    let broker = Tansu::start();
     broker.create_topic("one", 1).await;
     let api = Api::start(&broker.brokers(), "one", &[]).await;
     api.wait_ready().await;
@@ -117,8 +117,7 @@ async fn a_rejected_batch_writes_nothing() {
 
 #[tokio::test]
 async fn answers_503_while_the_broker_is_down_and_recovers_by_itself() {
-    let dir = std::env::temp_dir().join(format!("streamproc-test-{}", testkit::free_port()));
-    let mut broker = Tansu::start(Storage::Sqlite(dir.clone()));
+    let mut broker = Tansu::start();
     let api = Api::start(
         &broker.brokers(),
         "events",
@@ -160,6 +159,4 @@ async fn answers_503_while_the_broker_is_down_and_recovers_by_itself() {
     assert!(keys.contains(&"before".to_owned()), "{keys:?}");
     assert!(keys.contains(&"after".to_owned()), "{keys:?}");
     api.stop().await;
-    drop(broker);
-    let _ = std::fs::remove_dir_all(dir);
 }

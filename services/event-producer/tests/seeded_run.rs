@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::{read_topic, Storage, Tansu};
+use testkit::{read_topic, Tansu};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,7 @@ fn by_id<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn a_seeded_run_sends_exactly_what_it_reports() {
-    let broker = Tansu::start(Storage::Memory);
+    let broker = Tansu::start();
     broker.create_topic("events", 3).await;
     let config =
         event_api::Config::try_parse_from(["event-api", "--kafka-brokers", &broker.brokers()])

@@ -83,6 +83,10 @@ impl Consumer {
             // Offsets are committed by hand, after the sink write.
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A member that died without leaving (kill -9, a lost node) holds
+            // its partitions until this runs out: 10 s rather than 45 s.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000")
             // Bounds what librdkafka prefetches while the sink is down.
             .set("queued.max.messages.kbytes", "16384")
             .set("statistics.interval.ms", "5000")

@@ -58,13 +58,20 @@ pub async fn serve<S: Sink>(
     Ok(())
 }
 
+/// How long a readiness probe waits for the store.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn readiness<S: Sink>(consumer: Arc<Consumer>, sink: Arc<S>) -> ReadinessCheck {
     Arc::new(move || {
         let consumer = consumer.clone();
         let sink = sink.clone();
         Box::pin(async move {
             consumer.check_broker().await?;
-            sink.check().await.map_err(|e| format!("store: {e}"))
+            match tokio::time::timeout(READY_TIMEOUT, sink.check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("store: {e}")),
+                Err(_) => Err(format!("store: no answer within {READY_TIMEOUT:?}")),
+            }
         })
     })
 }

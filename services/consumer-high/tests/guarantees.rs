@@ -1,0 +1,365 @@
+//! consumer-high against a real tansu broker and a real PostgreSQL with
+//! TimescaleDB: exact routing, one row per event id whatever is redelivered,
+//! outages waited out, malformed records dead-lettered, clean shutdown.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use testkit::{event_record, eventually, produce, read_topic, Postgres, Tansu};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "events";
+
+/// consumer-high running in this process.
+struct Running {
+    url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> Self {
+        streamproc::telemetry::init();
+        let url = postgres.url();
+        let mut args = vec![
+            "consumer-high",
+            "--kafka-brokers",
+            brokers,
+            "--postgres-url",
+            &url,
+            "--batch-max-age",
+            "20ms",
+            "--retry-max",
+            "500ms",
+        ];
+        args.extend_from_slice(extra);
+        let config = consumer_high::Config::try_parse_from(args).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(consumer_high::run(config, listener, shutdown.clone()));
+        Self {
+            url,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = get(&format!("{}/metrics", self.url))
+            .await
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.expect("the consumer answers")
+}
+
+fn rows(postgres: &Postgres) -> i64 {
+    postgres
+        .psql("select count(*) from events")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Waits until `events` holds `expected` rows, then checks the count stays
+/// there (nothing late, nothing doubled) and every id is unique.
+async fn assert_rows_settle_at(postgres: &Postgres, expected: i64) {
+    let reached = eventually(Duration::from_secs(60), || async {
+        rows(postgres) >= expected
+    })
+    .await;
+    assert!(
+        reached,
+        "only {} of {expected} rows arrived",
+        rows(postgres)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rows(postgres), expected, "rows after settling");
+    let distinct = postgres
+        .psql("select count(distinct id) from events")
+        .unwrap();
+    assert_eq!(distinct, expected.to_string(), "one row per event id");
+}
+
+fn high_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            event_record(
+                &format!("{prefix}-{i}"),
+                1_700_000_000_000 + i as i64,
+                5.5 + (i % 4) as f64,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stores_exactly_the_high_events_once_each() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 3).await;
+    let postgres = Postgres::start();
+
+    let boundary = 5.0_f64;
+    let mut records = vec![
+        event_record("at-watermark", 1_700_000_000_000, boundary),
+        event_record("just-above", 1_700_000_000_001, boundary.next_up()),
+        event_record("low", 1_700_000_000_002, 0.5),
+    ];
+    records.extend(high_events("high", 100));
+    // Kafka holds some events twice: a redelivered record, and a client
+    // that retried without a time (so event-api stamped another one).
+    records.extend(high_events("high", 10));
+    records.push(event_record("high-3", 1_800_000_000_000, 8.5));
+    produce(&broker.brokers(), TOPIC, &records).await;
+
+    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+    assert_rows_settle_at(&postgres, 101).await;
+    let stored = postgres
+        .psql("select string_agg(id, ',') from events where id not like 'high-%'")
+        .unwrap();
+    assert_eq!(
+        stored, "just-above",
+        "5.0 goes low, the next float above it high"
+    );
+    let hypertable = postgres
+        .psql("select count(*) from timescaledb_information.hypertables where hypertable_name = 'events'")
+        .unwrap();
+    assert_eq!(hypertable, "1");
+    assert_eq!(
+        consumer.metric("events_consumed_total").await,
+        records.len() as f64
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn waits_out_a_database_outage_and_catches_up_exactly() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 2).await;
+    let postgres = Postgres::start();
+    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+
+    produce(&broker.brokers(), TOPIC, &high_events("before", 50)).await;
+    assert_rows_settle_at(&postgres, 50).await;
+
+    postgres.stop();
+    produce(&broker.brokers(), TOPIC, &high_events("during", 200)).await;
+    let retried = eventually(Duration::from_secs(20), || async {
+        consumer.metric("sink_write_failures_total").await >= 2.0
+    })
+    .await;
+    assert!(
+        retried,
+        "the consumer should retry while PostgreSQL is down"
+    );
+    let readyz = get(&format!("{}/readyz", consumer.url)).await;
+    assert_eq!(readyz.status(), 503);
+
+    postgres.restart();
+    assert_rows_settle_at(&postgres, 250).await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_split_the_partitions_and_store_each_event_once() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 4).await;
+    let postgres = Postgres::start();
+    let a = Running::start(&broker.brokers(), &postgres, &[]).await;
+    let b = Running::start(&broker.brokers(), &postgres, &[]).await;
+
+    // Keep producing small rounds until both members got records: the group
+    // needs a moment to rebalance onto the second member.
+    let mut produced = 0;
+    let both_busy = eventually(Duration::from_secs(45), || {
+        let round = high_events(&format!("round{produced}"), 40);
+        produced += 1;
+        let brokers = broker.brokers();
+        let (a, b) = (&a, &b);
+        async move {
+            produce(&brokers, TOPIC, &round).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            a.metric("events_written_total").await > 0.0
+                && b.metric("events_written_total").await > 0.0
+        }
+    })
+    .await;
+    assert!(both_busy, "both instances should get partitions");
+    assert_rows_settle_at(&postgres, produced * 40).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 1).await;
+    let postgres = Postgres::start();
+    let mut records = vec![
+        ("garbage".to_owned(), b"not json".to_vec()),
+        (
+            "no-amount".to_owned(),
+            br#"{"id":"no-amount","time":1}"#.to_vec(),
+        ),
+        (
+            "nan".to_owned(),
+            br#"{"id":"nan","time":1,"amount":"NaN"}"#.to_vec(),
+        ),
+    ];
+    records.extend(high_events("after", 20));
+    produce(&broker.brokers(), TOPIC, &records).await;
+
+    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+    assert_rows_settle_at(&postgres, 20).await;
+    let dead = read_topic(
+        &broker.brokers(),
+        "events.dlq",
+        3,
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+    )
+    .await;
+    let keys: Vec<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(keys, ["garbage", "no-amount", "nan"]);
+    assert_eq!(dead[0].payload, "not json", "the original bytes are kept");
+    let reason = |r: &testkit::Record| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "streamproc-reason")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert!(
+        reason(&dead[0]).contains("not valid JSON"),
+        "{}",
+        reason(&dead[0])
+    );
+    assert!(reason(&dead[1]).contains("missing field `amount`"));
+    assert!(reason(&dead[2]).contains("amount"));
+    assert_eq!(consumer.metric("events_dead_lettered_total").await, 3.0);
+    consumer.stop().await;
+}
+
+/// The consumer binary, for the tests that kill or signal it; killed when
+/// dropped, so a failing test leaves no process behind.
+struct Binary(Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_binary(brokers: &str, postgres: &Postgres, extra: &[&str]) -> Binary {
+    let child = Command::new(env!("CARGO_BIN_EXE_consumer-high"))
+        .args([
+            "--port",
+            "0",
+            "--kafka-brokers",
+            brokers,
+            "--postgres-url",
+            &postgres.url(),
+        ])
+        .args(["--batch-max-age", "20ms"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("consumer-high starts");
+    Binary(child)
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_then_restart_loses_and_doubles_nothing() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 3).await;
+    let postgres = Postgres::start();
+    let total = 20_000;
+    produce(&broker.brokers(), TOPIC, &high_events("bulk", total)).await;
+
+    // Small batches make the run long enough to interrupt.
+    let mut child = spawn_binary(&broker.brokers(), &postgres, &["--batch-max-events", "25"]);
+    let started = eventually(Duration::from_secs(60), || async { rows(&postgres) > 0 }).await;
+    assert!(started, "no rows written before the kill");
+    child.0.kill().unwrap(); // SIGKILL: no flush, no commit
+    child.0.wait().unwrap();
+    let at_kill = rows(&postgres);
+    assert!(
+        at_kill < total as i64,
+        "the kill came after the end ({at_kill} rows); use more events"
+    );
+
+    let _restarted = spawn_binary(&broker.brokers(), &postgres, &[]);
+    assert_rows_settle_at(&postgres, total as i64).await;
+}
+
+#[tokio::test]
+async fn sigterm_writes_commits_and_exits_0() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 2).await;
+    let postgres = Postgres::start();
+    let records = high_events("term", 300);
+    produce(&broker.brokers(), TOPIC, &records).await;
+
+    let mut child = spawn_binary(&broker.brokers(), &postgres, &[]);
+    assert_rows_settle_at(&postgres, 300).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    // The group's committed offsets cover every record.
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "streamproc-consumer-high")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..2 {
+        partitions
+            .add_partition_offset(TOPIC, p, Offset::Invalid)
+            .unwrap();
+    }
+    let committed = tokio::task::spawn_blocking(move || {
+        group.committed_offsets(partitions, Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let sum: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        sum,
+        records.len() as i64,
+        "committed offsets cover every record"
+    );
+}

@@ -11,3 +11,13 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// For tests: the same logs, written through libtest's capture so that
+/// they show only for failing tests.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -24,7 +24,7 @@ struct Running {
 
 impl Running {
     async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> Self {
-        streamproc::telemetry::init();
+        streamproc::telemetry::init_for_tests();
         let url = postgres.url();
         let mut args = vec![
             "consumer-high",

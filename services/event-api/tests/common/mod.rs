@@ -14,7 +14,7 @@ pub struct Api {
 
 impl Api {
     pub async fn start(brokers: &str, topic: &str, extra: &[&str]) -> Self {
-        streamproc::telemetry::init();
+        streamproc::telemetry::init_for_tests();
         let mut args = vec![
             "event-api",
             "--kafka-brokers",

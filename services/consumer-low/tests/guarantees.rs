@@ -1,0 +1,250 @@
+//! consumer-low against a real tansu broker and a real InfluxDB 1.x: exact
+//! routing, one point per event id, an InfluxDB outage waited out; and, with
+//! consumer-high beside it, every event in exactly one store.
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use testkit::{event_record, eventually, produce, InfluxDb, Postgres, Tansu};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "events";
+
+/// A service running in this process.
+struct Running {
+    url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn low(brokers: &str, influx: &InfluxDb) -> Self {
+        let config = consumer_low::Config::try_parse_from([
+            "consumer-low",
+            "--kafka-brokers",
+            brokers,
+            "--influxdb-host",
+            &influx.url(),
+            "--batch-max-age",
+            "20ms",
+            "--retry-max",
+            "500ms",
+        ])
+        .unwrap();
+        Self::spawn(|listener, shutdown| {
+            tokio::spawn(consumer_low::run(config, listener, shutdown))
+        })
+        .await
+    }
+
+    async fn high(brokers: &str, postgres: &Postgres) -> Self {
+        let config = consumer_high::Config::try_parse_from([
+            "consumer-high",
+            "--kafka-brokers",
+            brokers,
+            "--postgres-url",
+            &postgres.url(),
+            "--batch-max-age",
+            "20ms",
+        ])
+        .unwrap();
+        Self::spawn(|listener, shutdown| {
+            tokio::spawn(consumer_high::run(config, listener, shutdown))
+        })
+        .await
+    }
+
+    async fn spawn(
+        start: impl FnOnce(TcpListener, CancellationToken) -> JoinHandle<anyhow::Result<()>>,
+    ) -> Self {
+        streamproc::telemetry::init_for_tests();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = start(listener, shutdown.clone());
+        Self {
+            url,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn points(influx: &InfluxDb) -> i64 {
+    let answer = influx
+        .query("streamproc", "SELECT count(amount) FROM event")
+        .await;
+    answer["results"][0]["series"][0]["values"][0][1]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+async fn assert_points_settle_at(influx: &InfluxDb, expected: i64) {
+    let reached = eventually(Duration::from_secs(60), || async {
+        points(influx).await >= expected
+    })
+    .await;
+    assert!(
+        reached,
+        "only {} of {expected} points arrived",
+        points(influx).await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(points(influx).await, expected, "points after settling");
+}
+
+fn low_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    // Ten events per millisecond: distinct events in one millisecond must
+    // not overwrite each other.
+    (0..n)
+        .map(|i| {
+            event_record(
+                &format!("{prefix}-{i}"),
+                1_700_000_000_000 + (i / 10) as i64,
+                (i % 5) as f64 + 0.25,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stores_exactly_the_low_events_once_each() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 3).await;
+    let influx = InfluxDb::start();
+
+    let mut records = vec![
+        event_record("at-watermark", 1_700_000_000_000, 5.0),
+        event_record("just-above", 1_700_000_000_000, 5.0_f64.next_up()),
+    ];
+    records.extend(low_events("low", 300));
+    // Redelivered records: the same ids, times and amounts again.
+    records.extend(low_events("low", 30));
+    produce(&broker.brokers(), TOPIC, &records).await;
+
+    let consumer = Running::low(&broker.brokers(), &influx).await;
+    assert_points_settle_at(&influx, 301).await;
+    let boundary = influx
+        .query(
+            "streamproc",
+            "SELECT amount, id FROM event WHERE id = 'at-watermark' OR id = 'just-above'",
+        )
+        .await;
+    let ids: Vec<&str> = boundary["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[2].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["at-watermark"],
+        "5.0 goes low, the next float above it high"
+    );
+    let field_type = influx
+        .query("streamproc", "SHOW FIELD KEYS FROM event")
+        .await;
+    assert!(
+        field_type.to_string().contains(r#"["amount","float"]"#),
+        "{field_type}"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn waits_out_an_influxdb_outage_and_catches_up_exactly() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 2).await;
+    let mut influx = InfluxDb::start();
+    let consumer = Running::low(&broker.brokers(), &influx).await;
+
+    produce(&broker.brokers(), TOPIC, &low_events("before", 40)).await;
+    assert_points_settle_at(&influx, 40).await;
+
+    influx.stop();
+    produce(&broker.brokers(), TOPIC, &low_events("during", 160)).await;
+    let retried = eventually(Duration::from_secs(20), || async {
+        consumer.metric("sink_write_failures_total").await >= 2.0
+    })
+    .await;
+    assert!(retried, "the consumer should retry while InfluxDB is down");
+    let readyz = reqwest::get(format!("{}/readyz", consumer.url))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+
+    influx.restart();
+    assert_points_settle_at(&influx, 200).await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn every_event_lands_in_exactly_one_store() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 3).await;
+    let influx = InfluxDb::start();
+    let postgres = Postgres::start();
+    let low = Running::low(&broker.brokers(), &influx).await;
+    let high = Running::high(&broker.brokers(), &postgres).await;
+
+    // Amounts 0.0, 0.1, … 9.9 twice over: 51 per hundred at or below 5.0.
+    let records: Vec<_> = (0..1000)
+        .map(|i| {
+            event_record(
+                &format!("e-{i}"),
+                1_700_000_000_000 + i,
+                (i % 100) as f64 / 10.0,
+            )
+        })
+        .collect();
+    let expected_low = records
+        .iter()
+        .filter(|(_, payload)| {
+            let event: Value = serde_json::from_slice(payload).unwrap();
+            event["amount"].as_f64().unwrap() <= 5.0
+        })
+        .count() as i64;
+    produce(&broker.brokers(), TOPIC, &records).await;
+
+    assert_points_settle_at(&influx, expected_low).await;
+    let rows = || {
+        postgres
+            .psql("select count(*) from events")
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    let high_done = eventually(Duration::from_secs(30), || async {
+        rows() == Some(1000 - expected_low)
+    })
+    .await;
+    assert!(
+        high_done,
+        "high rows: {:?}, expected {}",
+        rows(),
+        1000 - expected_low
+    );
+    assert_eq!(low.metric("events_consumed_total").await, 1000.0);
+    assert_eq!(high.metric("events_consumed_total").await, 1000.0);
+    low.stop().await;
+    high.stop().await;
+}

@@ -25,7 +25,7 @@ wait_until() {
     fi
     sleep 0.2
   done
-  log "$what is up"
+  log "$what: ok"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -3,24 +3,30 @@
 # installs what is missing, starts the broker and databases, builds the
 # services and starts them in the background.
 #
-# Usage: scripts/local.sh up|down|status|logs [SERVICE]
-#   up      install, start infrastructure and every service (idempotent)
-#   down    stop every service, then the infrastructure
-#   status  what runs, and whether it answers
-#   logs    follow the logs (of one SERVICE, or all)
+# Usage: scripts/local.sh up|down|status|stop SERVICE|logs [SERVICE]
+#   up            install, start infrastructure and every service (idempotent:
+#                 starts only what is not running)
+#   down          stop every service, then the infrastructure
+#   status        what runs, and whether it answers
+#   stop SERVICE  stop one service, e.g. to run it from source instead
+#   logs          follow the logs (of one SERVICE, or all)
 #
 # State, logs and pid files live under STREAMPROC_STATE [<repo>/.state/local].
 # Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
-# EVENT_API_PORT [9998], EVENT_PRODUCER_PORT [9999]. Cargo profile:
-# STREAMPROC_PROFILE [release].
+# EVENT_API_PORT [9998], CONSUMER_HIGH_PORT [9996], CONSUMER_LOW_PORT [9997],
+# EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [release].
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export STREAMPROC_STATE=${STREAMPROC_STATE:-$REPO_ROOT/.state/local}
 export KAFKA_PORT=${KAFKA_PORT:-9092}
+export POSTGRES_PORT=${POSTGRES_PORT:-5432}
+export INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
 STATE=$STREAMPROC_STATE
 EVENT_API_PORT=${EVENT_API_PORT:-9998}
+CONSUMER_HIGH_PORT=${CONSUMER_HIGH_PORT:-9996}
+CONSUMER_LOW_PORT=${CONSUMER_LOW_PORT:-9997}
 EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-9999}
 # Cargo profile to build and run: release by default; the smoke test uses
 # dev to reuse the test build.
@@ -28,9 +34,14 @@ PROFILE=${STREAMPROC_PROFILE:-release}
 BIN=$REPO_ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 
 # Start order; stopped in reverse. Each is "name port".
-SERVICES=("event-api $EVENT_API_PORT" "event-producer $EVENT_PRODUCER_PORT")
+SERVICES=(
+  "event-api $EVENT_API_PORT"
+  "consumer-high $CONSUMER_HIGH_PORT"
+  "consumer-low $CONSUMER_LOW_PORT"
+  "event-producer $EVENT_PRODUCER_PORT"
+)
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # The environment each service runs with (the Go version's variable names),
 # as words on one line.
@@ -38,6 +49,11 @@ service_env() {
   local name=$1 port=$2
   local vars=("PORT=$port" "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" "KAFKA_TOPIC=events")
   case $name in
+    consumer-high)
+      vars+=("POSTGRES_HOST=127.0.0.1" "POSTGRES_PORT=$POSTGRES_PORT" "POSTGRES_USER=postgres"
+        "POSTGRES_DB=streamproc")
+      ;;
+    consumer-low) vars+=("INFLUXDB_HOST=http://127.0.0.1:$INFLUXDB_PORT" "INFLUXDB_DB=streamproc") ;;
     event-producer) vars+=("API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
   esac
   echo "${vars[*]}"
@@ -72,9 +88,12 @@ up() {
 
 StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down
   event-api       http://127.0.0.1:$EVENT_API_PORT  (POST events; /metrics, /openapi.json)
+  consumer-high   http://127.0.0.1:$CONSUMER_HIGH_PORT/metrics (amount > 5 -> TimescaleDB)
+  consumer-low    http://127.0.0.1:$CONSUMER_LOW_PORT/metrics (amount <= 5 -> InfluxDB)
   event-producer  http://127.0.0.1:$EVENT_PRODUCER_PORT/metrics (1 event/s, sent every 2 s)
   Kafka           127.0.0.1:$KAFKA_PORT, topic "events"
 Read the topic:   scripts/read_topic.py --brokers 127.0.0.1:$KAFKA_PORT --topic events
+Stored events:    scripts/counts.sh
 DONE
 }
 
@@ -101,10 +120,20 @@ status() {
   return "$ok"
 }
 
+stop_one() {
+  local name=${1:-} known=0
+  for service in "${SERVICES[@]}"; do
+    [[ ${service%% *} == "$name" ]] && known=1
+  done
+  ((known)) || die "unknown service '$name'; one of: ${SERVICES[*]%% *}"
+  stop_pid "$STATE/run/$name.pid" "$name"
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
+  stop) stop_one "${2:-}" ;;
   logs)
     if [[ -n ${2:-} ]]; then tail -F "$STATE/logs/$2.log"; else tail -F "$STATE"/logs/*.log; fi
     ;;

@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export STREAMPROC_STATE=$REPO_ROOT/.state/smoke
 export KAFKA_PORT=29092 POSTGRES_PORT=25432 INFLUXDB_PORT=28086
-export EVENT_API_PORT=29998 EVENT_PRODUCER_PORT=29999
+export EVENT_API_PORT=29998 EVENT_PRODUCER_PORT=29999 CONSUMER_HIGH_PORT=29996 CONSUMER_LOW_PORT=29997
 export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
 
 "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
@@ -49,4 +49,18 @@ grep -q '"key": "smoke-1"' <<<"$records" || die "the posted event is not on the 
 produced=$(grep -vc '"key": "smoke-1"' <<<"$records" || true)
 ((produced >= 1)) || die "no event from event-producer reached the topic"
 log "topic holds the posted event and $produced produced events"
-echo "smoke: 1 passed, 0 failed"
+
+# Stop the producer (it drains first), then every accepted event must be
+# stored exactly once: rows in TimescaleDB plus points in InfluxDB.
+"$REPO_ROOT/scripts/local.sh" stop event-producer
+reconciled() {
+  local counts
+  counts=$("$REPO_ROOT/scripts/counts.sh" --json)
+  python3 -c 'import json, sys; c = json.loads(sys.argv[1]); sys.exit(0 if c["accepted"] == c["high"] + c["low"] > 0 else 1)' "$counts"
+}
+wait_until 30 "every accepted event stored once" reconciled || {
+  "$REPO_ROOT/scripts/counts.sh" >&2
+  die "stored events do not add up to accepted events"
+}
+"$REPO_ROOT/scripts/counts.sh"
+echo "smoke: 2 passed, 0 failed"

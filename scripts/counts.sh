@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reconciles the local stack: events event-api accepted against rows in
+# TimescaleDB and points in InfluxDB. Ports as for scripts/local.sh.
+#
+# Usage: scripts/counts.sh [--json]
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+POSTGRES_PORT=${POSTGRES_PORT:-5432}
+INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
+EVENT_API_PORT=${EVENT_API_PORT:-9998}
+
+accepted=$(curl -fsS --max-time 5 "http://127.0.0.1:$EVENT_API_PORT/metrics" |
+  awk '$1 == "events_accepted_total" { print $2 }')
+high=$("$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d streamproc -qtA \
+  -c "select count(*) from events" 2>/dev/null || echo 0)
+low=$(curl -fsS --max-time 5 "http://127.0.0.1:$INFLUXDB_PORT/query" \
+  --data-urlencode "db=streamproc" --data-urlencode "q=SELECT count(amount) FROM event" |
+  python3 -c 'import json, sys; s = json.load(sys.stdin)["results"][0].get("series"); print(s[0]["values"][0][1] if s else 0)')
+if [[ ${1:-} == --json ]]; then
+  printf '{"accepted":%s,"high":%s,"low":%s}\n' "${accepted:-0}" "$high" "$low"
+else
+  printf 'accepted by event-api  %s\nrows in TimescaleDB    %s\npoints in InfluxDB     %s\nstored in all          %s\n' \
+    "${accepted:-0}" "$high" "$low" "$((high + low))"
+fi

@@ -11,6 +11,9 @@ POSTGRES_PORT=${POSTGRES_PORT:-5432}
 INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
 EVENT_API_PORT=${EVENT_API_PORT:-9998}
 
+http_ok "http://127.0.0.1:$EVENT_API_PORT/healthz" ||
+  die "event-api does not answer on port $EVENT_API_PORT (scripts/local.sh status)"
+# events_accepted_total counts since event-api started.
 accepted=$(curl -fsS --max-time 5 "http://127.0.0.1:$EVENT_API_PORT/metrics" |
   awk '$1 == "events_accepted_total" { print $2 }')
 high=$("$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d streamproc -qtA \

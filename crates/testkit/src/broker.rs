@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A tansu broker process with SQLite storage in a temporary directory:
 /// topics, records and committed offsets survive [`Tansu::restart`]. Killed
@@ -75,32 +75,11 @@ impl Tansu {
             .current_dir(&self.dir)
             .arg("--storage-engine")
             .arg("sqlite://tansu.db");
-        let child = command
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        crate::wait_for_port(self.port, &mut child, "tansu", Duration::from_secs(20));
         self.child = Some(child);
-        self.wait_until_listening(Duration::from_secs(20));
-    }
-
-    fn wait_until_listening(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("tansu exited at start with {status}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "tansu did not listen on port {} within {timeout:?}",
-            self.port
-        );
     }
 
     /// Creates a topic and waits until the broker serves it.

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An InfluxDB 1.x server with its data in a temporary directory; killed and
 /// removed when dropped.
@@ -36,7 +36,7 @@ impl InfluxDb {
     /// Starts the server (again) and waits until it answers `/ping`.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("influxd")
+        let mut child = Command::new("influxd")
             .arg("run")
             .env("INFLUXDB_DATA_DIR", self.dir.join("data"))
             .env("INFLUXDB_META_DIR", self.dir.join("meta"))
@@ -57,15 +57,8 @@ impl InfluxDb {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start influxd (run scripts/install.sh)");
+        crate::wait_for_port(self.port, &mut child, "influxd", Duration::from_secs(30));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("influxd did not listen on port {} within 30 s", self.port);
     }
 
     /// Runs an InfluxQL query against `database`; the JSON answer.

@@ -8,11 +8,13 @@
 mod broker;
 mod influxdb;
 mod postgres;
+mod service;
 mod topic;
 
 pub use broker::Tansu;
 pub use influxdb::InfluxDb;
 pub use postgres::Postgres;
+pub use service::InProcess;
 pub use topic::{event_record, produce, read_topic, Record};
 
 use std::net::TcpListener;
@@ -51,6 +53,22 @@ pub fn unresponsive_peer() -> String {
         }
     });
     address
+}
+
+/// Waits until something listens on `port`; panics naming `what` when
+/// `child` exits first or `timeout` passes.
+pub fn wait_for_port(port: u16, child: &mut std::process::Child, what: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within {timeout:?}");
 }
 
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.

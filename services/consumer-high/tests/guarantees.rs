@@ -8,67 +8,27 @@ use std::time::Duration;
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use testkit::{event_record, eventually, produce, read_topic, Postgres, Tansu};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::{event_record, eventually, produce, read_topic, InProcess, Postgres, Tansu};
 
 const TOPIC: &str = "events";
 
-/// consumer-high running in this process.
-struct Running {
-    url: String,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> Self {
-        streamproc::telemetry::init_for_tests();
-        let url = postgres.url();
-        let mut args = vec![
-            "consumer-high",
-            "--kafka-brokers",
-            brokers,
-            "--postgres-url",
-            &url,
-            "--batch-max-age",
-            "20ms",
-            "--retry-max",
-            "500ms",
-        ];
-        args.extend_from_slice(extra);
-        let config = consumer_high::Config::try_parse_from(args).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(consumer_high::run(config, listener, shutdown.clone()));
-        Self {
-            url,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = get(&format!("{}/metrics", self.url))
-            .await
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn get(url: &str) -> reqwest::Response {
-    reqwest::get(url).await.expect("the consumer answers")
+/// consumer-high in this process, with short batches and retries.
+async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> InProcess {
+    let url = postgres.url();
+    let mut args = vec![
+        "consumer-high",
+        "--kafka-brokers",
+        brokers,
+        "--postgres-url",
+        &url,
+        "--batch-max-age",
+        "20ms",
+        "--retry-max",
+        "500ms",
+    ];
+    args.extend_from_slice(extra);
+    let config = consumer_high::Config::try_parse_from(args).unwrap();
+    InProcess::spawn(|listener, shutdown| consumer_high::run(config, listener, shutdown)).await
 }
 
 fn rows(postgres: &Postgres) -> i64 {
@@ -130,7 +90,7 @@ async fn stores_exactly_the_high_events_once_each() {
     records.push(event_record("high-3", 1_800_000_000_000, 8.5));
     produce(&broker.brokers(), TOPIC, &records).await;
 
-    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
     assert_rows_settle_at(&postgres, 101).await;
     let stored = postgres
         .psql("select string_agg(id, ',') from events where id not like 'high-%'")
@@ -155,7 +115,7 @@ async fn waits_out_a_database_outage_and_catches_up_exactly() {
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 2).await;
     let postgres = Postgres::start();
-    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
 
     produce(&broker.brokers(), TOPIC, &high_events("before", 50)).await;
     assert_rows_settle_at(&postgres, 50).await;
@@ -170,7 +130,7 @@ async fn waits_out_a_database_outage_and_catches_up_exactly() {
         retried,
         "the consumer should retry while PostgreSQL is down"
     );
-    let readyz = get(&format!("{}/readyz", consumer.url)).await;
+    let readyz = consumer.get("/readyz").await;
     assert_eq!(readyz.status(), 503);
 
     postgres.restart();
@@ -183,8 +143,8 @@ async fn two_instances_split_the_partitions_and_store_each_event_once() {
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 4).await;
     let postgres = Postgres::start();
-    let a = Running::start(&broker.brokers(), &postgres, &[]).await;
-    let b = Running::start(&broker.brokers(), &postgres, &[]).await;
+    let a = start(&broker.brokers(), &postgres, &[]).await;
+    let b = start(&broker.brokers(), &postgres, &[]).await;
 
     // Keep producing small rounds until both members got records: the group
     // needs a moment to rebalance onto the second member.
@@ -227,7 +187,7 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     records.extend(high_events("after", 20));
     produce(&broker.brokers(), TOPIC, &records).await;
 
-    let consumer = Running::start(&broker.brokers(), &postgres, &[]).await;
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
     assert_rows_settle_at(&postgres, 20).await;
     let dead = read_topic(
         &broker.brokers(),
@@ -294,11 +254,11 @@ async fn kill_9_mid_stream_then_restart_loses_and_doubles_nothing() {
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 3).await;
     let postgres = Postgres::start();
-    let total = 20_000;
+    let total = 5_000;
     produce(&broker.brokers(), TOPIC, &high_events("bulk", total)).await;
 
     // Small batches make the run long enough to interrupt.
-    let mut child = spawn_binary(&broker.brokers(), &postgres, &["--batch-max-events", "25"]);
+    let mut child = spawn_binary(&broker.brokers(), &postgres, &["--batch-max-events", "10"]);
     let started = eventually(Duration::from_secs(60), || async { rows(&postgres) > 0 }).await;
     assert!(started, "no rows written before the kill");
     child.0.kill().unwrap(); // SIGKILL: no flush, no commit

@@ -6,88 +6,38 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::{event_record, eventually, produce, InfluxDb, Postgres, Tansu};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::{event_record, eventually, produce, InProcess, InfluxDb, Postgres, Tansu};
 
 const TOPIC: &str = "events";
 
-/// A service running in this process.
-struct Running {
-    url: String,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+async fn start_low(brokers: &str, influx: &InfluxDb) -> InProcess {
+    let config = consumer_low::Config::try_parse_from([
+        "consumer-low",
+        "--kafka-brokers",
+        brokers,
+        "--influxdb-host",
+        &influx.url(),
+        "--batch-max-age",
+        "20ms",
+        "--retry-max",
+        "500ms",
+    ])
+    .unwrap();
+    InProcess::spawn(|listener, shutdown| consumer_low::run(config, listener, shutdown)).await
 }
 
-impl Running {
-    async fn low(brokers: &str, influx: &InfluxDb) -> Self {
-        let config = consumer_low::Config::try_parse_from([
-            "consumer-low",
-            "--kafka-brokers",
-            brokers,
-            "--influxdb-host",
-            &influx.url(),
-            "--batch-max-age",
-            "20ms",
-            "--retry-max",
-            "500ms",
-        ])
-        .unwrap();
-        Self::spawn(|listener, shutdown| {
-            tokio::spawn(consumer_low::run(config, listener, shutdown))
-        })
-        .await
-    }
-
-    async fn high(brokers: &str, postgres: &Postgres) -> Self {
-        let config = consumer_high::Config::try_parse_from([
-            "consumer-high",
-            "--kafka-brokers",
-            brokers,
-            "--postgres-url",
-            &postgres.url(),
-            "--batch-max-age",
-            "20ms",
-        ])
-        .unwrap();
-        Self::spawn(|listener, shutdown| {
-            tokio::spawn(consumer_high::run(config, listener, shutdown))
-        })
-        .await
-    }
-
-    async fn spawn(
-        start: impl FnOnce(TcpListener, CancellationToken) -> JoinHandle<anyhow::Result<()>>,
-    ) -> Self {
-        streamproc::telemetry::init_for_tests();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = start(listener, shutdown.clone());
-        Self {
-            url,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
+async fn start_high(brokers: &str, postgres: &Postgres) -> InProcess {
+    let config = consumer_high::Config::try_parse_from([
+        "consumer-high",
+        "--kafka-brokers",
+        brokers,
+        "--postgres-url",
+        &postgres.url(),
+        "--batch-max-age",
+        "20ms",
+    ])
+    .unwrap();
+    InProcess::spawn(|listener, shutdown| consumer_high::run(config, listener, shutdown)).await
 }
 
 async fn points(influx: &InfluxDb) -> i64 {
@@ -142,7 +92,7 @@ async fn stores_exactly_the_low_events_once_each() {
     records.extend(low_events("low", 30));
     produce(&broker.brokers(), TOPIC, &records).await;
 
-    let consumer = Running::low(&broker.brokers(), &influx).await;
+    let consumer = start_low(&broker.brokers(), &influx).await;
     assert_points_settle_at(&influx, 301).await;
     let boundary = influx
         .query(
@@ -176,7 +126,7 @@ async fn waits_out_an_influxdb_outage_and_catches_up_exactly() {
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 2).await;
     let mut influx = InfluxDb::start();
-    let consumer = Running::low(&broker.brokers(), &influx).await;
+    let consumer = start_low(&broker.brokers(), &influx).await;
 
     produce(&broker.brokers(), TOPIC, &low_events("before", 40)).await;
     assert_points_settle_at(&influx, 40).await;
@@ -204,8 +154,8 @@ async fn every_event_lands_in_exactly_one_store() {
     broker.create_topic(TOPIC, 3).await;
     let influx = InfluxDb::start();
     let postgres = Postgres::start();
-    let low = Running::low(&broker.brokers(), &influx).await;
-    let high = Running::high(&broker.brokers(), &postgres).await;
+    let low = start_low(&broker.brokers(), &influx).await;
+    let high = start_high(&broker.brokers(), &postgres).await;
 
     // Amounts 0.0, 0.1, … 9.9 twice over: 51 per hundred at or below 5.0.
     let records: Vec<_> = (0..1000)

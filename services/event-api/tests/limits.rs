@@ -95,18 +95,17 @@ async fn more_in_flight_events_than_the_bound_is_429_and_kafka_timeout_is_503() 
 
 #[tokio::test]
 async fn no_reachable_broker_is_503_at_once() {
-    let api = Api::start(&no_broker(), "events", &["--kafka-delivery-timeout", "30s"]).await;
-    // librdkafka reports the refused connections within moments.
-    let refused = testkit::eventually(Duration::from_secs(10), || async {
+    let api = Api::start(&no_broker(), "events", &["--kafka-delivery-timeout", "3s"]).await;
+    // Once librdkafka has reported the refused connections (within moments;
+    // a request that came first waits out the 3 s delivery timeout), a
+    // request is answered without waiting for Kafka at all.
+    let prompt = testkit::eventually(Duration::from_secs(20), || async {
         let started = std::time::Instant::now();
         let response = api.post("application/json", r#"{"amount":1}"#).await;
-        response.status() == 503 && started.elapsed() < Duration::from_secs(5)
+        response.status() == 503 && started.elapsed() < Duration::from_secs(1)
     })
     .await;
-    assert!(
-        refused,
-        "expected a prompt 503 while no broker is reachable"
-    );
+    assert!(prompt, "expected a prompt 503 while no broker is reachable");
     api.stop().await;
 }
 

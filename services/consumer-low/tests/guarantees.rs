@@ -198,3 +198,28 @@ async fn every_event_lands_in_exactly_one_store() {
     low.stop().await;
     high.stop().await;
 }
+
+#[tokio::test]
+async fn disabled_consumes_nothing_and_stays_ready() {
+    // Neither a broker nor InfluxDB exists: a disabled consumer needs neither.
+    let nowhere = |scheme: &str| format!("{scheme}127.0.0.1:{}", testkit::free_port());
+    let config = consumer_low::Config::try_parse_from([
+        "consumer-low",
+        "-x",
+        "--kafka-brokers",
+        &nowhere(""),
+        "--influxdb-host",
+        &nowhere("http://"),
+    ])
+    .unwrap();
+    let consumer =
+        InProcess::spawn(|listener, shutdown| consumer_low::run(config, listener, shutdown)).await;
+    assert_eq!(consumer.get("/readyz").await.status(), 200);
+    assert_eq!(consumer.get("/").await.text().await.unwrap(), "ok");
+    let metrics = consumer.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !metrics.contains("events_consumed"),
+        "no consume loop when disabled: {metrics}"
+    );
+    consumer.stop().await;
+}

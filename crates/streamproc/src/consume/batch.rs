@@ -31,6 +31,7 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// The offset after the last record read, per partition.
     next_offsets: BTreeMap<i32, i64>,
+    records: usize,
 }
 
 impl Batch {
@@ -45,6 +46,11 @@ impl Batch {
         self.next_offsets.is_empty()
     }
 
+    /// Records read, whatever became of them.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
     fn add(
         &mut self,
         message: &BorrowedMessage<'_>,
@@ -52,6 +58,7 @@ impl Batch {
         metrics: &ConsumerMetrics,
     ) {
         metrics.consumed.inc();
+        self.records += 1;
         let source = Source {
             partition: message.partition(),
             offset: message.offset(),
@@ -119,9 +126,8 @@ pub async fn gather<C: ConsumerContext + 'static>(
     shutdown: &CancellationToken,
 ) -> Batch {
     let mut batch = Batch::new(&settings.topic);
-    let mut records = 0;
     let mut deadline: Option<Instant> = None;
-    while records < settings.batch_max_events {
+    while batch.records < settings.batch_max_events {
         let age_limit = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -135,7 +141,6 @@ pub async fn gather<C: ConsumerContext + 'static>(
                 Ok(message) => {
                     deadline.get_or_insert_with(|| Instant::now() + settings.batch_max_age);
                     batch.add(&message, settings, metrics);
-                    records += 1;
                 }
                 Err(error) => {
                     tracing::warn!("kafka: {error}");

@@ -124,6 +124,7 @@ impl Consumer {
             settings.watermark.value()
         );
         let mut retry = Backoff::new(settings.retry_initial, settings.retry_max);
+        let mut progress = Progress::default();
         loop {
             let batch = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
             if batch.is_empty() {
@@ -149,6 +150,7 @@ impl Consumer {
                 break;
             }
             commit(&self.kafka, &batch, &self.metrics).await;
+            progress.add(&batch);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -242,6 +244,45 @@ async fn commit(
         }
         Ok(Err(e)) => tracing::warn!("commit failed ({e}); these records will be read again"),
         Err(e) => tracing::warn!("commit task failed ({e}); these records will be read again"),
+    }
+}
+
+/// A periodic log line of what was stored, rather than one per batch.
+struct Progress {
+    since: std::time::Instant,
+    records: usize,
+    events: usize,
+    dead: usize,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            records: 0,
+            events: 0,
+            dead: 0,
+        }
+    }
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn add(&mut self, batch: &Batch) {
+        self.records += batch.records();
+        self.events += batch.events.len();
+        self.dead += batch.dead.len();
+        if self.since.elapsed() >= Self::EVERY {
+            tracing::info!(
+                "last {:.0?}: read {} records, stored {} events, dead-lettered {}",
+                self.since.elapsed(),
+                self.records,
+                self.events,
+                self.dead
+            );
+            *self = Self::default();
+        }
     }
 }
 

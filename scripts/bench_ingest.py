@@ -50,7 +50,7 @@ def events(n: int, run: str) -> list[dict]:
 def baseline(brokers: str, topic: str, batch: list[dict]) -> float:
     producer = Producer({
         "bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all",
-        "linger.ms": 5, "broker.address.family": "v4",
+        "linger.ms": 5, "broker.address.family": "v4", "log_level": 3,
     })
     failures = []
     def report(err, _msg):

@@ -7,6 +7,7 @@ use std::time::Duration;
 pub struct Postgres {
     dir: PathBuf,
     port: u16,
+    timescale: bool,
 }
 
 fn pg_bin(tool: &str) -> PathBuf {
@@ -44,6 +45,15 @@ fn run(command: &mut Command, what: &str) {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Plain PostgreSQL, as a managed database without TimescaleDB would be.
+    pub fn start_without_timescale() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(timescale: bool) -> Self {
         assert!(
             pg_bin("initdb").exists(),
             "PostgreSQL 15 is not installed (run scripts/install.sh)"
@@ -66,6 +76,7 @@ impl Postgres {
         let postgres = Self {
             dir,
             port: crate::free_port(),
+            timescale,
         };
         postgres.restart();
         postgres
@@ -91,12 +102,16 @@ impl Postgres {
 
     /// Starts the server (again) and waits until it takes connections.
     pub fn restart(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb \
-             -c timescaledb.telemetry_level=off -c fsync=off",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.display()
         );
+        if self.timescale {
+            options.push_str(
+                " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off",
+            );
+        }
         run(
             as_postgres("pg_ctl")
                 .arg("-D")

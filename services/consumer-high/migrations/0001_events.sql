@@ -14,17 +14,20 @@ CREATE TABLE event_ids (
 
 -- A hypertable when TimescaleDB is available (its default index on time
 -- serves time_bucket queries); a plain table with a time index otherwise,
--- for managed PostgreSQL without the extension.
+-- for managed PostgreSQL without the extension. TimescaleDB must be in
+-- shared_preload_libraries to be created: without it CREATE EXTENSION fails
+-- in a way no exception handler catches, so that is checked first.
 DO $$
 BEGIN
-    BEGIN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE NOTICE 'timescaledb is not available (%): events stays a plain table', SQLERRM;
-    END;
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+       AND position('timescaledb' IN current_setting('shared_preload_libraries', true)) > 0
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+        CREATE EXTENSION timescaledb;
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         PERFORM create_hypertable('events', 'time');
     ELSE
+        RAISE NOTICE 'timescaledb is not available: events stays a plain table';
         CREATE INDEX events_time_idx ON events (time DESC);
     END IF;
 END

@@ -111,6 +111,24 @@ async fn stores_exactly_the_high_events_once_each() {
 }
 
 #[tokio::test]
+async fn runs_on_a_plain_table_without_timescaledb() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 1).await;
+    let postgres = Postgres::start_without_timescale();
+    produce(&broker.brokers(), TOPIC, &high_events("plain", 30)).await;
+
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
+    assert_rows_settle_at(&postgres, 30).await;
+    let extension =
+        postgres.psql("select count(*) from pg_extension where extname = 'timescaledb'");
+    assert_eq!(extension.unwrap(), "0");
+    let index =
+        postgres.psql("select count(*) from pg_indexes where indexname = 'events_time_idx'");
+    assert_eq!(index.unwrap(), "1", "the plain table gets its time index");
+    consumer.stop().await;
+}
+
+#[tokio::test]
 async fn waits_out_a_database_outage_and_catches_up_exactly() {
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 2).await;

@@ -1,6 +1,8 @@
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::process::ServerProcess;
 
 /// A tansu broker process with SQLite storage in a temporary directory:
 /// topics, records and committed offsets survive [`Tansu::restart`]. Killed
@@ -11,9 +13,7 @@ use std::time::Duration;
 /// committed offset (after a restart or a rebalance) would miss records.
 /// SQLite storage answers such fetches correctly.
 pub struct Tansu {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
+    server: ServerProcess,
 }
 
 /// The tansu binary: `$TANSU_BIN`, else where `scripts/install.sh` caches it.
@@ -28,58 +28,40 @@ pub fn tansu_bin() -> PathBuf {
 impl Tansu {
     pub fn start() -> Self {
         let mut broker = Self {
-            port: crate::free_port(),
-            dir: crate::temp_dir("tansu"),
-            child: None,
+            server: ServerProcess::new("tansu"),
         };
         broker.restart();
         broker
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port)
     }
 
     /// Kills the broker (as a crash would).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
-    /// Starts the broker again on the same port and waits until it accepts
+    /// Starts the broker (again) on the same port and waits until it accepts
     /// connections.
     pub fn restart(&mut self) {
-        self.stop();
         let bin = tansu_bin();
         assert!(
             bin.exists(),
             "tansu not found at {} (run scripts/install.sh, or set TANSU_BIN)",
             bin.display()
         );
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let listener = format!("tcp://127.0.0.1:{}", self.server.port);
         let mut command = Command::new(&bin);
         command
             .arg("broker")
-            .arg("--listener-url")
-            .arg(&listener)
-            .arg("--advertised-listener-url")
-            .arg(&listener)
-            .env_remove("STORAGE_ENGINE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // tansu resolves the SQLite path against its working directory.
-        command
-            .current_dir(&self.dir)
-            .arg("--storage-engine")
-            .arg("sqlite://tansu.db");
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        crate::wait_for_port(self.port, &mut child, "tansu", Duration::from_secs(20));
-        self.child = Some(child);
+            .args(["--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            // tansu resolves the SQLite path against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.server.dir);
+        self.server.start(command, Duration::from_secs(20));
     }
 
     /// Creates a topic and waits until the broker serves it.
@@ -93,12 +75,5 @@ impl Tansu {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

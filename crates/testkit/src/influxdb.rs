@@ -1,49 +1,44 @@
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::process::ServerProcess;
 
 /// An InfluxDB 1.x server with its data in a temporary directory; killed and
 /// removed when dropped.
 pub struct InfluxDb {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
+    server: ServerProcess,
 }
 
 impl InfluxDb {
     pub fn start() -> Self {
         let mut influx = Self {
-            dir: crate::temp_dir("influxdb"),
-            port: crate::free_port(),
-            child: None,
+            server: ServerProcess::new("influxd"),
         };
         influx.restart();
         influx
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Kills the server, as a crash would.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
-    /// Starts the server (again) and waits until it answers `/ping`.
+    /// Starts the server (again) and waits until it listens.
     pub fn restart(&mut self) {
-        self.stop();
-        let mut child = Command::new("influxd")
+        let dir = &self.server.dir;
+        let mut command = Command::new("influxd");
+        command
             .arg("run")
-            .env("INFLUXDB_DATA_DIR", self.dir.join("data"))
-            .env("INFLUXDB_META_DIR", self.dir.join("meta"))
-            .env("INFLUXDB_DATA_WAL_DIR", self.dir.join("wal"))
+            .env("INFLUXDB_DATA_DIR", dir.join("data"))
+            .env("INFLUXDB_META_DIR", dir.join("meta"))
+            .env("INFLUXDB_DATA_WAL_DIR", dir.join("wal"))
             .env(
                 "INFLUXDB_HTTP_BIND_ADDRESS",
-                format!("127.0.0.1:{}", self.port),
+                format!("127.0.0.1:{}", self.server.port),
             )
             .env(
                 "INFLUXDB_BIND_ADDRESS",
@@ -51,14 +46,8 @@ impl InfluxDb {
             )
             .env("INFLUXDB_REPORTING_DISABLED", "true")
             .env("INFLUXDB_HTTP_LOG_ENABLED", "false")
-            .env("INFLUXDB_DATA_QUERY_LOG_ENABLED", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start influxd (run scripts/install.sh)");
-        crate::wait_for_port(self.port, &mut child, "influxd", Duration::from_secs(30));
-        self.child = Some(child);
+            .env("INFLUXDB_DATA_QUERY_LOG_ENABLED", "false");
+        self.server.start(command, Duration::from_secs(30));
     }
 
     /// Runs an InfluxQL query against `database`; the JSON answer.
@@ -72,12 +61,5 @@ impl InfluxDb {
             .json()
             .await
             .expect("InfluxDB answers JSON")
-    }
-}
-
-impl Drop for InfluxDb {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

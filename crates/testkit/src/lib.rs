@@ -8,6 +8,7 @@
 mod broker;
 mod influxdb;
 mod postgres;
+mod process;
 mod service;
 mod topic;
 

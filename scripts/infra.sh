@@ -26,8 +26,6 @@ LOGS=$STATE/logs
 RUN=$STATE/run
 PG_DIR=$STATE/postgres
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
-
 # PostgreSQL refuses to run as root: run its tools as the 'postgres' user then.
 as_postgres() {
   if ((EUID == 0)); then

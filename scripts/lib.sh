@@ -11,6 +11,9 @@ TANSU_BIN=${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 VENV=$CACHE_DIR/venv
 
+# Prints the comment block at the top of the running script: its usage.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
 log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '\033[31m[%s] error:\033[0m %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 

@@ -41,8 +41,6 @@ SERVICES=(
   "event-producer $EVENT_PRODUCER_PORT"
 )
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
-
 # The environment each service runs with (the Go version's variable names),
 # as words on one line.
 service_env() {

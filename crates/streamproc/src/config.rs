@@ -17,7 +17,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port to listen on.
+    /// Port to listen on [default: the service's own: event-api 9998,
+    /// consumer-high 9996, consumer-low 9997, event-producer 9999].
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
 

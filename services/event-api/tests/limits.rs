@@ -149,3 +149,46 @@ async fn every_documented_path_is_served() {
     }
     api.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_the_requests_in_flight_then_refuses_connections() {
+    // A hung broker keeps the request in flight until the 2 s delivery timeout.
+    let api = Api::start(
+        &testkit::unresponsive_peer(),
+        "events",
+        &["--kafka-delivery-timeout", "2s"],
+    )
+    .await;
+    let url = api.url.clone();
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/events"))
+                .header("content-type", "application/json")
+                .body(r#"[{"amount":1}]"#)
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    api.stop().await;
+    assert!(
+        stopping.elapsed() >= Duration::from_secs(1),
+        "stop returned before the request in flight was answered"
+    );
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight got an answer");
+    assert_eq!(
+        answer.status(),
+        503,
+        "not acknowledged within the delivery timeout"
+    );
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "a stopped server takes no new connections"
+    );
+}

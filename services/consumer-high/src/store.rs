@@ -9,8 +9,13 @@ use tokio::sync::OnceCell;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Inserts the ids that are new into `event_ids` and, in the same statement
-/// (so in one transaction), the rows of exactly those ids into `events`.
-/// A redelivered or retried event finds its id taken and adds nothing.
+/// (so in one transaction), the rows of exactly those ids into `events` and
+/// their per-second totals into `events_per_second`. A redelivered or
+/// retried event finds its id taken and adds nothing to either.
+///
+/// The totals are upserted in ascending second order so that two instances
+/// writing overlapping seconds lock the rows in the same order and cannot
+/// deadlock. A data-modifying CTE runs even though nothing reads it.
 const INSERT: &str = "
 WITH batch AS (
     SELECT DISTINCT ON (id) id, ms, amount
@@ -20,6 +25,18 @@ fresh AS (
     INSERT INTO event_ids (id) SELECT id FROM batch
     ON CONFLICT (id) DO NOTHING
     RETURNING id
+),
+per_second AS (
+    INSERT INTO events_per_second AS total (second, events, amount_sum, amount_min, amount_max)
+    SELECT batch.ms / 1000, count(*), sum(batch.amount), min(batch.amount), max(batch.amount)
+    FROM batch JOIN fresh USING (id)
+    GROUP BY 1
+    ORDER BY 1
+    ON CONFLICT (second) DO UPDATE SET
+        events = total.events + excluded.events,
+        amount_sum = total.amount_sum + excluded.amount_sum,
+        amount_min = least(total.amount_min, excluded.amount_min),
+        amount_max = greatest(total.amount_max, excluded.amount_max)
 )
 INSERT INTO events (time, amount, id)
 SELECT timestamptz 'epoch' + batch.ms * interval '1 millisecond', batch.amount, batch.id

@@ -57,7 +57,27 @@ async fn assert_rows_settle_at(postgres: &Postgres, expected: i64) {
         .psql("select count(distinct id) from events")
         .unwrap();
     assert_eq!(distinct, expected.to_string(), "one row per event id");
+    assert_eq!(
+        postgres.psql(ROLLUP_MISMATCHES).unwrap(),
+        "0",
+        "events_per_second agrees with events"
+    );
 }
+
+/// Seconds where the per-second totals differ from the stored events.
+const ROLLUP_MISMATCHES: &str = "
+select count(*) from (
+    select floor(extract(epoch from time))::bigint as second,
+           count(*) as events, sum(amount) as amount_sum,
+           min(amount) as amount_min, max(amount) as amount_max
+    from events group by 1
+) as stored
+full join events_per_second as total using (second)
+where total.events is distinct from stored.events
+   or total.amount_min is distinct from stored.amount_min
+   or total.amount_max is distinct from stored.amount_max
+   or abs(total.amount_sum - stored.amount_sum) > 1e-6
+   or total.amount_sum is null or stored.amount_sum is null";
 
 fn high_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)

@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use reqwest::{RequestBuilder, StatusCode};
 
+/// The measurement consumer-low writes and the aggregator reads: the Go
+/// version's name, with the field `amount`.
+pub const MEASUREMENT: &str = "event";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InfluxApi {
     /// `/write?db=&rp=` with optional user and password (InfluxDB 1.x).

@@ -20,10 +20,10 @@
 
 use std::fmt::Write;
 
+use streamproc::influx::MEASUREMENT;
 use streamproc::Event;
 use xxhash_rust::xxh3::xxh3_64;
 
-pub const MEASUREMENT: &str = "event";
 pub const SHARDS: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

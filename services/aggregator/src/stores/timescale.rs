@@ -1,0 +1,102 @@
+//! The high series from TimescaleDB, read from the per-second totals that
+//! consumer-high maintains (`events_per_second`), so a window costs one row
+//! per second at most, however many events it holds.
+//!
+//! Buckets are whole numbers of seconds aligned to the epoch, which integer
+//! division of the Unix second does exactly, with or without the TimescaleDB
+//! extension; InfluxDB's `GROUP BY time()` uses the same grid.
+
+use sqlx::PgPool;
+use streamproc::timescale::PostgresArgs;
+
+use super::{Buckets, Totals};
+use crate::grid::Grid;
+use crate::series::Stats;
+
+const BUCKETS: &str = "
+SELECT (second / $3) * $3 * 1000 AS bucket,
+       sum(events)::bigint, sum(amount_sum), min(amount_min), max(amount_max)
+FROM events_per_second
+WHERE second >= $1 AND second < $2
+GROUP BY 1
+ORDER BY 1";
+
+const TOTALS: &str = "
+SELECT coalesce(sum(events), 0)::bigint, coalesce(sum(amount_sum), 0)
+FROM events_per_second";
+
+/// The newest event time in milliseconds: served by the time index.
+const LAST_TIME: &str = "SELECT (extract(epoch FROM max(time)) * 1000)::bigint FROM events";
+
+pub struct TimescaleReader {
+    pool: PgPool,
+}
+
+impl TimescaleReader {
+    /// Connects on first use, so the aggregator starts while PostgreSQL is
+    /// down.
+    pub fn new(args: &PostgresArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: args.lazy_pool()?,
+        })
+    }
+
+    pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
+        let rows: Vec<(i64, i64, f64, f64, f64)> = sqlx::query_as(BUCKETS)
+            .bind(grid.from_ms() / 1000)
+            .bind(grid.to_ms() / 1000)
+            .bind(grid.step_ms() / 1000)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(describe)?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, count, sum, min, max)| {
+                let count = u64::try_from(count).unwrap_or(0);
+                (
+                    start,
+                    Stats {
+                        count,
+                        sum,
+                        min,
+                        max,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    pub async fn totals(&self) -> Result<Totals, String> {
+        let (count, sum): (i64, f64) = sqlx::query_as(TOTALS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(describe)?;
+        let last_time: Option<i64> = sqlx::query_scalar(LAST_TIME)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(describe)?;
+        Ok(Totals {
+            count: u64::try_from(count).unwrap_or(0),
+            sum,
+            last_time,
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(describe)
+    }
+}
+
+fn describe(error: sqlx::Error) -> String {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => format!(
+            "{} (consumer-high creates the tables when it starts)",
+            db.message()
+        ),
+        _ => error.to_string(),
+    }
+}

@@ -1,0 +1,493 @@
+//! The aggregator against a real TimescaleDB and a real InfluxDB holding
+//! known events, written by consumer-high's and consumer-low's own sinks:
+//! exact buckets, aligned series, zero-fill, bucket edges, the 400s, a store
+//! that is down, the live stream and DISABLE.
+
+use std::time::Duration;
+
+use clap::Parser;
+use consumer_high::TimescaleSink;
+use consumer_low::InfluxSink;
+use serde_json::{json, Value};
+use streamproc::consume::Sink;
+use streamproc::{Amount, Event, EventId, EventTime};
+use testkit::{eventually, InProcess, InfluxDb, Postgres};
+
+/// A bucket edge: a whole minute, so divisible by every step used below.
+const T0: i64 = 1_700_000_040_000;
+
+struct Stores {
+    postgres: Postgres,
+    influx: InfluxDb,
+    high: TimescaleSink,
+    low: InfluxSink,
+}
+
+impl Stores {
+    fn start() -> Self {
+        let postgres = Postgres::start();
+        let influx = InfluxDb::start();
+        let high = consumer_high::Config::try_parse_from(["t", "--postgres-url", &postgres.url()])
+            .unwrap();
+        let low =
+            consumer_low::Config::try_parse_from(["t", "--influxdb-host", &influx.url()]).unwrap();
+        Self {
+            high: TimescaleSink::new(&high.postgres).unwrap(),
+            low: InfluxSink::new(low.influx).unwrap(),
+            postgres,
+            influx,
+        }
+    }
+
+    /// Stores `(time, amount)` events where the consumers would: above 5 in
+    /// TimescaleDB, the rest in InfluxDB.
+    async fn write(&self, events: &[(i64, f64)]) {
+        let (high, low): (Vec<Event>, Vec<Event>) = events
+            .iter()
+            .map(|&(time, amount)| {
+                Event::new(
+                    EventId::generate(),
+                    EventTime::from_millis(time).unwrap(),
+                    Amount::new(amount).unwrap(),
+                )
+            })
+            .partition(|event| event.amount.value() > 5.0);
+        self.high.write(&high).await.unwrap();
+        self.low.write(&low).await.unwrap();
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "aggregator".into(),
+            "--postgres-url".into(),
+            self.postgres.url(),
+            "--influxdb-host".into(),
+            self.influx.url(),
+            "--query-timeout".into(),
+            "2s".into(),
+        ]
+    }
+
+    async fn aggregator(&self, extra: &[&str]) -> InProcess {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = aggregator::Config::try_parse_from(args).unwrap();
+        InProcess::spawn(|listener, shutdown| aggregator::run(config, listener, shutdown)).await
+    }
+}
+
+async fn get_json(service: &InProcess, path: &str) -> (u16, Value) {
+    let response = service.get(path).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// `(time, count, sum)` of every point of one series.
+fn points(body: &Value, series: &str) -> Vec<(i64, u64, f64)> {
+    body[series]["points"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{series} has points: {body}"))
+        .iter()
+        .map(|p| {
+            (
+                p["time"].as_i64().unwrap(),
+                p["count"].as_u64().unwrap(),
+                p["sum"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Events on both sides of the edges of 10 s buckets from T0, and one just
+/// before and one at the end of the window, which must not count.
+const KNOWN: [(i64, f64); 11] = [
+    (T0 - 1, 6.5),
+    (T0, 6.0),
+    (T0 + 9_999, 7.0),
+    (T0 + 9_999, 1.0),
+    (T0 + 10_000, 8.0),
+    (T0 + 10_000, 2.0),
+    (T0 + 10_001, 3.0),
+    (T0 + 20_000, 4.0),
+    (T0 + 35_000, 9.0),
+    (T0 + 39_999, 5.0),
+    (T0 + 40_000, 9.5),
+];
+
+#[tokio::test]
+async fn buckets_are_exact_aligned_and_zero_filled() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&[]).await;
+
+    let path = format!("/api/v1/series?from={T0}&to={}&step=10s", T0 + 40_000);
+    let (status, body) = get_json(&aggregator, &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["from"].as_i64(), body["step"].as_i64()),
+        (Some(T0), Some(10_000))
+    );
+    assert_eq!(
+        points(&body, "high"),
+        [
+            (T0, 2, 13.0),
+            (T0 + 10_000, 1, 8.0),
+            (T0 + 20_000, 0, 0.0),
+            (T0 + 30_000, 1, 9.0),
+        ]
+    );
+    assert_eq!(
+        points(&body, "low"),
+        [
+            (T0, 1, 1.0),
+            (T0 + 10_000, 2, 5.0),
+            (T0 + 20_000, 1, 4.0),
+            (T0 + 30_000, 1, 5.0),
+        ]
+    );
+    let first = &body["high"]["points"][0];
+    assert_eq!(
+        (&first["min"], &first["max"], &first["mean"]),
+        (&json!(6.0), &json!(7.0), &json!(6.5))
+    );
+    let empty = &body["high"]["points"][2];
+    assert_eq!(
+        (&empty["min"], &empty["mean"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(body["high"]["store"], "timescaledb");
+    assert_eq!(body["low"]["store"], "influxdb");
+
+    // One-second buckets put each event in the second it happened.
+    let path = format!("/api/v1/series?from={T0}&to={}&step=1s", T0 + 40_000);
+    let (_, body) = get_json(&aggregator, &path).await;
+    let counted = |series| -> Vec<(i64, u64)> {
+        points(&body, series)
+            .into_iter()
+            .filter(|p| p.1 > 0)
+            .map(|p| ((p.0 - T0) / 1000, p.1))
+            .collect()
+    };
+    assert_eq!(counted("high"), [(0, 1), (9, 1), (10, 1), (35, 1)]);
+    assert_eq!(counted("low"), [(9, 1), (10, 2), (20, 1), (39, 1)]);
+    assert_eq!(body["high"]["points"].as_array().unwrap().len(), 40);
+
+    // max_points derives a round step (30 s in 2 buckets: 15 s), and the
+    // window is rounded out to whole buckets.
+    let path = format!(
+        "/api/v1/series?from={}&to={}&max_points=2",
+        T0 + 5_000,
+        T0 + 35_000
+    );
+    let (_, body) = get_json(&aggregator, &path).await;
+    assert_eq!(body["step"], 15_000);
+    assert_eq!(
+        points(&body, "high"),
+        [(T0, 3, 21.0), (T0 + 15_000, 0, 0.0), (T0 + 30_000, 2, 18.5)]
+    );
+
+    let (status, totals) = get_json(&aggregator, "/api/v1/totals").await;
+    assert_eq!(status, 200, "{totals}");
+    assert_eq!(totals["high"]["count"], 6);
+    assert_eq!(totals["high"]["sum"], 46.0);
+    assert_eq!(totals["high"]["last_time"], T0 + 40_000);
+    assert_eq!(totals["low"]["count"], 5);
+    assert_eq!(totals["low"]["sum"], 15.0);
+    assert_eq!(totals["low"]["last_time"], T0 + 39_999);
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn legacy_api_has_both_types_for_every_bucket_start() {
+    let stores = Stores::start();
+    let now = aggregator_now();
+    let bucket = now / 10_000 * 10_000;
+    stores
+        .write(&[
+            (bucket - 20_000, 7.0),
+            (bucket - 20_000 + 9_999, 8.0),
+            (bucket - 10_000, 2.0),
+        ])
+        .await;
+    let aggregator = stores.aggregator(&[]).await;
+    let (status, body) = get_json(&aggregator, "/api").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "ok");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 120, "60 buckets of 10 s, low and high each");
+    let times: Vec<i64> = points.iter().map(|p| p["time"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
+    assert!(times.iter().all(|t| t % 10_000 == 0), "bucket starts");
+    for pair in points.chunks(2) {
+        assert_eq!(
+            (&pair[0]["type"], &pair[1]["type"]),
+            (&json!("low"), &json!("high"))
+        );
+        assert_eq!(pair[0]["time"], pair[1]["time"]);
+    }
+    let count = |time: i64, kind: &str| {
+        points
+            .iter()
+            .find(|p| p["time"] == time && p["type"] == kind)
+            .map(|p| p["count"].as_u64().unwrap())
+    };
+    // The test may straddle a bucket edge: allow the grid to have moved on.
+    assert_eq!(count(bucket - 20_000, "high"), Some(2));
+    assert_eq!(count(bucket - 20_000, "low"), Some(0));
+    assert_eq!(count(bucket - 10_000, "low"), Some(1));
+    assert_eq!(count(bucket - 10_000, "high"), Some(0));
+    aggregator.stop().await;
+}
+
+fn aggregator_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn invalid_parameters_are_400s_naming_the_parameter() {
+    let stores = Stores::start();
+    let aggregator = stores.aggregator(&[]).await;
+    let cases = [
+        ("from=yesterday", "from"),
+        ("to=12:00", "to"),
+        ("from=now&to=now-1h", "from"),
+        ("from=2000&to=1000", "from"),
+        ("step=0s", "step"),
+        ("step=1.5s", "step"),
+        ("step=quick", "step"),
+        ("from=now-24h&step=1s", "step"),
+        ("max_points=100000", "max_points"),
+        ("max_points=many", "max_points"),
+        ("step=10s&max_points=10", "step"),
+    ];
+    for (query, parameter) in cases {
+        let (status, body) = get_json(&aggregator, &format!("/api/v1/series?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["parameter"], parameter, "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(parameter),
+            "{body}"
+        );
+    }
+    let (status, body) = get_json(&aggregator, "/api/v1/stream?last=0").await;
+    assert_eq!((status, &body["parameter"]), (400, &json!("last")));
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_is_named_never_shown_as_zeros() {
+    let mut stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&[]).await;
+    let path = format!("/api/v1/series?from={T0}&to={}&step=10s", T0 + 40_000);
+
+    stores.influx.stop();
+    let (status, body) = get_json(&aggregator, &path).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["low"]["available"], false);
+    assert!(
+        body["low"].get("points").is_none(),
+        "no made-up points: {body}"
+    );
+    assert!(body["low"]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("influxdb: "));
+    assert_eq!(
+        points(&body, "high")[0],
+        (T0, 2, 13.0),
+        "the other store still answers"
+    );
+    let (status, legacy) = get_json(&aggregator, "/api").await;
+    assert_eq!(status, 503);
+    assert!(
+        legacy["message"].as_str().unwrap().contains("influxdb"),
+        "{legacy}"
+    );
+    assert!(legacy.get("points").is_none());
+    let readyz = aggregator.get("/readyz").await;
+    assert_eq!(readyz.status(), 503);
+    assert!(readyz.text().await.unwrap().contains("influxdb"));
+    let (status, totals) = get_json(&aggregator, "/api/v1/totals").await;
+    assert_eq!((status, &totals["low"]["available"]), (503, &json!(false)));
+
+    stores.influx.restart();
+    stores.postgres.stop();
+    let (status, body) = get_json(&aggregator, &path).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["high"]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("timescaledb: "));
+    assert_eq!(points(&body, "low")[1], (T0 + 10_000, 2, 5.0));
+    assert_eq!(
+        aggregator.get("/healthz").await.status(),
+        200,
+        "alive throughout"
+    );
+
+    stores.postgres.restart();
+    let recovered = eventually(Duration::from_secs(20), || async {
+        get_json(&aggregator, &path).await.0 == 200
+    })
+    .await;
+    assert!(recovered, "answers again once both stores are back");
+    assert!(
+        aggregator
+            .metric("store_query_failures_total{store=\"influxdb\"}")
+            .await
+            >= 3.0
+    );
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn starts_while_postgres_is_down_and_becomes_ready_when_it_answers() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    stores.postgres.stop();
+    let aggregator = stores.aggregator(&[]).await;
+    assert_eq!(aggregator.get("/healthz").await.status(), 200);
+    assert_eq!(aggregator.get("/readyz").await.status(), 503);
+    let (status, legacy) = get_json(&aggregator, "/api").await;
+    assert_eq!(status, 503);
+    assert!(
+        legacy["message"].as_str().unwrap().contains("timescaledb"),
+        "{legacy}"
+    );
+
+    stores.postgres.restart();
+    let ready = eventually(Duration::from_secs(20), || async {
+        aggregator.get("/readyz").await.status() == 200
+    })
+    .await;
+    assert!(ready, "ready once PostgreSQL answers");
+    let (status, totals) = get_json(&aggregator, "/api/v1/totals").await;
+    assert_eq!((status, &totals["high"]["count"]), (200, &json!(6)));
+    aggregator.stop().await;
+}
+
+/// Reads server-sent events until `enough` says stop; the data of each
+/// `series` event.
+async fn read_stream(
+    response: reqwest::Response,
+    mut enough: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut response = response;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while !enough(&events) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("the stream sends within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if frame.lines().any(|l| l == "event: series") {
+                let data = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                events.push(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_stream_pushes_new_events_as_they_are_stored() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&["--stream-interval", "200ms"]).await;
+    let response = reqwest::get(format!("{}/api/v1/stream?step=1s&last=30", aggregator.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    assert_eq!(aggregator.metric("stream_clients").await, 1.0);
+
+    let events = read_stream(response, |events| !events.is_empty()).await;
+    let first = &events[0];
+    assert_eq!(first["step"], 1_000);
+    assert_eq!(first["high"]["points"].as_array().unwrap().len(), 30);
+    let total =
+        |event: &Value, series: &str| -> u64 { points(event, series).iter().map(|p| p.1).sum() };
+    assert_eq!((total(first, "high"), total(first, "low")), (0, 0));
+
+    let now = aggregator_now();
+    stores.write(&[(now, 9.0), (now, 1.0), (now, 2.0)]).await;
+    let response = reqwest::get(format!("{}/api/v1/stream?step=1s&last=30", aggregator.url))
+        .await
+        .unwrap();
+    let events = read_stream(response, |events| {
+        events
+            .last()
+            .is_some_and(|e| total(e, "high") == 1 && total(e, "low") == 2)
+    })
+    .await;
+    assert!(!events.is_empty());
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_answers_without_querying() {
+    let unreachable = testkit::unresponsive_peer();
+    let config = aggregator::Config::try_parse_from([
+        "aggregator",
+        "-x",
+        "--postgres-url",
+        &format!("postgres://postgres@{unreachable}/streamproc"),
+        "--influxdb-host",
+        &format!("http://{unreachable}"),
+    ])
+    .unwrap();
+    let aggregator =
+        InProcess::spawn(|listener, shutdown| aggregator::run(config, listener, shutdown)).await;
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(1), get_json(&aggregator, "/api"))
+            .await
+            .expect("no store is asked");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"message": aggregator::DISABLED_MESSAGE, "points": []})
+    );
+    let (status, body) = get_json(&aggregator, "/api/v1/series").await;
+    assert_eq!(
+        (status, &body["message"]),
+        (503, &json!(aggregator::DISABLED_MESSAGE))
+    );
+    assert_eq!(aggregator.get("/readyz").await.status(), 200);
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_path_is_served() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&[]).await;
+    let (status, spec) = get_json(&aggregator, "/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths = spec["paths"].as_object().unwrap();
+    for path in paths.keys() {
+        let response = if path == "/api/v1/stream" {
+            // Its headers are enough: the body never ends.
+            reqwest::get(format!("{}{path}", aggregator.url))
+                .await
+                .unwrap()
+        } else {
+            aggregator.get(path).await
+        };
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    aggregator.stop().await;
+}

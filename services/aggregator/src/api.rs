@@ -119,8 +119,8 @@ impl SeriesBody {
             points: zero_filled(grid, &buckets),
         };
         Self {
-            from: grid.from_ms(),
-            to: grid.to_ms(),
+            from: grid.start_ms(),
+            to: grid.end_ms(),
             step: grid.step_ms(),
             high: Part::new(Store::TimescaleDb, high, points),
             low: Part::new(Store::InfluxDb, low, points),

@@ -115,12 +115,12 @@ impl Grid {
         Self::covering(current.to - buckets * step_ms, current.to, step_ms)
     }
 
-    pub fn from_ms(&self) -> i64 {
+    pub fn start_ms(&self) -> i64 {
         self.from
     }
 
     /// End of the last bucket (exclusive).
-    pub fn to_ms(&self) -> i64 {
+    pub fn end_ms(&self) -> i64 {
         self.to
     }
 
@@ -248,20 +248,20 @@ mod tests {
     #[test]
     fn buckets_start_on_the_epoch_grid_and_include_the_partial_last_one() {
         let grid = Grid::covering(1_005, 31_000, 10_000).unwrap();
-        assert_eq!((grid.from_ms(), grid.to_ms(), grid.len()), (0, 40_000, 4));
+        assert_eq!((grid.start_ms(), grid.end_ms(), grid.len()), (0, 40_000, 4));
         assert_eq!(
             grid.starts().collect::<Vec<_>>(),
             [0, 10_000, 20_000, 30_000]
         );
         let exact = Grid::covering(10_000, 30_000, 10_000).unwrap();
-        assert_eq!((exact.from_ms(), exact.to_ms()), (10_000, 30_000));
+        assert_eq!((exact.start_ms(), exact.end_ms()), (10_000, 30_000));
     }
 
     #[test]
     fn defaults_are_the_last_ten_minutes() {
         let grid = params(&[]).grid(NOW).unwrap();
         assert_eq!(grid.step_ms(), 2_000, "600 s in 300 buckets");
-        assert!(grid.from_ms() <= NOW - 600_000 && grid.to_ms() > NOW);
+        assert!(grid.start_ms() <= NOW - 600_000 && grid.end_ms() > NOW);
         assert_eq!(
             grid.len(),
             DEFAULT_MAX_POINTS + 1,
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn latest_ends_with_the_bucket_holding_now() {
         let grid = Grid::latest(25_500, 10_000, 3).unwrap();
-        assert_eq!((grid.from_ms(), grid.to_ms()), (0, 30_000));
+        assert_eq!((grid.start_ms(), grid.end_ms()), (0, 30_000));
     }
 
     #[test]

@@ -23,8 +23,8 @@ impl InfluxReader {
         let query = format!(
             "SELECT count(amount), sum(amount), min(amount), max(amount) FROM {MEASUREMENT} \
              WHERE time >= {}ms AND time < {}ms GROUP BY time({}ms) fill(none)",
-            grid.from_ms(),
-            grid.to_ms(),
+            grid.start_ms(),
+            grid.end_ms(),
             grid.step_ms()
         );
         let answer = self.influx.query(&query).await.map_err(|e| e.to_string())?;

@@ -43,8 +43,8 @@ impl TimescaleReader {
 
     pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
         let rows: Vec<(i64, i64, f64, f64, f64)> = sqlx::query_as(BUCKETS)
-            .bind(grid.from_ms() / 1000)
-            .bind(grid.to_ms() / 1000)
+            .bind(grid.start_ms() / 1000)
+            .bind(grid.end_ms() / 1000)
             .bind(grid.step_ms() / 1000)
             .fetch_all(&self.pool)
             .await

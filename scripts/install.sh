@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything StreamProc needs on a Debian 12 machine, skipping what
 # is already there: Debian packages, the tansu broker (built once and cached),
-# TimescaleDB (built from Debian's source package against PostgreSQL 15) and
-# a Python venv with confluent-kafka (an independent Kafka client).
+# TimescaleDB (built from Debian's source package against PostgreSQL 15), a
+# Python venv with confluent-kafka (an independent Kafka client) and the web
+# page's npm packages (its charting library; the browser test's driver).
 #
 # Usage: scripts/install.sh [--help]
 set -euo pipefail
@@ -25,7 +26,10 @@ APT_PACKAGES=(
   postgresql-15 postgresql-server-dev-15                 # TimescaleDB's host
   influxdb                                               # low store
   shellcheck                                             # script lint
+  chromium                                               # browser tests
 )
+# The machine's own Node.js is used when present.
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 
 install_debian_packages() {
   local missing=()
@@ -106,8 +110,20 @@ install_python_client() {
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements.txt"
 }
 
+# npm ci again only when the lock file changed since the last install.
+install_web_packages() {
+  local dir=$REPO_ROOT/services/web-ui
+  if [[ -f $dir/assets/vendor/uPlot.esm.js && $dir/node_modules/.package-lock.json -nt $dir/package-lock.json ]]; then
+    log "web-ui npm packages: present"
+    return
+  fi
+  log "web-ui npm packages: installing"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 install_debian_packages
 install_timescaledb
 install_python_client
+install_web_packages
 install_tansu
 log "all installed"

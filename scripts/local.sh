@@ -14,7 +14,7 @@
 # State, logs and pid files live under STREAMPROC_STATE [<repo>/.state/local].
 # Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
 # EVENT_API_PORT [9998], CONSUMER_HIGH_PORT [9996], CONSUMER_LOW_PORT [9997],
-# EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [release].
+# AGGREGATOR_PORT [9995], WEB_UI_PORT [8080], EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [release].
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,6 +27,8 @@ STATE=$STREAMPROC_STATE
 EVENT_API_PORT=${EVENT_API_PORT:-9998}
 CONSUMER_HIGH_PORT=${CONSUMER_HIGH_PORT:-9996}
 CONSUMER_LOW_PORT=${CONSUMER_LOW_PORT:-9997}
+AGGREGATOR_PORT=${AGGREGATOR_PORT:-9995}
+WEB_UI_PORT=${WEB_UI_PORT:-8080}
 EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-9999}
 # Cargo profile to build and run: release by default; the smoke test uses
 # dev to reuse the test build.
@@ -38,6 +40,8 @@ SERVICES=(
   "event-api $EVENT_API_PORT"
   "consumer-high $CONSUMER_HIGH_PORT"
   "consumer-low $CONSUMER_LOW_PORT"
+  "aggregator $AGGREGATOR_PORT"
+  "web-ui $WEB_UI_PORT"
   "event-producer $EVENT_PRODUCER_PORT"
 )
 
@@ -46,12 +50,14 @@ SERVICES=(
 service_env() {
   local name=$1 port=$2
   local vars=("PORT=$port" "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" "KAFKA_TOPIC=events")
+  local postgres=("POSTGRES_HOST=127.0.0.1" "POSTGRES_PORT=$POSTGRES_PORT" "POSTGRES_USER=postgres"
+    "POSTGRES_DB=streamproc")
+  local influxdb=("INFLUXDB_HOST=http://127.0.0.1:$INFLUXDB_PORT" "INFLUXDB_DB=streamproc")
   case $name in
-    consumer-high)
-      vars+=("POSTGRES_HOST=127.0.0.1" "POSTGRES_PORT=$POSTGRES_PORT" "POSTGRES_USER=postgres"
-        "POSTGRES_DB=streamproc")
-      ;;
-    consumer-low) vars+=("INFLUXDB_HOST=http://127.0.0.1:$INFLUXDB_PORT" "INFLUXDB_DB=streamproc") ;;
+    consumer-high) vars+=("${postgres[@]}") ;;
+    consumer-low) vars+=("${influxdb[@]}") ;;
+    aggregator) vars+=("${postgres[@]}" "${influxdb[@]}") ;;
+    web-ui) vars+=("AGGREGATOR_URL=http://127.0.0.1:$AGGREGATOR_PORT") ;;
     event-producer) vars+=("API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
   esac
   echo "${vars[*]}"
@@ -85,9 +91,11 @@ up() {
   cat >&2 <<DONE
 
 StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down
+  web-ui          http://127.0.0.1:$WEB_UI_PORT  (the live chart)
   event-api       http://127.0.0.1:$EVENT_API_PORT  (POST events; /metrics, /openapi.json)
   consumer-high   http://127.0.0.1:$CONSUMER_HIGH_PORT/metrics (amount > 5 -> TimescaleDB)
   consumer-low    http://127.0.0.1:$CONSUMER_LOW_PORT/metrics (amount <= 5 -> InfluxDB)
+  aggregator      http://127.0.0.1:$AGGREGATOR_PORT/api/v1/series (/api, /api/v1/totals, /openapi.json)
   event-producer  http://127.0.0.1:$EVENT_PRODUCER_PORT/metrics (1 event/s, sent every 2 s)
   Kafka           127.0.0.1:$KAFKA_PORT, topic "events"
 Read the topic:   scripts/read_topic.py --brokers 127.0.0.1:$KAFKA_PORT --topic events

@@ -1,0 +1,488 @@
+// StreamProc's chart page. It loads both series for the chosen range from
+// /api/v1/series, keeps them live with /api/v1/stream (Server-Sent Events),
+// polls instead when the stream cannot be used, and says which store is up.
+// A store that does not answer leaves a gap, never a line at zero.
+import uPlot from "./vendor/uPlot.esm.js";
+
+const RANGES = {
+  "5m": 5 * 60_000,
+  "15m": 15 * 60_000,
+  "1h": 60 * 60_000,
+  "6h": 6 * 60 * 60_000,
+  "24h": 24 * 60 * 60_000,
+};
+const METRICS = {
+  count: "Count",
+  sum: "Sum of amounts",
+  mean: "Mean amount",
+};
+const SERIES = ["high", "low"];
+const STORE_LABEL = { high: "TimescaleDB (High)", low: "InfluxDB (Low)" };
+// About one bucket per 3 px of a wide chart; the aggregator rounds the step.
+const MAX_POINTS = 300;
+const POLL_MS = 2_000;
+const TOTALS_MS = 5_000;
+// A stream that has sent nothing for this long is treated as broken (some
+// proxies buffer event streams until they close).
+const STREAM_SILENCE_MS = 5_000;
+const CHART_HEIGHT = 420;
+const COUNT_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8, 1e9];
+
+const query = new URLSearchParams(location.search);
+const state = {
+  range: query.get("range") in RANGES ? query.get("range") : "15m",
+  metric: query.get("metric") in METRICS ? query.get("metric") : "count",
+  // ?transport=polling forces the fallback, to try it out.
+  wantStream: query.get("transport") !== "polling",
+  transport: null,
+  paused: false,
+  step: null,
+  end: 0,
+  // Bucket start (ms) → { high: point | null, low: point | null }.
+  buckets: new Map(),
+  stores: {
+    high: { available: null, error: null, count: null, lastTime: null },
+    low: { available: null, error: null, count: null, lastTime: null },
+  },
+  shown: { high: true, low: true },
+  updatedAt: null,
+  feedError: null,
+  // Bumped by every reload, so answers to an older request are dropped.
+  generation: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+const chartElement = $("chart");
+const tooltip = $("tooltip");
+let chart = null;
+let feed = { stop() {} };
+
+// ---- Loading and merging data -------------------------------------------
+
+async function getJson(path) {
+  const response = await fetch(path, { headers: { accept: "application/json" } });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    throw new Error(`${path}: HTTP ${response.status}`);
+  }
+  return body;
+}
+
+/** Fetches the whole range again, then follows it live. */
+async function reload() {
+  const generation = ++state.generation;
+  feed.stop();
+  const params = new URLSearchParams({
+    from: `now-${state.range}`,
+    to: "now",
+    max_points: String(MAX_POINTS),
+  });
+  let body;
+  try {
+    body = await getJson(`api/v1/series?${params}`);
+  } catch (error) {
+    body = { message: error.message };
+  }
+  if (generation !== state.generation) return;
+  if (!body || typeof body.step !== "number") {
+    // The aggregator itself is unreachable (web-ui answers 502).
+    state.feedError = body?.message ?? "no answer";
+    renderStatus();
+    setTimeout(() => generation === state.generation && reload(), POLL_MS);
+    return;
+  }
+  state.feedError = null;
+  state.step = body.step;
+  state.end = 0;
+  state.buckets = new Map();
+  merge(body);
+  draw();
+  if (!state.paused) {
+    feed = state.wantStream && "EventSource" in window ? streamFeed(generation) : pollingFeed(generation);
+  }
+}
+
+/** Adds an answer's buckets; returns false when a store came back, which
+ *  calls for a reload to fill the buckets it missed. */
+function merge(body) {
+  let recovered = false;
+  for (const name of SERIES) {
+    const part = body[name];
+    const store = state.stores[name];
+    if (part.available && store.available === false) recovered = true;
+    store.available = part.available;
+    store.error = part.error ?? null;
+    if (!part.available) continue;
+    for (const point of part.points) {
+      const entry = state.buckets.get(point.time) ?? { high: null, low: null };
+      entry[name] = point;
+      state.buckets.set(point.time, entry);
+    }
+  }
+  state.end = Math.max(state.end, body.to);
+  const oldest = state.end - RANGES[state.range] - state.step;
+  for (const time of state.buckets.keys()) {
+    if (time < oldest) state.buckets.delete(time);
+  }
+  state.updatedAt = new Date();
+  return !recovered;
+}
+
+function onUpdate(generation, body) {
+  if (generation !== state.generation || state.paused || body.step !== state.step) return;
+  state.feedError = null;
+  if (merge(body)) {
+    draw();
+  } else {
+    reload();
+  }
+}
+
+/** Buckets of the newest few steps: enough to cover a missed update. */
+function recentBuckets() {
+  return Math.max(3, Math.ceil(STREAM_SILENCE_MS / state.step) + 1);
+}
+
+function streamFeed(generation) {
+  const step = `${state.step / 1000}s`;
+  const source = new EventSource(`api/v1/stream?step=${step}&last=${recentBuckets()}`);
+  let silence = null;
+  let fallback = null;
+  const watch = () => {
+    clearTimeout(silence);
+    silence = setTimeout(() => giveUp("the stream went silent"), STREAM_SILENCE_MS);
+  };
+  const giveUp = (why) => {
+    source.close();
+    clearTimeout(silence);
+    if (generation !== state.generation) return;
+    state.feedError = `${why}; polling instead`;
+    fallback = pollingFeed(generation);
+  };
+  source.addEventListener("series", (event) => {
+    watch();
+    state.transport = "stream";
+    onUpdate(generation, JSON.parse(event.data));
+  });
+  // EventSource reconnects by itself after a dropped connection; it closes
+  // for good on an HTTP error, and then polling takes over.
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) giveUp("the stream was refused");
+  };
+  watch();
+  return {
+    stop() {
+      source.close();
+      clearTimeout(silence);
+      fallback?.stop();
+    },
+  };
+}
+
+function pollingFeed(generation) {
+  state.transport = "polling";
+  let timer = null;
+  const poll = async () => {
+    const params = new URLSearchParams({
+      from: `now-${(recentBuckets() - 1) * state.step}ms`,
+      to: "now",
+      step: `${state.step / 1000}s`,
+    });
+    try {
+      onUpdate(generation, await getJson(`api/v1/series?${params}`));
+    } catch (error) {
+      state.feedError = error.message;
+      renderStatus();
+    }
+    if (generation === state.generation) timer = setTimeout(poll, POLL_MS);
+  };
+  timer = setTimeout(poll, POLL_MS);
+  return { stop: () => clearTimeout(timer) };
+}
+
+async function refreshTotals() {
+  try {
+    const body = await getJson("api/v1/totals");
+    for (const name of SERIES) {
+      const part = body[name];
+      if (!part) continue;
+      Object.assign(state.stores[name], {
+        count: part.available ? part.count : state.stores[name].count,
+        lastTime: part.available ? part.last_time : state.stores[name].lastTime,
+      });
+    }
+  } catch {
+    // The series requests report the aggregator's absence already.
+  }
+  renderStatus();
+}
+
+// ---- Drawing ------------------------------------------------------------
+
+function value(point) {
+  if (!point) return null;
+  return state.metric === "mean" ? point.mean : point[state.metric];
+}
+
+function chartData() {
+  const times = [...state.buckets.keys()].sort((a, b) => a - b);
+  const series = (name) => times.map((time) => value(state.buckets.get(time)[name]));
+  return [times, series("high"), series("low")];
+}
+
+/** Resolves a CSS colour variable (light-dark() included) for the canvas. */
+function cssColor(variable) {
+  const probe = document.createElement("span");
+  probe.style.color = `var(${variable})`;
+  document.body.append(probe);
+  const color = getComputedStyle(probe).color;
+  probe.remove();
+  return color;
+}
+
+function createChart() {
+  chart?.destroy();
+  const axis = {
+    stroke: cssColor("--fg"),
+    grid: { stroke: cssColor("--grid"), width: 1 },
+    ticks: { stroke: cssColor("--grid"), width: 1 },
+  };
+  const line = (label, color, name) => ({
+    label,
+    stroke: color,
+    width: 2,
+    show: state.shown[name],
+    points: { show: false },
+  });
+  chart = new uPlot(
+    {
+      width: chartElement.clientWidth || 800,
+      height: CHART_HEIGHT,
+      ms: 1,
+      legend: { show: false },
+      scales: {
+        x: { time: true },
+        y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.1 : 1] },
+      },
+      axes: [
+        axis,
+        {
+          ...axis,
+          label: METRICS[state.metric],
+          size: 70,
+          // Counts are whole: no ticks at 0.5.
+          ...(state.metric === "count" ? { incrs: COUNT_TICKS } : {}),
+        },
+      ],
+      series: [{}, line("High", cssColor("--high"), "high"), line("Low", cssColor("--low"), "low")],
+      hooks: { setCursor: [showTooltip] },
+    },
+    chartData(),
+    chartElement,
+  );
+}
+
+function draw() {
+  if (!chart) createChart();
+  else chart.setData(chartData());
+  const step = state.step ? `${state.step / 1000} s` : "…";
+  $("caption").textContent =
+    `${METRICS[state.metric]} per ${step} bucket over the last ${state.range}, at each bucket's start. ` +
+    "A gap means the store did not answer (or, for the mean, that the bucket is empty).";
+  renderStatus();
+}
+
+function formatNumber(number) {
+  if (number == null) return "–";
+  return Number.isInteger(number) ? String(number) : number.toFixed(6).replace(/0+$/, "");
+}
+
+function showTooltip(u) {
+  const index = u.cursor.idx;
+  if (index == null || u.cursor.left < 0) {
+    tooltip.hidden = true;
+    return;
+  }
+  const time = u.data[0][index];
+  const entry = state.buckets.get(time);
+  const lines = [`${new Date(time).toLocaleString()} (+${state.step / 1000} s)`];
+  for (const name of SERIES) {
+    if (!state.shown[name]) continue;
+    const point = entry?.[name];
+    const label = name === "high" ? "High" : "Low";
+    lines.push(
+      point
+        ? `${label}: count ${point.count} · sum ${formatNumber(point.sum)} · mean ${formatNumber(point.mean)}`
+        : `${label}: no data (store unavailable)`,
+    );
+  }
+  tooltip.replaceChildren(
+    ...lines.map((text, i) => {
+      const div = document.createElement("div");
+      div.textContent = text;
+      if (i > 0) div.className = text.startsWith("High") ? "high" : "low";
+      return div;
+    }),
+  );
+  tooltip.hidden = false;
+  const left = u.over.offsetLeft + u.cursor.left;
+  const flip = left > chartElement.clientWidth / 2;
+  tooltip.style.left = flip ? "" : `${left + 12}px`;
+  tooltip.style.right = flip ? `${chartElement.clientWidth - left + 12}px` : "";
+  tooltip.style.top = `${u.over.offsetTop + u.cursor.top + 12}px`;
+}
+
+function renderStatus() {
+  for (const name of SERIES) {
+    const store = state.stores[name];
+    const element = $(`status-${name}`);
+    const status = store.available === null ? "unknown" : store.available ? "up" : "down";
+    element.dataset.state = status;
+    let text = `${STORE_LABEL[name]}: ${status}`;
+    if (store.available === false && store.error) text += ` (${store.error})`;
+    if (store.count != null) text += ` · ${store.count.toLocaleString()} events`;
+    if (store.lastTime != null) text += ` · last event ${new Date(store.lastTime).toLocaleTimeString()}`;
+    element.querySelector(".text").textContent = text;
+  }
+  let feedText;
+  if (state.paused) feedText = "paused";
+  else if (state.feedError) feedText = `aggregator: ${state.feedError}`;
+  else if (state.transport === "stream") feedText = "live (stream)";
+  else if (state.transport === "polling") feedText = `live (polling every ${POLL_MS / 1000} s)`;
+  else feedText = "connecting…";
+  if (state.updatedAt) feedText += ` · updated ${state.updatedAt.toLocaleTimeString()}`;
+  $("status-feed").textContent = feedText;
+}
+
+// ---- Controls -----------------------------------------------------------
+
+function pressed(group, attribute, chosen) {
+  for (const button of $(group).querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset[attribute] === chosen));
+  }
+}
+
+function remember() {
+  const params = new URLSearchParams(location.search);
+  params.set("range", state.range);
+  params.set("metric", state.metric);
+  history.replaceState(null, "", `?${params}`);
+}
+
+function setRange(range) {
+  state.range = range;
+  pressed("ranges", "range", range);
+  remember();
+  reload();
+}
+
+function setMetric(metric) {
+  state.metric = metric;
+  pressed("metrics", "metric", metric);
+  remember();
+  createChart();
+  draw();
+}
+
+function toggleSeries(name) {
+  state.shown[name] = !state.shown[name];
+  $("legend").querySelector(`[data-series="${name}"]`).setAttribute("aria-pressed", String(state.shown[name]));
+  chart?.setSeries(SERIES.indexOf(name) + 1, { show: state.shown[name] });
+}
+
+function togglePause() {
+  state.paused = !state.paused;
+  const button = $("pause");
+  button.setAttribute("aria-pressed", String(state.paused));
+  button.textContent = state.paused ? "Resume" : "Pause";
+  if (state.paused) {
+    state.generation++;
+    feed.stop();
+    renderStatus();
+  } else {
+    reload();
+  }
+}
+
+const THEMES = ["auto", "light", "dark"];
+
+function applyTheme(theme) {
+  if (theme === "auto") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  $("theme").textContent = `Theme: ${theme}`;
+  localStorage.setItem("streamproc-theme", theme);
+  createChart();
+}
+
+function nextTheme() {
+  const current = document.documentElement.dataset.theme ?? "auto";
+  applyTheme(THEMES[(THEMES.indexOf(current) + 1) % THEMES.length]);
+}
+
+const KEYS = {
+  1: () => setRange("5m"),
+  2: () => setRange("15m"),
+  3: () => setRange("1h"),
+  4: () => setRange("6h"),
+  5: () => setRange("24h"),
+  c: () => setMetric("count"),
+  s: () => setMetric("sum"),
+  m: () => setMetric("mean"),
+  h: () => toggleSeries("high"),
+  l: () => toggleSeries("low"),
+  p: togglePause,
+  t: nextTheme,
+};
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  // Space on a focused button presses that button; elsewhere it pauses.
+  if (event.key === " " && event.target === document.body) {
+    event.preventDefault();
+    togglePause();
+    return;
+  }
+  KEYS[event.key.toLowerCase()]?.();
+}
+
+function start() {
+  $("ranges").addEventListener("click", (e) => e.target.closest("button") && setRange(e.target.closest("button").dataset.range));
+  $("metrics").addEventListener("click", (e) => e.target.closest("button") && setMetric(e.target.closest("button").dataset.metric));
+  $("legend").addEventListener("click", (e) => e.target.closest("button") && toggleSeries(e.target.closest("button").dataset.series));
+  $("pause").addEventListener("click", togglePause);
+  $("theme").addEventListener("click", nextTheme);
+  document.addEventListener("keydown", onKey);
+  chartElement.addEventListener("mouseleave", () => (tooltip.hidden = true));
+  new ResizeObserver(() => chart?.setSize({ width: chartElement.clientWidth, height: CHART_HEIGHT })).observe(chartElement);
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", createChart);
+
+  pressed("ranges", "range", state.range);
+  pressed("metrics", "metric", state.metric);
+  applyTheme(localStorage.getItem("streamproc-theme") ?? "auto");
+  reload();
+  refreshTotals();
+  setInterval(refreshTotals, TOTALS_MS);
+}
+
+// What the browser test reads: the values the chart plots right now.
+window.streamproc = {
+  snapshot() {
+    const [times, high, low] = chart ? chart.data : [[], [], []];
+    return {
+      range: state.range,
+      metric: state.metric,
+      step: state.step,
+      transport: state.transport,
+      paused: state.paused,
+      stores: structuredClone(state.stores),
+      shown: { high: chart?.series[1].show ?? false, low: chart?.series[2].show ?? false },
+      times: [...times],
+      high: [...high],
+      low: [...low],
+    };
+  },
+};
+
+start();

@@ -1,0 +1,123 @@
+//! web-ui: serves StreamProc's chart page and forwards `/api` to the
+//! aggregator. See the README beside this crate.
+
+mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::get;
+use axum::{middleware, Router};
+use clap::Parser;
+use streamproc::config::ServeArgs;
+use streamproc::metrics::{HttpMetrics, Registry};
+use streamproc::ops::{self, ReadinessCheck};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use proxy::Proxy;
+
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The files the page cannot work without; `npm ci` in this crate's folder
+/// copies the charting library into `vendor/`.
+const REQUIRED_ASSETS: [&str; 3] = ["index.html", "app.js", "vendor/uPlot.esm.js"];
+
+/// web-ui: StreamProc's live chart in the browser.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// The aggregator that `/api` is forwarded to.
+    #[arg(long, env = "AGGREGATOR_URL", default_value = "http://127.0.0.1:9995")]
+    pub aggregator_url: String,
+
+    /// Folder of the page's files [default: this crate's assets/ folder].
+    #[arg(long, env = "ASSETS_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
+    pub assets_dir: PathBuf,
+}
+
+/// Runs web-ui on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+
+    if let Err(missing) = check_assets(&config.assets_dir) {
+        tracing::error!("{missing}");
+    }
+    let api = if config.serve.disable {
+        tracing::warn!("DISABLE is set: the page is served, /api is not forwarded");
+        Router::new()
+            .route("/api", get(proxy::disabled))
+            .route("/api/{*path}", get(proxy::disabled))
+    } else {
+        let proxy = Proxy::new(&config.aggregator_url, shutdown.clone())?;
+        tracing::info!("forwarding /api to {}", proxy.upstream());
+        Router::new()
+            .route("/api", get(proxy::forward))
+            .route("/api/{*path}", get(proxy::forward))
+            .with_state(proxy)
+    };
+    // The page's files are small and change with every release: the browser
+    // revalidates them rather than keeping a stale copy.
+    let assets = Router::new()
+        .fallback_service(ServeDir::new(&config.assets_dir))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ));
+    let app = api
+        .merge(ops::router(
+            Arc::new(registry),
+            assets_readiness(&config.assets_dir),
+        ))
+        .merge(assets)
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            HttpMetrics::track,
+        ));
+
+    tracing::info!(
+        "web-ui listening on {}, serving {}",
+        listener.local_addr()?,
+        config.assets_dir.display()
+    );
+    ops::serve(listener, app, shutdown).await?;
+    tracing::info!("web-ui stopped");
+    Ok(())
+}
+
+fn check_assets(dir: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = REQUIRED_ASSETS
+        .into_iter()
+        .filter(|file| !dir.join(file).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "missing in {}: {} (run `npm ci` in services/web-ui)",
+            dir.display(),
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Ready when the page's files are there. The aggregator is not checked:
+/// without it the page still loads and says what is down.
+fn assets_readiness(dir: &Path) -> ReadinessCheck {
+    let dir = dir.to_owned();
+    Arc::new(move || {
+        let result = check_assets(&dir);
+        Box::pin(async move { result })
+    })
+}

@@ -1,0 +1,93 @@
+//! `/api` on the page's own origin, forwarded to the aggregator, so the page
+//! needs no CORS and no separate dev server, locally and behind an ingress
+//! alike. Responses stream through unbuffered, which keeps Server-Sent
+//! Events live.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Headers of the aggregator's answer that the page needs.
+const FORWARDED: [header::HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::RETRY_AFTER,
+];
+
+#[derive(Clone)]
+pub struct Proxy {
+    client: reqwest::Client,
+    /// The aggregator's base URL, without a trailing slash.
+    upstream: String,
+    shutdown: CancellationToken,
+}
+
+impl Proxy {
+    pub fn new(upstream: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        // No overall timeout: /api/v1/stream never ends. The aggregator has
+        // its own per-store time limits.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Self {
+            client,
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            shutdown,
+        })
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+}
+
+/// `GET /api` and `GET /api/*`: the same path and query at the aggregator.
+pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path_and_query().map_or("/api", |p| p.as_str());
+    let mut request = proxy.client.get(format!("{}{path}", proxy.upstream));
+    if let Some(accept) = headers.get(header::ACCEPT) {
+        request = request.header(header::ACCEPT, accept);
+    }
+    let upstream = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!("aggregator at {} did not answer: {error}", proxy.upstream);
+            return (
+                StatusCode::BAD_GATEWAY,
+                Json(json!({
+                    "message": format!("aggregator unavailable at {}: {error}", proxy.upstream)
+                })),
+            )
+                .into_response();
+        }
+    };
+    let mut response = Response::builder().status(upstream.status().as_u16());
+    for name in FORWARDED {
+        if let Some(value) = upstream.headers().get(&name) {
+            response = response.header(name, value.as_bytes());
+        }
+    }
+    // Open streams end at shutdown, or graceful shutdown would wait forever.
+    let body = upstream
+        .bytes_stream()
+        .take_until(proxy.shutdown.clone().cancelled_owned());
+    response
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e.to_string()).into_response())
+}
+
+/// What `/api` answers when DISABLE is set: the page still loads.
+pub async fn disabled() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"message": "web-ui is disabled (DISABLE): /api is not forwarded"})),
+    )
+        .into_response()
+}

@@ -1,0 +1,191 @@
+// Drives the chart page in a real headless Chromium (Debian's, through
+// playwright-core) against a running web-ui, aggregator and event-api:
+// the page loads, both lines plot what the API answers, newly posted events
+// appear without a reload, the controls work, and screenshots are kept.
+//
+// Usage: node tests/page.mjs --url http://127.0.0.1:8080 \
+//          --event-api http://127.0.0.1:9998 --screenshots DIR
+// Exits non-zero on the first failed check. CHROMIUM_BIN overrides
+// /usr/bin/chromium.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: "string", default: "http://127.0.0.1:8080" },
+    "event-api": { type: "string", default: "http://127.0.0.1:9998" },
+    screenshots: { type: "string", default: "target/screenshots" },
+  },
+});
+
+// As root and on a machine without outside network, Chromium needs these.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+let checks = 0;
+function ok(what) {
+  checks += 1;
+  console.log(`ok ${checks} - ${what}`);
+}
+
+/** Polls `probe` in Node until it returns a truthy value. */
+async function until(what, probe, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last) return last;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const snapshot = (page) => page.evaluate(() => window.streamproc.snapshot());
+const total = (values) => values.reduce((sum, v) => sum + (v ?? 0), 0);
+
+async function postEvents(events) {
+  const response = await fetch(args["event-api"], {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(events),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+/** The chart's values equal what /api/v1/series answers for its grid. */
+async function assertPlotsTheApi(page, metric) {
+  const shown = await snapshot(page);
+  const api = await page.evaluate(async ({ from, to, step }) => {
+    const response = await fetch(`api/v1/series?from=${from}&to=${to}&step=${step / 1000}s`);
+    return response.json();
+  }, { from: shown.times[0], to: shown.times.at(-1) + shown.step, step: shown.step });
+  assert.ok(api.high.available && api.low.available, JSON.stringify(api));
+  // Counts are exact; sums may differ in the last bits, as InfluxDB adds a
+  // bucket's points in no fixed order.
+  const same = (a, b) => a === b || (a !== null && b !== null && Math.abs(a - b) <= 1e-9 * Math.abs(b));
+  for (const name of ["high", "low"]) {
+    const expected = api[name].points.map((p) => p[metric]);
+    const differ = expected.findIndex((value, i) => !same(shown[name][i], value));
+    assert.equal(shown[name].length, expected.length, `${name} ${metric}: bucket count`);
+    assert.equal(differ, -1, `${name} ${metric} at ${shown.times[differ]}: ${shown[name][differ]} != ${expected[differ]}`);
+  }
+  assert.deepEqual(shown.times, api.high.points.map((p) => p.time));
+  return shown;
+}
+
+try {
+  mkdirSync(args.screenshots, { recursive: true });
+  const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+
+  await page.goto(`${args.url}/?range=5m`);
+  const first = await until("both stores up and the stream live", async () => {
+    const s = await snapshot(page);
+    return s.transport === "stream" && s.stores.high.available && s.stores.low.available && s.times.length > 0 && s;
+  });
+  assert.equal(first.step, 1000, "5 minutes in 300 points: 1 s buckets");
+  ok("page loads; both stores up; live over the stream");
+
+  await assertPlotsTheApi(page, "count");
+  const before = await snapshot(page);
+  assert.ok(total(before.high) > 0 && total(before.low) > 0, "both lines hold events");
+  ok(`both lines plot the API's counts (${total(before.high)} high, ${total(before.low)} low)`);
+
+  // Without a reload: a marker set on this document must survive.
+  await page.evaluate(() => (window.sameDocument = true));
+  await postEvents([
+    { time: Date.now(), amount: 7.25 },
+    { time: Date.now(), amount: 2.5 },
+  ]);
+  await until("the posted events on the chart", async () => {
+    const s = await snapshot(page);
+    return total(s.high) === total(before.high) + 1 && total(s.low) === total(before.low) + 1;
+  });
+  assert.equal(await page.evaluate(() => window.sameDocument), true, "no reload");
+  ok("newly posted events appear without a reload");
+
+  await page.getByRole("button", { name: "Sum" }).click();
+  assert.equal((await snapshot(page)).metric, "sum");
+  await assertPlotsTheApi(page, "sum");
+  ok("the Sum button plots sums");
+
+  await page.locator("body").focus();
+  await page.keyboard.press("m");
+  assert.equal((await snapshot(page)).metric, "mean");
+  await assertPlotsTheApi(page, "mean");
+  assert.equal(await page.getByRole("button", { name: "Mean" }).getAttribute("aria-pressed"), "true");
+  ok("the m key plots means");
+
+  await page.getByRole("button", { name: "1 h" }).click();
+  const hour = await until("the 1 h range", async () => {
+    const s = await snapshot(page);
+    return s.range === "1h" && s.step === 15_000 && s.transport === "stream" && s;
+  });
+  assert.ok(hour.times.at(-1) - hour.times[0] >= 3_600_000 - 15_000, "an hour of buckets");
+  await assertPlotsTheApi(page, "mean");
+  assert.match(page.url(), /range=1h/);
+  ok("the 1 h preset reloads the hour in 15 s buckets");
+
+  await page.keyboard.press("c");
+  await page.getByRole("button", { name: "High" }).click();
+  assert.equal(await page.getByRole("button", { name: "High" }).getAttribute("aria-pressed"), "false");
+  assert.equal(await page.evaluate(() => window.streamproc.snapshot().shown.high), false);
+  await page.keyboard.press("h");
+  assert.equal(await page.evaluate(() => window.streamproc.snapshot().shown.high), true);
+  ok("legend buttons and keys hide and show a line");
+
+  const box = await page.locator("#chart .u-over").boundingBox();
+  await page.mouse.move(box.x + box.width - 5, box.y + box.height / 2);
+  const tip = page.locator("#tooltip");
+  await tip.waitFor({ state: "visible" });
+  assert.match(await tip.innerText(), /High: count \d+ · sum/);
+  ok("the tooltip shows exact values");
+
+  await page.screenshot({ path: join(args.screenshots, "web-ui.png") });
+  await page.mouse.move(0, 0);
+
+  await page.keyboard.press("p");
+  assert.equal((await snapshot(page)).paused, true);
+  assert.match(await page.locator("#status-feed").innerText(), /paused/);
+  await page.keyboard.press("p");
+  await until("live again after resume", async () => (await snapshot(page)).transport === "stream");
+  ok("pause and resume");
+
+  const dark = await browser.newPage({ viewport: { width: 1200, height: 760 }, colorScheme: "dark" });
+  await dark.goto(`${args.url}/?range=15m&transport=polling`);
+  await until("the polling fallback live", async () => {
+    const s = await snapshot(dark);
+    return s.transport === "polling" && s.times.length > 0;
+  });
+  const polled = await snapshot(dark);
+  await postEvents([{ time: Date.now(), amount: 9.5 }]);
+  await until("a posted event seen by polling", async () => total((await snapshot(dark)).high) === total(polled.high) + 1);
+  const background = await dark.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, "rgb(13, 17, 23)", "dark colours");
+  await dark.screenshot({ path: join(args.screenshots, "web-ui-dark.png") });
+  ok("polling fallback keeps the chart live; dark mode");
+
+  assert.deepEqual(errors, [], "no script errors on the page");
+  ok("no script errors");
+  console.log(`page: ${checks} passed, 0 failed`);
+} catch (error) {
+  console.error(`not ok - ${error.stack ?? error}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

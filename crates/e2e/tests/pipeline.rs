@@ -1,0 +1,141 @@
+//! The whole pipeline in one test: event-producer → event-api → Kafka
+//! (tansu) → consumer-high / consumer-low → TimescaleDB / InfluxDB →
+//! aggregator → web-ui → the page in headless Chromium. Every accepted event
+//! is counted once by the aggregator, and the page shows what the API says,
+//! live.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const PRODUCED: u64 = 300;
+
+async fn totals(aggregator: &InProcess) -> Option<(u64, u64)> {
+    let body: Value = aggregator.get("/api/v1/totals").await.json().await.ok()?;
+    Some((
+        body["high"]["count"].as_u64()?,
+        body["low"]["count"].as_u64()?,
+    ))
+}
+
+/// Waits until the stores hold `expected` events in all and stay there.
+async fn assert_stored(aggregator: &InProcess, expected: u64) -> (u64, u64) {
+    let reached = eventually(Duration::from_secs(60), || async {
+        totals(aggregator)
+            .await
+            .is_some_and(|(h, l)| h + l >= expected)
+    })
+    .await;
+    assert!(
+        reached,
+        "stored {:?} of {expected}",
+        totals(aggregator).await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (high, low) = totals(aggregator).await.unwrap();
+    assert_eq!(high + low, expected, "each accepted event stored once");
+    (high, low)
+}
+
+#[tokio::test]
+async fn events_flow_from_the_producer_to_the_page() {
+    let broker = Tansu::start();
+    broker.create_topic("events", 3).await;
+    let postgres = Postgres::start();
+    let influx = InfluxDb::start();
+    let brokers = broker.brokers();
+
+    let config =
+        event_api::Config::try_parse_from(["event-api", "--kafka-brokers", &brokers]).unwrap();
+    let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
+    let consumer_args = ["--kafka-brokers", &brokers, "--batch-max-age", "20ms"];
+    let config = consumer_high::Config::try_parse_from(
+        ["consumer-high", "--postgres-url", &postgres.url()]
+            .iter()
+            .chain(&consumer_args),
+    )
+    .unwrap();
+    let high = InProcess::spawn(|l, s| consumer_high::run(config, l, s)).await;
+    let config = consumer_low::Config::try_parse_from(
+        ["consumer-low", "--influxdb-host", &influx.url()]
+            .iter()
+            .chain(&consumer_args),
+    )
+    .unwrap();
+    let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
+    let config = aggregator::Config::try_parse_from([
+        "aggregator",
+        "--postgres-url",
+        &postgres.url(),
+        "--influxdb-host",
+        &influx.url(),
+    ])
+    .unwrap();
+    let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
+    let config =
+        web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
+    let web_ui = InProcess::spawn(|l, s| web_ui::run(config, l, s)).await;
+
+    // A seeded producer run to completion: it drains before returning.
+    let config = event_producer::Config::try_parse_from([
+        "event-producer",
+        "--url",
+        &event_api.url,
+        "--seed",
+        "7",
+        "--count",
+        &PRODUCED.to_string(),
+        "--rate",
+        "200",
+        "--interval",
+        "100ms",
+    ])
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let summary = event_producer::run(config, listener, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((summary.sent, summary.lost), (PRODUCED, 0));
+
+    let (stored_high, stored_low) = assert_stored(&aggregator, PRODUCED).await;
+    assert!(stored_high > 0 && stored_low > 0, "both stores hold events");
+    assert_eq!(
+        event_api.metric("events_accepted_total").await,
+        PRODUCED as f64
+    );
+    // The same answer through web-ui's forwarding.
+    let through_ui: Value = web_ui.get("/api/v1/totals").await.json().await.unwrap();
+    assert_eq!(through_ui["high"]["count"], stored_high);
+
+    // The page, in Debian's Chromium, against this pipeline; it posts three
+    // more events through event-api and watches them arrive.
+    let web_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/web-ui");
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let output = tokio::process::Command::new("node")
+        .current_dir(&web_dir)
+        .arg("tests/page.mjs")
+        .args(["--url", &web_ui.url, "--event-api", &event_api.url])
+        .arg("--screenshots")
+        .arg(&screenshots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs (scripts/install.sh installs it and the page's packages)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the page test failed");
+    assert!(stdout.contains("page: 11 passed, 0 failed"), "{stdout}");
+    assert!(screenshots.join("web-ui.png").is_file());
+
+    assert_stored(&aggregator, PRODUCED + 3).await;
+    for service in [web_ui, aggregator, low, high, event_api] {
+        service.stop().await;
+    }
+}

@@ -12,6 +12,20 @@ use reqwest::{RequestBuilder, StatusCode};
 /// version's name, with the field `amount`.
 pub const MEASUREMENT: &str = "event";
 
+/// Per-second totals of `event` (fields `count`, `sum`, `min`, `max`),
+/// maintained by consumer-low and read by the aggregator.
+pub const ROLLUP_MEASUREMENT: &str = "event_1s";
+
+/// The value rows of an InfluxQL answer's first statement and first series;
+/// none when nothing matched.
+pub fn rows(answer: &serde_json::Value) -> impl Iterator<Item = &Vec<serde_json::Value>> {
+    answer["results"][0]["series"][0]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_array)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InfluxApi {
     /// `/write?db=&rp=` with optional user and password (InfluxDB 1.x).

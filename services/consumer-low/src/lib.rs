@@ -2,7 +2,10 @@
 //! InfluxDB. See the README beside this crate.
 
 mod line;
+mod rollup;
 mod store;
+
+use std::time::Duration;
 
 use clap::Parser;
 use streamproc::config::{ConsumerArgs, KafkaArgs, ServeArgs};
@@ -13,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use line::{point_identity, PointIdentity};
+pub use rollup::Rollups;
 pub use store::InfluxSink;
 
 pub const DEFAULT_PORT: u16 = 9997;
@@ -29,6 +33,11 @@ pub struct Config {
     pub consumer: ConsumerArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
+
+    /// How often the per-second totals of newly written seconds are
+    /// recomputed (how far the aggregator's low series may lag).
+    #[arg(long, env = "ROLLUP_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub rollup_interval: Duration,
 }
 
 pub async fn run(
@@ -40,12 +49,30 @@ pub async fn run(
         .consumer
         .settings(&config.kafka, Route::Low, "consumer-low");
     let influx = config.influx.clone();
-    service::serve(
+    // The totals are refreshed until the consume loop has stored its last
+    // batch, then once more.
+    let stop_rollups = CancellationToken::new();
+    let mut maintainer = None;
+    let served = service::serve(
         settings,
         config.serve.disable,
         listener,
-        |_| InfluxSink::new(influx),
+        |_| {
+            let sink = InfluxSink::new(influx)?;
+            let rollups = sink.rollups();
+            let stop = stop_rollups.clone();
+            let interval = config.rollup_interval;
+            maintainer = Some(tokio::spawn(async move {
+                rollups.maintain(interval, stop).await;
+            }));
+            Ok(sink)
+        },
         shutdown,
     )
-    .await
+    .await;
+    stop_rollups.cancel();
+    if let Some(maintainer) = maintainer {
+        maintainer.await?;
+    }
+    served
 }

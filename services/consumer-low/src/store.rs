@@ -1,17 +1,22 @@
 //! The InfluxDB sink: one line-protocol request per batch, idempotent because
-//! each event's point identity comes from its id (see `line`).
+//! each event's point identity comes from its id (see `line`), then the
+//! batch's seconds marked for their totals to be refreshed (see `rollup`).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use streamproc::consume::{Sink, SinkError};
 use streamproc::influx::{Influx, InfluxArgs, InfluxError};
 use streamproc::Event;
 
 use crate::line;
+use crate::rollup::Rollups;
 
 pub struct InfluxSink {
     influx: Influx,
     database_ready: AtomicBool,
+    rollups: Arc<Rollups>,
 }
 
 impl InfluxSink {
@@ -19,9 +24,16 @@ impl InfluxSink {
         let influx = Influx::new(args)?;
         tracing::info!("writing to InfluxDB at {}", influx.describe());
         Ok(Self {
+            rollups: Arc::new(Rollups::new(influx.clone())),
             influx,
             database_ready: AtomicBool::new(false),
         })
+    }
+
+    /// The per-second totals of what this sink writes; someone must run
+    /// [`Rollups::maintain`] (consumer-low's `run` does).
+    pub fn rollups(&self) -> Arc<Rollups> {
+        self.rollups.clone()
     }
 
     async fn ensure_database(&self) -> Result<(), SinkError> {
@@ -46,7 +58,15 @@ fn to_sink_error(error: InfluxError) -> SinkError {
 impl Sink for InfluxSink {
     async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
         self.ensure_database().await?;
-        match self.influx.write(line::encode(events)).await {
+        let seconds: BTreeSet<i64> = events
+            .iter()
+            .map(|e| e.time.as_millis().div_euclid(1000))
+            .collect();
+        let written = match self.influx.write(line::encode(events)).await {
+            Ok(()) => self.rollups.mark(&seconds).await,
+            Err(error) => Err(error),
+        };
+        match written {
             Ok(()) => Ok(()),
             Err(error @ InfluxError::NoDatabase(_)) => {
                 // Dropped behind our back: create it again on the next try.

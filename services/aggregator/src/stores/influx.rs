@@ -1,8 +1,10 @@
-//! The low series from InfluxDB, by InfluxQL `GROUP BY time()`, whose
-//! buckets are aligned to the epoch like the TimescaleDB ones. Only numbers
-//! from a validated [`Grid`] enter a query.
+//! The low series from InfluxDB, read from the per-second totals that
+//! consumer-low maintains (`event_1s`, refreshed within about a second of
+//! each write), by InfluxQL `GROUP BY time()`, whose buckets are aligned to
+//! the epoch like the TimescaleDB ones. Only numbers from a validated
+//! [`Grid`] enter a query.
 
-use streamproc::influx::{Influx, InfluxArgs, MEASUREMENT};
+use streamproc::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 
 use super::{Buckets, Totals};
 use crate::grid::Grid;
@@ -21,30 +23,35 @@ impl InfluxReader {
 
     pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
         let query = format!(
-            "SELECT count(amount), sum(amount), min(amount), max(amount) FROM {MEASUREMENT} \
+            "SELECT sum(count), sum(sum), min(min), max(max) FROM {ROLLUP_MEASUREMENT} \
              WHERE time >= {}ms AND time < {}ms GROUP BY time({}ms) fill(none)",
             grid.start_ms(),
             grid.end_ms(),
             grid.step_ms()
         );
         let answer = self.influx.query(&query).await.map_err(|e| e.to_string())?;
-        rows(&answer)
-            .map(|row| {
-                let number = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
-                match (row.first().and_then(serde_json::Value::as_i64), number(1)) {
-                    (Some(start), Some(count)) => Ok((
-                        start,
-                        Stats {
-                            count: count as u64,
-                            sum: number(2).unwrap_or(0.0),
-                            min: number(3).unwrap_or(f64::NAN),
-                            max: number(4).unwrap_or(f64::NAN),
-                        },
-                    )),
-                    _ => Err(format!("unexpected InfluxDB row {row:?}")),
-                }
-            })
-            .collect()
+        let mut buckets = Vec::new();
+        for row in rows(&answer) {
+            let number = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
+            let Some(start) = row.first().and_then(serde_json::Value::as_i64) else {
+                return Err(format!("unexpected InfluxDB row {row:?}"));
+            };
+            // Seconds marked but not yet totalled have no count yet.
+            if let (Some(count), Some(min), Some(max)) = (number(1), number(3), number(4)) {
+                let sum = number(2).unwrap_or(0.0);
+                let count = count as u64;
+                buckets.push((
+                    start,
+                    Stats {
+                        count,
+                        sum,
+                        min,
+                        max,
+                    },
+                ));
+            }
+        }
+        Ok(buckets)
     }
 
     pub async fn totals(&self) -> Result<Totals, String> {
@@ -52,15 +59,16 @@ impl InfluxReader {
             |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
         let (totals, last) = tokio::try_join!(
             query(format!(
-                "SELECT count(amount), sum(amount) FROM {MEASUREMENT}"
+                "SELECT sum(count), sum(sum) FROM {ROLLUP_MEASUREMENT}"
             )),
-            query(format!("SELECT last(amount) FROM {MEASUREMENT}")),
+            query(format!("SELECT last(count) FROM {ROLLUP_MEASUREMENT}")),
         )?;
         let row = rows(&totals).next();
         let number = |i: usize| {
             row.and_then(|r| r.get(i))
                 .and_then(serde_json::Value::as_f64)
         };
+        // The start of the newest second holding events.
         let last_time = rows(&last)
             .next()
             .and_then(|r| r.first())
@@ -75,14 +83,4 @@ impl InfluxReader {
     pub async fn ping(&self) -> Result<(), String> {
         self.influx.ping().await.map_err(|e| e.to_string())
     }
-}
-
-/// The value rows of the first statement's first series; none when the
-/// measurement holds nothing in range.
-fn rows(answer: &serde_json::Value) -> impl Iterator<Item = &Vec<serde_json::Value>> {
-    answer["results"][0]["series"][0]["values"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(serde_json::Value::as_array)
 }

@@ -49,7 +49,8 @@ pub enum StoreError {
 pub struct Totals {
     pub count: u64,
     pub sum: f64,
-    /// Time of the newest stored event (Unix ms), if any.
+    /// Time of the newest stored event (Unix ms; InfluxDB tells only the
+    /// start of its second), if any.
     pub last_time: Option<i64>,
 }
 

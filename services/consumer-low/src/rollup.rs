@@ -1,0 +1,204 @@
+//! Per-second totals of the stored events, in the measurement `event_1s`, so
+//! that the aggregator reads one point per second instead of every event.
+//! (InfluxDB 1.x takes seconds to group a million events in an hour into
+//! one-second buckets across the 1024 shard series; a rollup hour is 3 600
+//! points.)
+//!
+//! Totals are recomputed from the stored events, never incremented, so a
+//! redelivered event cannot count twice. Each second's point carries two
+//! numbers besides its totals: `dirty`, a random nonce that every write of
+//! events in that second replaces, and `clean`, the nonce the totals were
+//! computed under. The writer marks a second dirty only after its events
+//! are stored, and the maintainer reads the marks before the events, so any
+//! write the totals missed has left a newer mark: `dirty <> clean` until the
+//! next refresh. Marks are written before the batch's offsets are committed,
+//! so a crash leaves the seconds dirty in InfluxDB, where the next start
+//! finds them. Several instances may refresh the same second: each refresh
+//! is from the events themselves, and a stale one leaves the mark unequal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
+use tokio_util::sync::CancellationToken;
+
+/// Seconds further apart than this are refreshed by separate queries, so a
+/// batch of scattered old events does not scan the days between them.
+const MAX_GAP_SECONDS: i64 = 60;
+
+pub struct Rollups {
+    influx: Influx,
+    /// Seconds this instance marked dirty and has not refreshed since, each
+    /// with the sequence number of its latest mark.
+    pending: Mutex<BTreeMap<i64, u64>>,
+    sequence: AtomicU64,
+}
+
+impl Rollups {
+    pub fn new(influx: Influx) -> Self {
+        Self {
+            influx,
+            pending: Mutex::new(BTreeMap::new()),
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks `seconds` dirty in InfluxDB. Call after their events are
+    /// stored; on error, write the events again and retry.
+    pub async fn mark(&self, seconds: &BTreeSet<i64>) -> Result<(), InfluxError> {
+        let nonce = rand::random::<u64>() >> 1 | 1;
+        let mut lines = String::with_capacity(seconds.len() * 48);
+        for second in seconds {
+            let _ = writeln!(
+                lines,
+                "{ROLLUP_MEASUREMENT} dirty={nonce}i,clean=0i {}",
+                second * 1_000_000_000
+            );
+        }
+        self.influx.write(lines).await?;
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let mut pending = self.pending.lock().expect("not poisoned");
+        pending.extend(seconds.iter().map(|second| (*second, sequence)));
+        Ok(())
+    }
+
+    /// Refreshes every second this instance marked, until none is left.
+    pub async fn refresh(&self) -> Result<(), InfluxError> {
+        let snapshot: Vec<(i64, u64)> = {
+            let pending = self.pending.lock().expect("not poisoned");
+            pending.iter().map(|(s, q)| (*s, *q)).collect()
+        };
+        for run in runs(snapshot.iter().map(|(second, _)| *second)) {
+            self.refresh_range(run.0, run.1 + 1).await?;
+        }
+        // A second marked again meanwhile stays pending.
+        let mut pending = self.pending.lock().expect("not poisoned");
+        for (second, sequence) in snapshot {
+            if pending.get(&second) == Some(&sequence) {
+                pending.remove(&second);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds left dirty in InfluxDB by any instance, for example by one
+    /// that crashed between storing events and refreshing their totals.
+    pub async fn recover(&self) -> Result<usize, InfluxError> {
+        let answer = self
+            .influx
+            .query(&format!(
+                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE dirty <> clean"
+            ))
+            .await?;
+        let seconds: Vec<i64> = rows(&answer)
+            .filter_map(|row| row.first()?.as_i64())
+            .map(|ms| ms.div_euclid(1000))
+            .collect();
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let mut pending = self.pending.lock().expect("not poisoned");
+        pending.extend(seconds.iter().map(|second| (*second, sequence)));
+        Ok(seconds.len())
+    }
+
+    /// Recomputes the totals of the dirty seconds in `from..to` (Unix
+    /// seconds) from the stored events.
+    async fn refresh_range(&self, from: i64, to: i64) -> Result<(), InfluxError> {
+        let range = format!("time >= {from}s AND time < {to}s");
+        // Marks first: see the module comment.
+        let marks = self
+            .influx
+            .query(&format!(
+                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE {range} AND dirty <> clean"
+            ))
+            .await?;
+        let marks: Vec<(i64, i64)> = rows(&marks)
+            .filter_map(|row| Some((row.first()?.as_i64()?, row.get(1)?.as_i64()?)))
+            .collect();
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let totals = self
+            .influx
+            .query(&format!(
+                "SELECT count(amount), sum(amount), min(amount), max(amount) FROM {MEASUREMENT} \
+                 WHERE {range} GROUP BY time(1s) fill(none)"
+            ))
+            .await?;
+        let totals: BTreeMap<i64, &Vec<serde_json::Value>> = rows(&totals)
+            .filter_map(|row| Some((row.first()?.as_i64()?, row)))
+            .collect();
+        let mut lines = String::new();
+        for (ms, nonce) in marks {
+            let number = |i: usize| totals.get(&ms).and_then(|row| row.get(i)?.as_f64());
+            let _ = write!(
+                lines,
+                "{ROLLUP_MEASUREMENT} count={}i,sum={}",
+                number(1).unwrap_or(0.0) as u64,
+                number(2).unwrap_or(0.0)
+            );
+            if let (Some(min), Some(max)) = (number(3), number(4)) {
+                let _ = write!(lines, ",min={min},max={max}");
+            }
+            let _ = writeln!(lines, ",clean={nonce}i {}", ms * 1_000_000);
+        }
+        self.influx.write(lines).await
+    }
+
+    /// Refreshes every `interval` until `stop`, then once more. Starts by
+    /// picking up what earlier instances left dirty.
+    pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
+        let mut recovered = false;
+        loop {
+            let stopping = tokio::select! {
+                () = stop.cancelled() => true,
+                () = tokio::time::sleep(interval) => false,
+            };
+            if !recovered {
+                match self.recover().await {
+                    Ok(0) => recovered = true,
+                    Ok(n) => {
+                        tracing::info!("refreshing the totals of {n} seconds left dirty");
+                        recovered = true;
+                    }
+                    Err(e) => tracing::warn!("looking for dirty seconds failed: {e}"),
+                }
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!("refreshing per-second totals failed (will retry): {e}");
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+/// Sorted seconds as `(first, last)` runs, split where they are more than
+/// `MAX_GAP_SECONDS` apart.
+fn runs(seconds: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for second in seconds {
+        match runs.last_mut() {
+            Some((_, last)) if second - *last <= MAX_GAP_SECONDS => *last = second,
+            _ => runs.push((second, second)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_seconds_share_a_query_and_distant_ones_do_not() {
+        let seconds = [10, 11, 70, 200, 201, 10_000];
+        assert_eq!(
+            runs(seconds.into_iter()),
+            [(10, 70), (200, 201), (10_000, 10_000)]
+        );
+    }
+}

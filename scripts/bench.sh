@@ -4,7 +4,7 @@
 # run. Not part of scripts/test.sh: figures vary with the machine.
 #
 # Usage: scripts/bench.sh
-# The consume benchmark runs its own infrastructure on other ports, under
+# The consume and query benchmarks run their own infrastructure on other ports, under
 # .state/bench, so a running local stack is not disturbed.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -22,4 +22,8 @@ export STREAMPROC_STATE=$REPO_ROOT/.state/bench KAFKA_PORT=39092 POSTGRES_PORT=3
 trap '"$REPO_ROOT/scripts/infra.sh" stop >/dev/null 2>&1 || true' EXIT
 "$REPO_ROOT/scripts/infra.sh" start
 "$VENV/bin/python" "$REPO_ROOT/scripts/bench_consume.py" --kafka-port "$KAFKA_PORT" \
+  --postgres-port "$POSTGRES_PORT" --influxdb-port "$INFLUXDB_PORT" --bin-dir "$BIN"
+
+log "query benchmark"
+"$VENV/bin/python" "$REPO_ROOT/scripts/bench_query.py" --kafka-port "$KAFKA_PORT" \
   --postgres-port "$POSTGRES_PORT" --influxdb-port "$INFLUXDB_PORT" --bin-dir "$BIN"

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,13 @@ use tokio_util::sync::CancellationToken;
 /// Seconds further apart than this are refreshed by separate queries, so a
 /// batch of scattered old events does not scan the days between them.
 const MAX_GAP_SECONDS: i64 = 60;
+/// Longest span one refresh query covers, so recovering a long dirty stretch
+/// is many bounded queries rather than one huge one.
+const MAX_RUN_SECONDS: i64 = 600;
+/// How often, and how far back, a running instance looks for seconds that
+/// others left dirty.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+const RESCAN_LOOKBACK: Duration = Duration::from_secs(86_400);
 
 pub struct Rollups {
     influx: Influx,
@@ -85,12 +92,16 @@ impl Rollups {
     }
 
     /// Seconds left dirty in InfluxDB by any instance, for example by one
-    /// that crashed between storing events and refreshing their totals.
-    pub async fn recover(&self) -> Result<usize, InfluxError> {
+    /// that crashed between storing events and refreshing their totals;
+    /// within `lookback` of now, or all of them.
+    pub async fn recover(&self, lookback: Option<Duration>) -> Result<usize, InfluxError> {
+        let since = lookback.map_or(String::new(), |d| {
+            format!(" AND time > now() - {}s", d.as_secs())
+        });
         let answer = self
             .influx
             .query(&format!(
-                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE dirty <> clean"
+                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE dirty <> clean{since}"
             ))
             .await?;
         let seconds: Vec<i64> = rows(&answer)
@@ -147,21 +158,25 @@ impl Rollups {
         self.influx.write(lines).await
     }
 
-    /// Refreshes every `interval` until `stop`, then once more. Starts by
-    /// picking up what earlier instances left dirty.
+    /// Refreshes every `interval` until `stop`, then once more. Looks for
+    /// seconds other instances left dirty: all of them at start, then those
+    /// of the last day every `RESCAN_INTERVAL` (a full scan reads one point
+    /// per second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
-        let mut recovered = false;
+        let mut last_scan: Option<Instant> = None;
         loop {
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
                 () = tokio::time::sleep(interval) => false,
             };
-            if !recovered {
-                match self.recover().await {
-                    Ok(0) => recovered = true,
-                    Ok(n) => {
-                        tracing::info!("refreshing the totals of {n} seconds left dirty");
-                        recovered = true;
+            if last_scan.is_none_or(|at| at.elapsed() >= RESCAN_INTERVAL) {
+                let lookback = last_scan.map(|_| RESCAN_LOOKBACK);
+                match self.recover(lookback).await {
+                    Ok(found) => {
+                        if found > 0 {
+                            tracing::info!("refreshing the totals of {found} seconds left dirty");
+                        }
+                        last_scan = Some(Instant::now());
                     }
                     Err(e) => tracing::warn!("looking for dirty seconds failed: {e}"),
                 }
@@ -177,12 +192,16 @@ impl Rollups {
 }
 
 /// Sorted seconds as `(first, last)` runs, split where they are more than
-/// `MAX_GAP_SECONDS` apart.
+/// `MAX_GAP_SECONDS` apart or a run would span more than `MAX_RUN_SECONDS`.
 fn runs(seconds: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
     let mut runs: Vec<(i64, i64)> = Vec::new();
     for second in seconds {
         match runs.last_mut() {
-            Some((_, last)) if second - *last <= MAX_GAP_SECONDS => *last = second,
+            Some((first, last))
+                if second - *last <= MAX_GAP_SECONDS && second - *first < MAX_RUN_SECONDS =>
+            {
+                *last = second
+            }
             _ => runs.push((second, second)),
         }
     }
@@ -200,5 +219,7 @@ mod tests {
             runs(seconds.into_iter()),
             [(10, 70), (200, 201), (10_000, 10_000)]
         );
+        let long = (0..1500).step_by(50);
+        assert_eq!(runs(long), [(0, 550), (600, 1150), (1200, 1450)]);
     }
 }

@@ -10,6 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export STREAMPROC_STATE=$REPO_ROOT/.state/smoke
 export KAFKA_PORT=29092 POSTGRES_PORT=25432 INFLUXDB_PORT=28086
 export EVENT_API_PORT=29998 EVENT_PRODUCER_PORT=29999 CONSUMER_HIGH_PORT=29996 CONSUMER_LOW_PORT=29997
+export AGGREGATOR_PORT=29995 WEB_UI_PORT=28080
 export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
 
 "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
@@ -63,4 +64,17 @@ wait_until 30 "every accepted event stored once" reconciled || {
   die "stored events do not add up to accepted events"
 }
 "$REPO_ROOT/scripts/counts.sh"
-echo "smoke: 2 passed, 0 failed"
+
+# The page is served, and the aggregator, asked through web-ui, counts every
+# accepted event (InfluxDB's per-second totals follow within a second).
+curl -fsS --max-time 5 "http://127.0.0.1:$WEB_UI_PORT/" | grep -q '<title>StreamProc</title>' ||
+  die "web-ui does not serve the page"
+aggregated() {
+  local counts totals
+  counts=$("$REPO_ROOT/scripts/counts.sh" --json)
+  totals=$(curl -fsS --max-time 5 "http://127.0.0.1:$WEB_UI_PORT/api/v1/totals") || return 1
+  python3 -c 'import json, sys; c, t = json.loads(sys.argv[1]), json.loads(sys.argv[2]); sys.exit(0 if t["high"]["count"] == c["high"] and t["low"]["count"] == c["low"] else 1)' "$counts" "$totals"
+}
+wait_until 15 "the aggregator's totals equal the stored events" aggregated ||
+  die "aggregator totals: $(curl -sS "http://127.0.0.1:$WEB_UI_PORT/api/v1/totals")"
+echo "smoke: 3 passed, 0 failed"

@@ -114,6 +114,46 @@ impl Rollups {
         Ok(seconds.len())
     }
 
+    /// Totals for events stored before consumer-low kept them (an upgraded
+    /// installation): when no second has totals yet but events exist,
+    /// InfluxDB computes them itself (`SELECT … INTO`), a day at a time.
+    pub async fn backfill(&self) -> Result<(), InfluxError> {
+        let totalled = self
+            .influx
+            .query(&format!("SELECT count(count) FROM {ROLLUP_MEASUREMENT}"))
+            .await?;
+        if rows(&totalled).any(|row| row.get(1).and_then(|n| n.as_f64()) > Some(0.0)) {
+            return Ok(());
+        }
+        let time_of = |answer: serde_json::Value| rows(&answer).next()?.first()?.as_i64();
+        let first = self
+            .influx
+            .query(&format!("SELECT first(amount) FROM {MEASUREMENT}"))
+            .await?;
+        let last = self
+            .influx
+            .query(&format!("SELECT last(amount) FROM {MEASUREMENT}"))
+            .await?;
+        let (Some(first), Some(last)) = (time_of(first), time_of(last)) else {
+            return Ok(());
+        };
+        tracing::info!("computing the per-second totals of the events stored so far");
+        const DAY_MS: i64 = 86_400_000;
+        let mut day = first.div_euclid(DAY_MS) * DAY_MS;
+        while day <= last {
+            self.influx
+                .query(&format!(
+                    "SELECT count(amount) AS count, sum(amount) AS sum, min(amount) AS min, \
+                     max(amount) AS max INTO {ROLLUP_MEASUREMENT} FROM {MEASUREMENT} \
+                     WHERE time >= {day}ms AND time < {}ms GROUP BY time(1s) fill(none)",
+                    day + DAY_MS
+                ))
+                .await?;
+            day += DAY_MS;
+        }
+        Ok(())
+    }
+
     /// Recomputes the totals of the dirty seconds in `from..to` (Unix
     /// seconds) from the stored events.
     async fn refresh_range(&self, from: i64, to: i64) -> Result<(), InfluxError> {
@@ -159,9 +199,9 @@ impl Rollups {
     }
 
     /// Refreshes every `interval` until `stop`, then once more. Looks for
-    /// seconds other instances left dirty: all of them at start, then those
-    /// of the last day every `RESCAN_INTERVAL` (a full scan reads one point
-    /// per second of history).
+    /// seconds other instances left dirty: all of them at start (after a
+    /// backfill if needed), then those of the last day every
+    /// `RESCAN_INTERVAL` (a full scan reads one point per second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
         let mut last_scan: Option<Instant> = None;
         loop {
@@ -171,7 +211,13 @@ impl Rollups {
             };
             if last_scan.is_none_or(|at| at.elapsed() >= RESCAN_INTERVAL) {
                 let lookback = last_scan.map(|_| RESCAN_LOOKBACK);
-                match self.recover(lookback).await {
+                let scan = async {
+                    if last_scan.is_none() {
+                        self.backfill().await?;
+                    }
+                    self.recover(lookback).await
+                };
+                match scan.await {
                     Ok(found) => {
                         if found > 0 {
                             tracing::info!("refreshing the totals of {found} seconds left dirty");

@@ -173,9 +173,10 @@ async fn stores_exactly_the_low_events_once_each() {
 
 /// A crash between storing events and refreshing their seconds' totals
 /// leaves those seconds marked dirty; the next consumer-low to start
-/// refreshes them, whatever it consumes itself.
+/// refreshes them, whatever it consumes itself, and computes the totals of
+/// events stored before totals were kept.
 #[tokio::test]
-async fn totals_left_dirty_by_a_crash_are_refreshed_at_start() {
+async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
     use streamproc::consume::Sink;
     use streamproc::{Amount, Event, EventId, EventTime};
 
@@ -195,10 +196,27 @@ async fn totals_left_dirty_by_a_crash_are_refreshed_at_start() {
         })
         .collect();
     crashed.write(&events).await.unwrap();
+    // And events an older consumer-low stored, without marks: a day earlier.
+    let older: String = (0..20)
+        .map(|i| {
+            let ns = (1_699_900_000_000_i64 + i * 250) * 1_000_000 + i;
+            format!(
+                "event,shard={i} amount={},id=\"old-{i}\" {ns}\n",
+                i as f64 / 8.0
+            )
+        })
+        .collect();
+    let written = reqwest::Client::new()
+        .post(format!("{}/write?db=streamproc", influx.url()))
+        .body(older)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 204);
     let (stored, totals) = per_second(&influx).await;
     assert_eq!(
         (stored.len(), totals.len()),
-        (7, 0),
+        (12, 0),
         "stored, not yet totalled"
     );
 

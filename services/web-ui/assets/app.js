@@ -104,8 +104,8 @@ async function reload() {
   }
 }
 
-/** Adds an answer's buckets; returns false when a store came back, which
- *  calls for a reload to fill the buckets it missed. */
+/** Adds an answer's buckets. Returns true when a store that was down
+ *  answered again: the buckets it missed call for a reload. */
 function merge(body) {
   let recovered = false;
   for (const name of SERIES) {
@@ -127,16 +127,16 @@ function merge(body) {
     if (time < oldest) state.buckets.delete(time);
   }
   state.updatedAt = new Date();
-  return !recovered;
+  return recovered;
 }
 
 function onUpdate(generation, body) {
   if (generation !== state.generation || state.paused || body.step !== state.step) return;
   state.feedError = null;
   if (merge(body)) {
-    draw();
-  } else {
     reload();
+  } else {
+    draw();
   }
 }
 
@@ -289,8 +289,9 @@ function draw() {
   else chart.setData(chartData());
   const step = state.step ? `${state.step / 1000} s` : "…";
   $("caption").textContent =
-    `${METRICS[state.metric]} per ${step} bucket over the last ${state.range}, at each bucket's start. ` +
-    "A gap means the store did not answer (or, for the mean, that the bucket is empty).";
+    `${METRICS[state.metric]} per ${step} bucket over the last ${state.range}, at each bucket's start; ` +
+    "the last bucket is still filling. A gap means the store did not answer " +
+    "(or, for the mean, that the bucket is empty).";
   renderStatus();
 }
 

@@ -99,11 +99,11 @@ ENV HOST=0.0.0.0 CARGO_TARGET_DIR=/cache/target SERVICE=event-api
 WORKDIR /src
 ENTRYPOINT ["sh", "-c", "exec watchexec --restart --watch /src/crates --watch /src/services --exts rs,toml,sql -- cargo run --release --bin \"$SERVICE\""]
 
-# dev-binary: binaries built on the developer's machine (for this image's
-# Debian and architecture) are mounted at /app; watchexec restarts SERVICE
-# when its binary changes.
+# dev-binary: the repository is mounted at /src, with binaries built on the
+# developer's machine (Debian 12, like this image) in target/release;
+# watchexec restarts SERVICE whenever its binary changes.
 FROM runtime AS dev-binary
 COPY --from=dev /usr/local/cargo/bin/watchexec /usr/local/bin/watchexec
 ENV SERVICE=event-api
-WORKDIR /app
-ENTRYPOINT ["sh", "-c", "exec watchexec --restart --watch /app --filter \"$SERVICE\" -- \"/app/$SERVICE\""]
+WORKDIR /src
+ENTRYPOINT ["sh", "-c", "exec watchexec --restart --watch /src/target/release --filter \"$SERVICE\" -- \"/src/target/release/$SERVICE\""]

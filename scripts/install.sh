@@ -2,8 +2,9 @@
 # Installs everything StreamProc needs on a Debian 12 machine, skipping what
 # is already there: Debian packages, the tansu broker (built once and cached),
 # TimescaleDB (built from Debian's source package against PostgreSQL 15), a
-# Python venv with confluent-kafka (an independent Kafka client) and the web
-# page's npm packages (its charting library; the browser test's driver).
+# Python venv with confluent-kafka (an independent Kafka client) and the
+# chart and Dockerfile checkers (helm-sdkpy, hadolint), and the web page's
+# npm packages (its charting library; the browser test's driver).
 #
 # Usage: scripts/install.sh [--help]
 set -euo pipefail
@@ -100,14 +101,17 @@ install_timescaledb() {
   log "TimescaleDB: installed"
 }
 
-install_python_client() {
-  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
-    log "confluent-kafka: present in $VENV"
+install_python_tools() {
+  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka, helm_sdkpy, jsonschema' 2>/dev/null &&
+    [[ -x $VENV/bin/hadolint ]]; then
+    log "Python tools (confluent-kafka, helm-sdkpy, hadolint): present in $VENV"
     return
   fi
-  log "confluent-kafka: installing into $VENV"
+  log "Python tools: installing into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python \
+    -r "$REPO_ROOT/scripts/requirements-deploy.txt"
 }
 
 # npm ci again only when the lock file changed since the last install.
@@ -123,7 +127,7 @@ install_web_packages() {
 
 install_debian_packages
 install_timescaledb
-install_python_client
+install_python_tools
 install_web_packages
 install_tansu
 log "all installed"

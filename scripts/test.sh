@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: script and Rust lints, the local-stack smoke test, and the
-# Rust unit and integration tests (each integration test starts its own tansu
-# broker on a free port). Installs what is missing first.
+# Runs every test: script, Dockerfile, Helm chart and Rust lints, the
+# local-stack smoke test, and the Rust unit, integration, browser and
+# end-to-end tests (each starts its own broker and stores on free ports).
+# Installs what is missing first.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +12,10 @@ cd "$REPO_ROOT"
 
 log "shellcheck"
 shellcheck -x scripts/*.sh .ci/run
+log "hadolint Dockerfile"
+"$VENV/bin/hadolint" --config .hadolint.yaml Dockerfile
+log "helm chart: strict lint with every values file, invalid values refused"
+"$VENV/bin/python" scripts/check_chart.py
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

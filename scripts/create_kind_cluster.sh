@@ -79,6 +79,9 @@ kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/$IN
 kubectl wait --namespace ingress-nginx --for=condition=ready pod \
   --selector=app.kubernetes.io/component=controller --timeout=300s ||
   die "ingress-nginx did not become ready in 5 minutes (kubectl -n ingress-nginx get pods)"
+# The chart's ingress names no class by default, as on k3d, where Traefik is
+# the default.
+kubectl annotate ingressclass nginx ingressclass.kubernetes.io/is-default-class=true --overwrite >/dev/null
 
 write_cluster_env kind "localhost:$REGISTRY_PORT" nginx
 log "cluster ready; next: scripts/build_images.sh && scripts/push_images.sh && scripts/deploy.sh"

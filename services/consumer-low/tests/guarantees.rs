@@ -225,6 +225,38 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
     consumer.stop().await;
 }
 
+/// Two instances write events of the same seconds from different
+/// partitions, each refreshing those seconds' totals: the totals still
+/// match the stored events exactly.
+#[tokio::test]
+async fn two_instances_writing_the_same_seconds_keep_the_totals_exact() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 4).await;
+    let influx = InfluxDb::start();
+    let a = start_low(&broker.brokers(), &influx).await;
+    let b = start_low(&broker.brokers(), &influx).await;
+
+    // Rounds of events in the same few seconds until both members store some.
+    let mut rounds = 0;
+    let both_busy = eventually(Duration::from_secs(45), || {
+        let round = low_events(&format!("round{rounds}"), 40);
+        rounds += 1;
+        let brokers = broker.brokers();
+        let (a, b) = (&a, &b);
+        async move {
+            produce(&brokers, TOPIC, &round).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            a.metric("events_written_total").await > 0.0
+                && b.metric("events_written_total").await > 0.0
+        }
+    })
+    .await;
+    assert!(both_busy, "both instances should get partitions");
+    assert_points_settle_at(&influx, rounds * 40).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn waits_out_an_influxdb_outage_and_catches_up_exactly() {
     let broker = Tansu::start();

@@ -15,7 +15,7 @@ mod topic;
 pub use broker::Tansu;
 pub use influxdb::InfluxDb;
 pub use postgres::Postgres;
-pub use service::InProcess;
+pub use service::{produce_until_all_busy, InProcess};
 pub use topic::{event_record, produce, read_topic, Record};
 
 use std::net::TcpListener;

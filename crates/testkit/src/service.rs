@@ -61,3 +61,32 @@ impl InProcess {
             .expect("the service stopped cleanly");
     }
 }
+
+/// Produces `round(0)`, `round(1)`, … to `topic` until every consumer in
+/// `members` has written events: a consumer group needs a moment to
+/// rebalance onto a new member. The number of rounds produced; panics after
+/// 45 s.
+pub async fn produce_until_all_busy(
+    brokers: &str,
+    topic: &str,
+    members: &[&InProcess],
+    mut round: impl FnMut(usize) -> Vec<(String, Vec<u8>)>,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    for rounds in 1.. {
+        crate::produce(brokers, topic, &round(rounds - 1)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut busy = true;
+        for member in members {
+            busy &= member.metric("events_written_total").await > 0.0;
+        }
+        if busy {
+            return rounds;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every consumer got partitions within 45 s"
+        );
+    }
+    unreachable!("the loop returns or panics")
+}

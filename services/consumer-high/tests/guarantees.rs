@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use testkit::{event_record, eventually, produce, read_topic, InProcess, Postgres, Tansu};
+use testkit::{
+    event_record, eventually, produce, produce_until_all_busy, read_topic, InProcess, Postgres,
+    Tansu,
+};
 
 const TOPIC: &str = "events";
 
@@ -184,24 +187,11 @@ async fn two_instances_split_the_partitions_and_store_each_event_once() {
     let a = start(&broker.brokers(), &postgres, &[]).await;
     let b = start(&broker.brokers(), &postgres, &[]).await;
 
-    // Keep producing small rounds until both members got records: the group
-    // needs a moment to rebalance onto the second member.
-    let mut produced = 0;
-    let both_busy = eventually(Duration::from_secs(45), || {
-        let round = high_events(&format!("round{produced}"), 40);
-        produced += 1;
-        let brokers = broker.brokers();
-        let (a, b) = (&a, &b);
-        async move {
-            produce(&brokers, TOPIC, &round).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            a.metric("events_written_total").await > 0.0
-                && b.metric("events_written_total").await > 0.0
-        }
+    let produced = produce_until_all_busy(&broker.brokers(), TOPIC, &[&a, &b], |n| {
+        high_events(&format!("round{n}"), 40)
     })
     .await;
-    assert!(both_busy, "both instances should get partitions");
-    assert_rows_settle_at(&postgres, produced * 40).await;
+    assert_rows_settle_at(&postgres, produced as i64 * 40).await;
     a.stop().await;
     b.stop().await;
 }

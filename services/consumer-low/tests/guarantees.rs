@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::{event_record, eventually, produce, InProcess, InfluxDb, Postgres, Tansu};
+use testkit::{
+    event_record, eventually, produce, produce_until_all_busy, InProcess, InfluxDb, Postgres, Tansu,
+};
 
 const TOPIC: &str = "events";
 
@@ -236,23 +238,12 @@ async fn two_instances_writing_the_same_seconds_keep_the_totals_exact() {
     let a = start_low(&broker.brokers(), &influx).await;
     let b = start_low(&broker.brokers(), &influx).await;
 
-    // Rounds of events in the same few seconds until both members store some.
-    let mut rounds = 0;
-    let both_busy = eventually(Duration::from_secs(45), || {
-        let round = low_events(&format!("round{rounds}"), 40);
-        rounds += 1;
-        let brokers = broker.brokers();
-        let (a, b) = (&a, &b);
-        async move {
-            produce(&brokers, TOPIC, &round).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            a.metric("events_written_total").await > 0.0
-                && b.metric("events_written_total").await > 0.0
-        }
+    // Every round's events fall in the same second.
+    let rounds = produce_until_all_busy(&broker.brokers(), TOPIC, &[&a, &b], |n| {
+        low_events(&format!("round{n}"), 40)
     })
     .await;
-    assert!(both_busy, "both instances should get partitions");
-    assert_points_settle_at(&influx, rounds * 40).await;
+    assert_points_settle_at(&influx, rounds as i64 * 40).await;
     a.stop().await;
     b.stop().await;
 }

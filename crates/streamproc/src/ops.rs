@@ -10,10 +10,12 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{middleware, Router};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::HttpMetrics;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -33,9 +35,24 @@ struct OpsState {
     ready: ReadinessCheck,
 }
 
-/// Routes for `/healthz`, `/readyz` and `/metrics`, to merge into a
-/// service's own router.
-pub fn router(registry: Arc<Registry>, ready: ReadinessCheck) -> Router {
+/// A service's `app` with `/healthz`, `/readyz` and `/metrics` beside its own
+/// routes, and every request counted and timed in `registry` (whose other
+/// metrics the service registered already).
+pub fn with_probes_and_metrics(
+    app: Router,
+    mut registry: Registry,
+    ready: ReadinessCheck,
+) -> Router {
+    let http_metrics = HttpMetrics::register(&mut registry);
+    app.merge(router(Arc::new(registry), ready))
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            HttpMetrics::track,
+        ))
+}
+
+/// Routes for `/healthz`, `/readyz` and `/metrics`.
+fn router(registry: Arc<Registry>, ready: ReadinessCheck) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use axum::http::header;
 use axum::routing::get;
-use axum::{middleware, Router};
+use axum::Router;
 use clap::Parser;
 use streamproc::config::ServeArgs;
 use streamproc::influx::InfluxArgs;
-use streamproc::metrics::{HttpMetrics, Registry};
+use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
 use streamproc::timescale::PostgresArgs;
 use tokio::net::TcpListener;
@@ -73,7 +73,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
     let metrics = StoreMetrics::register(&mut registry);
 
     let (source, ready) = if config.serve.disable {
@@ -107,12 +106,8 @@ pub async fn run(
         .route("/api/v1/totals", get(api::totals))
         .route("/api/v1/stream", get(stream::stream))
         .route("/openapi.json", get(openapi))
-        .with_state(state)
-        .merge(ops::router(Arc::new(registry), ready))
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            HttpMetrics::track,
-        ));
+        .with_state(state);
+    let app = ops::with_probes_and_metrics(app, registry, ready);
 
     tracing::info!("aggregator listening on {}", listener.local_addr()?);
     ops::serve(listener, app, shutdown).await?;

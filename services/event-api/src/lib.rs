@@ -14,9 +14,9 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::Router;
 use streamproc::kafka;
-use streamproc::metrics::{HttpMetrics, Registry};
+use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -43,7 +43,6 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
     let metrics = ApiMetrics::register(&mut registry);
 
     let (intake, ready) = if config.serve.disable {
@@ -82,12 +81,8 @@ pub async fn run(
         .route("/v1/events", post(ingest::ingest))
         .route("/openapi.json", get(openapi))
         .with_state(state)
-        .merge(ops::router(Arc::new(registry), ready))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            HttpMetrics::track,
-        ));
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let app = ops::with_probes_and_metrics(app, registry, ready);
 
     tracing::info!(
         "event-api listening on {}, topic {:?}",

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::{middleware, routing::get, Router};
-use streamproc::metrics::{HttpMetrics, Registry};
+use axum::{routing::get, Router};
+use streamproc::metrics::Registry;
 use streamproc::{ops, EventTime};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -45,15 +45,12 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     config.validate()?;
     let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
     let metrics = ProducerMetrics::register(&mut registry);
-    let app = Router::new()
-        .route("/", get(ops::root_ok))
-        .merge(ops::router(Arc::new(registry), ops::always_ready()))
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            HttpMetrics::track,
-        ));
+    let app = ops::with_probes_and_metrics(
+        Router::new().route("/", get(ops::root_ok)),
+        registry,
+        ops::always_ready(),
+    );
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(ops::serve(listener, app, server_stop.clone()));
 

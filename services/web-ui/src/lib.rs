@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::routing::get;
-use axum::{middleware, Router};
+use axum::Router;
 use clap::Parser;
 use streamproc::config::ServeArgs;
-use streamproc::metrics::{HttpMetrics, Registry};
+use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,9 +48,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
-
     if let Err(missing) = check_assets(&config.assets_dir) {
         tracing::error!("{missing}");
     }
@@ -75,16 +72,11 @@ pub async fn run(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         ));
-    let app = api
-        .merge(ops::router(
-            Arc::new(registry),
-            assets_readiness(&config.assets_dir),
-        ))
-        .merge(assets)
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            HttpMetrics::track,
-        ));
+    let app = ops::with_probes_and_metrics(
+        api.merge(assets),
+        Registry::default(),
+        assets_readiness(&config.assets_dir),
+    );
 
     tracing::info!(
         "web-ui listening on {}, serving {}",

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::routing::get;
-use axum::{middleware, Router};
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
-use crate::metrics::{HttpMetrics, Registry};
+use crate::metrics::Registry;
 use crate::ops::{self, ReadinessCheck};
 
 /// Serves a consumer on `listener` until `shutdown`. `connect` builds the
@@ -24,7 +24,6 @@ pub async fn serve<S: Sink>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let http_metrics = HttpMetrics::register(&mut registry);
     let consumer = if disabled {
         tracing::warn!("DISABLE is set: consuming nothing, connecting to no store");
         None
@@ -37,13 +36,8 @@ pub async fn serve<S: Sink>(
         Some((consumer, sink)) => readiness(consumer.clone(), sink.clone()),
         None => ops::always_ready(),
     };
-    let app = Router::new()
-        .route("/", get(ops::root_ok))
-        .merge(ops::router(Arc::new(registry), ready))
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            HttpMetrics::track,
-        ));
+    let app =
+        ops::with_probes_and_metrics(Router::new().route("/", get(ops::root_ok)), registry, ready);
     tracing::info!("probes and metrics on {}", listener.local_addr()?);
 
     // Probes keep answering while the consumer drains.

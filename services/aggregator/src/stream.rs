@@ -64,6 +64,8 @@ pub async fn stream(
     let events = IntervalStream::new(ticks)
         .then(move |_| {
             let stores = stores.clone();
+            // Naming `client` moves it into this closure, so the count
+            // lasts exactly as long as the stream.
             let _client = &client;
             async move {
                 let grid = Grid::latest(now_ms(), step, last).expect("checked before streaming");

@@ -66,10 +66,15 @@ impl Rollups {
             );
         }
         self.influx.write(lines).await?;
+        self.add_pending(seconds.iter().copied());
+        Ok(())
+    }
+
+    /// Notes `seconds` for the next refresh, under a new sequence number.
+    fn add_pending(&self, seconds: impl Iterator<Item = i64>) {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut pending = self.pending.lock().expect("not poisoned");
-        pending.extend(seconds.iter().map(|second| (*second, sequence)));
-        Ok(())
+        pending.extend(seconds.map(|second| (second, sequence)));
     }
 
     /// Refreshes every second this instance marked, until none is left.
@@ -108,9 +113,7 @@ impl Rollups {
             .filter_map(|row| row.first()?.as_i64())
             .map(|ms| ms.div_euclid(1000))
             .collect();
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let mut pending = self.pending.lock().expect("not poisoned");
-        pending.extend(seconds.iter().map(|second| (*second, sequence)));
+        self.add_pending(seconds.iter().copied());
         Ok(seconds.len())
     }
 

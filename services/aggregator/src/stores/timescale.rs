@@ -21,12 +21,12 @@ WHERE second >= $1 AND second < $2
 GROUP BY 1
 ORDER BY 1";
 
+/// Count and sum from the totals; the newest event time in milliseconds
+/// from `events` (its time index serves `max`). One round trip.
 const TOTALS: &str = "
-SELECT coalesce(sum(events), 0)::bigint, coalesce(sum(amount_sum), 0)
+SELECT coalesce(sum(events), 0)::bigint, coalesce(sum(amount_sum), 0),
+       (SELECT (extract(epoch FROM max(time)) * 1000)::bigint FROM events)
 FROM events_per_second";
-
-/// The newest event time in milliseconds: served by the time index.
-const LAST_TIME: &str = "SELECT (extract(epoch FROM max(time)) * 1000)::bigint FROM events";
 
 pub struct TimescaleReader {
     pool: PgPool,
@@ -67,11 +67,7 @@ impl TimescaleReader {
     }
 
     pub async fn totals(&self) -> Result<Totals, String> {
-        let (count, sum): (i64, f64) = sqlx::query_as(TOTALS)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(describe)?;
-        let last_time: Option<i64> = sqlx::query_scalar(LAST_TIME)
+        let (count, sum, last_time): (i64, f64, Option<i64>) = sqlx::query_as(TOTALS)
             .fetch_one(&self.pool)
             .await
             .map_err(describe)?;

@@ -34,6 +34,16 @@ pub enum Source {
     Disabled,
 }
 
+impl Source {
+    /// The stores, or the disabled answer.
+    pub fn stores(&self) -> Result<&Arc<Stores>, ApiError> {
+        match self {
+            Self::Stores(stores) => Ok(stores),
+            Self::Disabled => Err(ApiError::Disabled),
+        }
+    }
+}
+
 pub enum ApiError {
     BadParameter(GridError),
     Disabled,
@@ -138,9 +148,7 @@ pub async fn series(
     Query(params): Query<GridParams>,
 ) -> Result<Response, ApiError> {
     let grid = params.grid(now_ms()).map_err(ApiError::BadParameter)?;
-    let Source::Stores(stores) = state.source.as_ref() else {
-        return Err(ApiError::Disabled);
-    };
+    let stores = state.source.stores()?;
     let body = SeriesBody::query(stores, &grid).await;
     Ok(answer(body.complete(), body))
 }
@@ -161,9 +169,7 @@ pub struct TotalsBody {
 
 /// `GET /api/v1/totals`
 pub async fn totals(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let Source::Stores(stores) = state.source.as_ref() else {
-        return Err(ApiError::Disabled);
-    };
+    let stores = state.source.stores()?;
     let Both { high, low } = stores.totals().await;
     let body = TotalsBody {
         high: Part::new(Store::TimescaleDb, high, |t| t),

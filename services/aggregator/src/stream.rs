@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::IntervalStream;
 
-use crate::api::{now_ms, ApiError, SeriesBody, Source};
+use crate::api::{now_ms, ApiError, SeriesBody};
 use crate::grid::{parse_integer, parse_step, Grid, GridError};
 use crate::AppState;
 
@@ -53,10 +53,7 @@ pub async fn stream(
     Query(params): Query<StreamParams>,
 ) -> Result<Response, ApiError> {
     let (step, last) = params.step_and_last().map_err(ApiError::BadParameter)?;
-    let Source::Stores(stores) = state.source.as_ref() else {
-        return Err(ApiError::Disabled);
-    };
-    let stores = stores.clone();
+    let stores = state.source.stores()?.clone();
     let mut ticks = tokio::time::interval(state.stream_interval);
     // A slow store delays the next event rather than queueing a burst.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);

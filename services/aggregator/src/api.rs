@@ -3,16 +3,18 @@
 //! is named in the answer, never shown as zeros.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::grid::{Grid, GridError, GridParams};
+use crate::metrics::Rejection;
 use crate::series::{zero_filled, Point};
 use crate::stores::{Both, Store, StoreError, Stores, Totals};
 use crate::AppState;
@@ -26,6 +28,9 @@ pub const DISABLED_MESSAGE: &str = "processing disabled, did nothing";
 
 /// Seconds a client should wait before asking again after a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
+/// The same when the aggregator is busy rather than a store down: a slot
+/// frees as soon as one answer is sent.
+const BUSY_RETRY_AFTER_SECONDS: &str = "1";
 
 /// Where the answers come from.
 pub enum Source {
@@ -47,6 +52,10 @@ impl Source {
 pub enum ApiError {
     BadParameter(GridError),
     Disabled,
+    /// A limit on concurrent work is reached; says which.
+    Busy(&'static str),
+    /// No answer within REQUEST_TIMEOUT.
+    Timeout(Duration),
 }
 
 impl IntoResponse for ApiError {
@@ -58,6 +67,10 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             Self::Disabled => unavailable(json!({"message": DISABLED_MESSAGE})),
+            Self::Busy(message) => busy(json!({ "message": message })),
+            Self::Timeout(limit) => busy(json!({
+                "message": format!("no answer within {}", humantime::format_duration(limit))
+            })),
         }
     }
 }
@@ -71,10 +84,38 @@ fn unavailable(body: serde_json::Value) -> Response {
         .into_response()
 }
 
+fn busy(body: serde_json::Value) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS)],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Wraps the query endpoints: at most MAX_QUERIES at once (one more is
+/// refused at once, since queueing would only hold its memory and its
+/// client longer), each answered within REQUEST_TIMEOUT.
+pub async fn bounded(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.queries.clone().try_acquire_owned() else {
+        state.metrics.rejected(Rejection::Queries);
+        return ApiError::Busy("too many queries at once: try again later").into_response();
+    };
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics.rejected(Rejection::Timeout);
+            ApiError::Timeout(state.request_timeout).into_response()
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
 }
 
 /// One store's part of an answer: its data, or why there is none.
@@ -145,9 +186,11 @@ impl SeriesBody {
 /// `GET /api/v1/series?from=&to=&step=|max_points=`
 pub async fn series(
     State(state): State<AppState>,
-    Query(params): Query<GridParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let grid = params.grid(now_ms()).map_err(ApiError::BadParameter)?;
+    let grid = GridParams::from_query(&pairs)
+        .and_then(|params| params.grid(now_ms()))
+        .map_err(ApiError::BadParameter)?;
     let stores = state.source.stores()?;
     let body = SeriesBody::query(stores, &grid).await;
     Ok(answer(body.complete(), body))
@@ -191,8 +234,11 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
     let Source::Stores(stores) = state.source.as_ref() else {
         return Json(json!({"message": DISABLED_MESSAGE, "points": []})).into_response();
     };
-    let grid =
-        Grid::latest(now_ms(), LEGACY_STEP_MS, LEGACY_BUCKETS).expect("the legacy grid is valid");
+    // Valid until the clock passes 2100; said rather than panicked then.
+    let grid = match Grid::latest(now_ms(), LEGACY_STEP_MS, LEGACY_BUCKETS) {
+        Ok(grid) => grid,
+        Err(error) => return unavailable(json!({"message": error.to_string()})),
+    };
     let body = SeriesBody::query(stores, &grid).await;
     match (body.low.data, body.high.data) {
         (Some(low), Some(high)) => {

@@ -15,11 +15,38 @@ struct StoreLabels {
     store: &'static str,
 }
 
+/// Why a request was refused with 503 before or instead of its answer.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Rejection {
+    /// MAX_STREAMS streams were open.
+    Streams,
+    /// MAX_QUERIES queries were being answered.
+    Queries,
+    /// No answer within REQUEST_TIMEOUT.
+    Timeout,
+}
+
+impl Rejection {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Streams => "streams",
+            Self::Queries => "queries",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    reason: &'static str,
+}
+
 /// The aggregator's own figures, beside the shared HTTP request counters.
 #[derive(Clone)]
 pub struct StoreMetrics {
     query_seconds: Family<StoreLabels, Histogram>,
     failures: Family<StoreLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
     pub stream_clients: Gauge,
 }
 
@@ -28,6 +55,7 @@ impl StoreMetrics {
         let metrics = Self {
             query_seconds: Family::new_with_constructor(latency_histogram),
             failures: Family::default(),
+            rejections: Family::default(),
             stream_clients: Gauge::default(),
         };
         registry.register(
@@ -41,11 +69,24 @@ impl StoreMetrics {
             metrics.failures.clone(),
         );
         registry.register(
+            "requests_rejected",
+            "Requests refused with 503 because a limit was reached, by reason",
+            metrics.rejections.clone(),
+        );
+        registry.register(
             "stream_clients",
             "Open /api/v1/stream connections",
             metrics.stream_clients.clone(),
         );
         metrics
+    }
+
+    pub fn rejected(&self, reason: Rejection) {
+        self.rejections
+            .get_or_create(&RejectionLabels {
+                reason: reason.name(),
+            })
+            .inc();
     }
 
     pub fn observe(&self, store: Store, took: Duration, ok: bool) {

@@ -9,68 +9,67 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::IntervalStream;
 
 use crate::api::{now_ms, ApiError, SeriesBody};
-use crate::grid::{parse_integer, parse_step, Grid, GridError};
+use crate::grid::{parse_natural, parse_step, take, Grid, GridError, MAX_POINTS};
+use crate::metrics::Rejection;
 use crate::AppState;
 
 const DEFAULT_STEP_MS: i64 = 1_000;
 const DEFAULT_LAST: i64 = 60;
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct StreamParams {
-    pub step: Option<String>,
-    pub last: Option<String>,
-}
-
-impl StreamParams {
-    fn step_and_last(&self) -> Result<(i64, i64), GridError> {
-        let step = match &self.step {
-            Some(step) => parse_step(step)?,
-            None => DEFAULT_STEP_MS,
-        };
-        let last = match &self.last {
-            Some(last) => parse_integer("last", last)?,
-            None => DEFAULT_LAST,
-        };
-        if last < 1 {
-            return Err(GridError::Unparsable {
-                param: "last",
-                value: last.to_string(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        // Checks step and the number of buckets once, before streaming.
-        Grid::latest(now_ms(), step, last)?;
-        Ok((step, last))
-    }
+/// `step` and `last`, checked once before streaming so that every tick's
+/// grid is valid.
+fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
+    let [step, last] = take(pairs, ["step", "last"])?;
+    let step = match step {
+        Some(step) => parse_step(&step)?,
+        None => DEFAULT_STEP_MS,
+    };
+    let last = match last {
+        Some(last) => parse_natural("last", &last, 1, MAX_POINTS)?,
+        None => DEFAULT_LAST,
+    };
+    Grid::latest(now, step, last)?;
+    Ok((step, last))
 }
 
 pub async fn stream(
     State(state): State<AppState>,
-    Query(params): Query<StreamParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let (step, last) = params.step_and_last().map_err(ApiError::BadParameter)?;
+    let (step, last) = step_and_last(&pairs, now_ms()).map_err(ApiError::BadParameter)?;
     let stores = state.source.stores()?.clone();
+    // Refused rather than queued: a waiting EventSource would only retry.
+    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
+        state.metrics.rejected(Rejection::Streams);
+        return Err(ApiError::Busy("too many streams open: try again later"));
+    };
     let mut ticks = tokio::time::interval(state.stream_interval);
     // A slow store delays the next event rather than queueing a burst.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let client = ClientCount::open(&state);
+    let client = ClientCount::open(&state, permit);
     let events = IntervalStream::new(ticks)
         .then(move |_| {
             let stores = stores.clone();
-            // Naming `client` moves it into this closure, so the count
-            // lasts exactly as long as the stream.
+            // Naming `client` moves it into this closure, so the count and
+            // the stream's place among MAX_STREAMS last exactly as long as
+            // the stream.
             let _client = &client;
             async move {
-                let grid = Grid::latest(now_ms(), step, last).expect("checked before streaming");
-                let body = SeriesBody::query(&stores, &grid).await;
-                let event = Event::default()
-                    .event("series")
-                    .json_data(body)
-                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
+                // Checked before streaming; only a clock that jumps past
+                // 2100 could fail it now, and that is said, not panicked.
+                let event = match Grid::latest(now_ms(), step, last) {
+                    Ok(grid) => Event::default()
+                        .event("series")
+                        .json_data(SeriesBody::query(&stores, &grid).await),
+                    Err(error) => Ok(Event::default().event("error").data(error.to_string())),
+                };
+                let event =
+                    event.unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
                 Ok::<_, Infallible>(event)
             }
         })
@@ -81,18 +80,76 @@ pub async fn stream(
         .into_response())
 }
 
-/// Counts an open stream in the `stream_clients` gauge until it is dropped.
-struct ClientCount(prometheus_client::metrics::gauge::Gauge);
+/// Counts an open stream in the `stream_clients` gauge, and holds its place
+/// among `MAX_STREAMS`, until it is dropped.
+struct ClientCount {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl ClientCount {
-    fn open(state: &AppState) -> Self {
+    fn open(state: &AppState, permit: OwnedSemaphorePermit) -> Self {
         state.metrics.stream_clients.inc();
-        Self(state.metrics.stream_clients.clone())
+        Self {
+            gauge: state.metrics.stream_clients.clone(),
+            _permit: permit,
+        }
     }
 }
 
 impl Drop for ClientCount {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_123_456;
+
+    fn parse(query: &[(&str, &str)]) -> Result<(i64, i64), GridError> {
+        let pairs: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        step_and_last(&pairs, NOW)
+    }
+
+    #[test]
+    fn defaults_and_limits() {
+        assert_eq!(parse(&[]), Ok((1_000, 60)));
+        assert_eq!(parse(&[("step", "10s"), ("last", "3")]), Ok((10_000, 3)));
+        assert_eq!(parse(&[("last", "10000")]), Ok((1_000, 10_000)));
+    }
+
+    /// The GETs of issue 9: each once made the grid's arithmetic wrap and
+    /// the stream allocate without bound.
+    #[test]
+    fn extreme_values_are_400s_naming_the_parameter() {
+        let u64_max = u64::MAX.to_string();
+        let i64_max = i64::MAX.to_string();
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("last", "")], "last"),
+            (&[("last", "0")], "last"),
+            (&[("last", "-1")], "last"),
+            (&[("last", "10001")], "last"),
+            (&[("last", &i64_max)], "last"),
+            (&[("last", &u64_max)], "last"),
+            (&[("last", "9223372036854775")], "last"),
+            (&[("step", "9223372036854775"), ("last", "2")], "step"),
+            (&[("step", &i64_max)], "step"),
+            (&[("step", &u64_max)], "step"),
+            (&[("step", "9223372036854775807s")], "step"),
+            (&[("step", "106751991167301d")], "step"),
+            (&[("step", "47482d"), ("last", "2")], "last"),
+            (&[("step", "2d"), ("last", "10000")], "last"),
+            (&[("step", "1s"), ("step", "1s")], "step"),
+        ];
+        for (query, param) in cases {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.param(), *param, "{query:?}: {error}");
+        }
     }
 }

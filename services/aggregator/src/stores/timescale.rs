@@ -6,6 +6,9 @@
 //! division of the Unix second does exactly, with or without the TimescaleDB
 //! extension; InfluxDB's `GROUP BY time()` uses the same grid.
 
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use streamproc::timescale::PostgresArgs;
 
@@ -30,6 +33,10 @@ FROM events_per_second";
 
 pub struct TimescaleReader {
     pool: PgPool,
+    /// One connection of its own for `/readyz`, so that the probe never
+    /// waits for a connection behind user queries (which can hold all of
+    /// `pool`) and is not reported unready only because the service is busy.
+    probe: PgPool,
 }
 
 impl TimescaleReader {
@@ -38,6 +45,10 @@ impl TimescaleReader {
     pub fn new(args: &PostgresArgs) -> anyhow::Result<Self> {
         Ok(Self {
             pool: args.lazy_pool()?,
+            probe: PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(args.connect_options()?),
         })
     }
 
@@ -80,7 +91,7 @@ impl TimescaleReader {
 
     pub async fn ping(&self) -> Result<(), String> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.probe)
             .await
             .map(drop)
             .map_err(describe)

@@ -8,7 +8,46 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::consume::ConsumerSettings;
+use crate::event::{EventBounds, AMOUNT_LIMIT_CEILING};
+use crate::kafka::ProducerArgs;
 use crate::route::{Route, Watermark};
+
+/// What an event may say: read by event-api, which answers 400 outside
+/// these bounds, and by the consumers, which dead-letter records outside
+/// them (a topic can be written by anyone). Give all three the same values.
+#[derive(Debug, Clone, Args)]
+pub struct EventBoundsArgs {
+    /// Oldest event time accepted, counted back from now.
+    #[arg(long, env = "EVENT_MAX_AGE", default_value = "10years", value_parser = humantime::parse_duration)]
+    pub event_max_age: Duration,
+
+    /// Latest event time accepted, counted ahead of now.
+    #[arg(long, env = "EVENT_MAX_AHEAD", default_value = "1day", value_parser = humantime::parse_duration)]
+    pub event_max_ahead: Duration,
+
+    /// Largest |amount| accepted (at most 1e300).
+    #[arg(long, env = "EVENT_MAX_AMOUNT", default_value_t = EventBounds::DEFAULT.max_amount, value_parser = parse_amount_limit)]
+    pub event_max_amount: f64,
+}
+
+impl EventBoundsArgs {
+    pub fn bounds(&self) -> EventBounds {
+        EventBounds {
+            max_age: self.event_max_age,
+            max_ahead: self.event_max_ahead,
+            max_amount: self.event_max_amount,
+        }
+    }
+}
+
+fn parse_amount_limit(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(limit) if limit > 0.0 && limit <= AMOUNT_LIMIT_CEILING => Ok(limit),
+        _ => Err(format!(
+            "must be a number above 0 and at most {AMOUNT_LIMIT_CEILING:e}"
+        )),
+    }
+}
 
 /// Where a service listens and whether its I/O is switched off.
 #[derive(Debug, Clone, Args)]
@@ -59,6 +98,9 @@ pub struct KafkaArgs {
     /// Topic that carries the events.
     #[arg(long, env = "KAFKA_TOPIC", default_value = "events")]
     pub kafka_topic: String,
+
+    #[command(flatten)]
+    pub producer: ProducerArgs,
 }
 
 impl KafkaArgs {
@@ -102,6 +144,14 @@ pub struct ConsumerArgs {
     /// On SIGTERM, how long to keep retrying the write of the batch in hand.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// How long the consumer may fail to store the batch in hand before
+    /// `/readyz` reports it stalled (store refusing writes, disk full…).
+    #[arg(long, env = "STALL_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub stall_after: Duration,
+
+    #[command(flatten)]
+    pub bounds: EventBoundsArgs,
 }
 
 fn parse_watermark(s: &str) -> Result<f64, String> {
@@ -120,11 +170,13 @@ impl ConsumerArgs {
             dead_letter_topic: self.kafka_dlq_topic.clone(),
             route,
             watermark: Watermark::new(self.watermark).expect("validated by parse_watermark"),
+            bounds: self.bounds.bounds(),
             batch_max_events: self.batch_max_events.max(1),
             batch_max_age: self.batch_max_age,
             retry_initial: Duration::from_millis(200),
             retry_max: self.retry_max,
             drain_timeout: self.drain_timeout,
+            stall_after: self.stall_after,
         }
     }
 }
@@ -140,6 +192,24 @@ mod tests {
         serve: ServeArgs,
         #[command(flatten)]
         kafka: KafkaArgs,
+    }
+
+    #[derive(Parser)]
+    struct BoundsCli {
+        #[command(flatten)]
+        bounds: EventBoundsArgs,
+    }
+
+    #[test]
+    fn bounds_defaults_are_the_event_models_and_limits_are_checked() {
+        let cli = BoundsCli::parse_from(["t"]);
+        assert_eq!(cli.bounds.bounds(), EventBounds::DEFAULT);
+        for bad in ["0", "-1", "inf", "NaN", "1e301", "x"] {
+            assert!(
+                BoundsCli::try_parse_from(["t", "--event-max-amount", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

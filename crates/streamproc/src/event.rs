@@ -3,11 +3,11 @@
 //!
 //! Validation happens once, at the edge (event-api), and again when a consumer
 //! decodes a Kafka record, because a topic can be written by anyone. Both go
-//! through [`Event::from_json`], so the two can never disagree on what a valid
-//! event is.
+//! through [`Event::from_json`] with the same [`EventBounds`], so the two can
+//! never disagree on what a valid event is.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -16,9 +16,97 @@ use serde_json::Value;
 /// `producer-run/sequence` pair, short enough to keep keys and indexes small.
 pub const MAX_ID_LEN: usize = 128;
 
-/// 9999-12-31T23:59:59.999Z: the latest instant that PostgreSQL, InfluxDB and
-/// JavaScript dates all represent.
-pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// 2262-04-11T23:47:16.853Z: InfluxDB stores nanoseconds in an i64, and
+/// consumer-low adds up to 999 999 ns to a point's time (see its `line`
+/// module), so this is the last millisecond every store can hold.
+pub const MAX_TIME_MS: i64 = (i64::MAX - 999_999) / 1_000_000 - 1;
+
+/// The largest `EVENT_MAX_AMOUNT` accepted. Any finite limit keeps sums
+/// finite in practice; this one keeps them exact to a few units in 10⁻¹⁶ of
+/// the total even over 10¹² events.
+pub const AMOUNT_LIMIT_CEILING: f64 = 1e300;
+
+/// What an event may say beyond what the stores can represent. Times far
+/// from now are refused because each distinct week becomes a TimescaleDB
+/// chunk and an InfluxDB shard: events scattered over centuries would fill
+/// both catalogs. Amounts are bounded so that sums per second, per bucket
+/// and in totals stay finite (two amounts near `f64::MAX` overflow).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventBounds {
+    /// Oldest event accepted, counted back from now. Long enough to
+    /// backfill years of history.
+    pub max_age: Duration,
+    /// Furthest into the future an event may be (clock skew, time zones).
+    pub max_ahead: Duration,
+    /// Largest |amount| accepted.
+    pub max_amount: f64,
+}
+
+impl EventBounds {
+    pub const DEFAULT: Self = Self {
+        max_age: Duration::from_secs(10 * 36_525 * 864), // 10 years of 365.25 days
+        max_ahead: Duration::from_secs(86_400),
+        max_amount: 1e15,
+    };
+
+    /// These bounds at the instant `now`: what one validation checks.
+    pub fn at(&self, now: EventTime) -> Admission {
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Admission {
+            earliest: now.0.saturating_sub(millis(self.max_age)).max(0),
+            latest: now
+                .0
+                .saturating_add(millis(self.max_ahead))
+                .min(MAX_TIME_MS),
+            max_amount: self.max_amount,
+        }
+    }
+
+    /// These bounds now.
+    pub fn now(&self) -> Admission {
+        self.at(EventTime::now())
+    }
+}
+
+impl Default for EventBounds {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// [`EventBounds`] fixed at one instant: the accepted time window in unix
+/// milliseconds and the amount limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    earliest: i64,
+    latest: i64,
+    max_amount: f64,
+}
+
+impl Admission {
+    fn check_time(&self, time: EventTime) -> Result<EventTime, EventError> {
+        if (self.earliest..=self.latest).contains(&time.0) {
+            Ok(time)
+        } else {
+            Err(EventError::TimeOutsideWindow {
+                time: time.0,
+                earliest: self.earliest,
+                latest: self.latest,
+            })
+        }
+    }
+
+    fn check_amount(&self, amount: Amount) -> Result<Amount, EventError> {
+        if amount.0.abs() <= self.max_amount {
+            Ok(amount)
+        } else {
+            Err(EventError::AmountOutOfRange {
+                amount: amount.0,
+                limit: self.max_amount,
+            })
+        }
+    }
+}
 
 /// Identifies one event across retries: a client that resends after a lost
 /// response sends the same id, and the stores keep one copy per id.
@@ -52,7 +140,8 @@ impl fmt::Display for EventId {
     }
 }
 
-/// When the event happened, in unix milliseconds, within `0..=MAX_TIME_MS`.
+/// When the event happened, in unix milliseconds, within `0..=MAX_TIME_MS`:
+/// representable in every store. [`EventBounds`] narrows it further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventTime(i64);
 
@@ -96,7 +185,8 @@ impl Amount {
 }
 
 /// A validated event. Only [`Event::from_json`] and [`Event::new`] build one,
-/// so holding an `Event` means every field is in range.
+/// so holding an `Event` means every field is representable in every store;
+/// one from [`Event::from_json`] is also within the [`EventBounds`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: EventId,
@@ -108,7 +198,10 @@ pub struct Event {
 /// every field, so decoding one passes [`Defaults::Required`].
 #[derive(Debug, Clone, Copy)]
 pub enum Defaults {
-    /// A missing `time` becomes this receipt time; a missing `id` is generated.
+    /// A missing `time` becomes this receipt time; a missing `id` is
+    /// generated. An event with an `id` must carry its `time`: a retry is
+    /// recognised by the two together (InfluxDB's point identity includes
+    /// the time), and a retried copy would otherwise get a new receipt time.
     Fill { received_at: EventTime },
     /// `time` and `id` must be present (canonical records on the topic).
     Required,
@@ -129,10 +222,23 @@ pub enum EventError {
     AmountNotDecimal(String),
     #[error("`amount` must be a finite number")]
     AmountNotFinite,
+    #[error("`amount` {amount:e} is outside ±{limit:e} (EVENT_MAX_AMOUNT)")]
+    AmountOutOfRange { amount: f64, limit: f64 },
     #[error("`time` must be an integer count of unix milliseconds, got {0}")]
     TimeType(String),
     #[error("`time` {0} is outside 0..={MAX_TIME_MS} unix milliseconds")]
     TimeOutOfRange(i64),
+    #[error(
+        "`time` {time} is outside the accepted window {earliest}..={latest} unix milliseconds \
+         (EVENT_MAX_AGE back, EVENT_MAX_AHEAD ahead of now)"
+    )]
+    TimeOutsideWindow {
+        time: i64,
+        earliest: i64,
+        latest: i64,
+    },
+    #[error("missing field `time`: an event with an `id` must carry its `time`, so that a retry is the same event")]
+    TimeRequiredWithId,
     #[error("`id` must be a string, got {0}")]
     IdType(&'static str),
     #[error("`id` must be 1 to {MAX_ID_LEN} bytes long, got {0}")]
@@ -147,10 +253,14 @@ impl EventError {
         match self {
             Self::Json(_) | Self::NotAnObject(_) => None,
             Self::Missing(field) => Some(field),
-            Self::AmountType(_) | Self::AmountNotDecimal(_) | Self::AmountNotFinite => {
-                Some("amount")
-            }
-            Self::TimeType(_) | Self::TimeOutOfRange(_) => Some("time"),
+            Self::AmountType(_)
+            | Self::AmountNotDecimal(_)
+            | Self::AmountNotFinite
+            | Self::AmountOutOfRange { .. } => Some("amount"),
+            Self::TimeType(_)
+            | Self::TimeOutOfRange(_)
+            | Self::TimeOutsideWindow { .. }
+            | Self::TimeRequiredWithId => Some("time"),
             Self::IdType(_) | Self::IdLength(_) | Self::IdControl => Some("id"),
         }
     }
@@ -161,18 +271,25 @@ impl Event {
         Self { id, time, amount }
     }
 
-    /// Validates one JSON value as an event. Unknown fields are ignored, so
-    /// clients may send more than StreamProc stores.
-    pub fn from_json(value: Value, defaults: Defaults) -> Result<Self, EventError> {
+    /// Validates one JSON value as an event within `bounds`. Unknown fields
+    /// are ignored, so clients may send more than StreamProc stores.
+    pub fn from_json(
+        value: Value,
+        defaults: Defaults,
+        bounds: &Admission,
+    ) -> Result<Self, EventError> {
         let Value::Object(mut fields) = value else {
             return Err(EventError::NotAnObject(json_type(&value)));
         };
         let amount = match fields.remove("amount") {
-            Some(value) => parse_amount(&value)?,
+            Some(value) => bounds.check_amount(parse_amount(&value)?)?,
             None => return Err(EventError::Missing("amount")),
         };
         let time = match (fields.remove("time"), defaults) {
-            (Some(value), _) => parse_time(&value)?,
+            (Some(value), _) => bounds.check_time(parse_time(&value)?)?,
+            (None, Defaults::Fill { .. }) if fields.contains_key("id") => {
+                return Err(EventError::TimeRequiredWithId)
+            }
             (None, Defaults::Fill { received_at }) => received_at,
             (None, Defaults::Required) => return Err(EventError::Missing("time")),
         };
@@ -186,9 +303,9 @@ impl Event {
     }
 
     /// Decodes a canonical Kafka record written by [`Event::to_json_bytes`].
-    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, EventError> {
+    pub fn from_json_bytes(bytes: &[u8], bounds: &Admission) -> Result<Self, EventError> {
         let value = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
-        Self::from_json(value, Defaults::Required)
+        Self::from_json(value, Defaults::Required, bounds)
     }
 
     /// The canonical record: `{"id":…,"time":ms,"amount":number}`.
@@ -268,8 +385,64 @@ mod tests {
         received_at: EventTime(1_000),
     };
 
+    /// Everything representable, so that the tests below check the parsing.
+    fn anything() -> Admission {
+        EventBounds {
+            max_age: Duration::MAX,
+            max_ahead: Duration::MAX,
+            max_amount: AMOUNT_LIMIT_CEILING,
+        }
+        .at(EventTime(1_000))
+    }
+
     fn client(value: Value) -> Result<Event, EventError> {
-        Event::from_json(value, RECEIVED)
+        Event::from_json(value, RECEIVED, &anything())
+    }
+
+    #[test]
+    fn the_default_bounds_refuse_times_far_from_now_and_huge_amounts() {
+        const DAY: i64 = 86_400_000;
+        let now = EventTime(1_700_000_000_000);
+        let bounds = EventBounds::DEFAULT.at(now);
+        let at = |time: i64, amount: f64| {
+            Event::from_json(json!({"time": time, "amount": amount}), RECEIVED, &bounds)
+        };
+        assert!(
+            at(now.0 - 3_650 * DAY, 1.0).is_ok(),
+            "ten years of backfill"
+        );
+        assert!(at(now.0 + DAY, 1.0).is_ok());
+        for time in [now.0 - 3_653 * DAY, now.0 + DAY + 1, 0, MAX_TIME_MS] {
+            let err = at(time, 1.0).unwrap_err();
+            assert!(matches!(err, EventError::TimeOutsideWindow { .. }), "{err}");
+            assert_eq!(err.field(), Some("time"));
+        }
+        assert!(at(now.0, -1e15).is_ok());
+        for amount in [1e15 * 1.000_001, -1.7e308, f64::MAX] {
+            let err = at(now.0, amount).unwrap_err();
+            assert!(matches!(err, EventError::AmountOutOfRange { .. }), "{err}");
+            assert_eq!(err.field(), Some("amount"));
+        }
+    }
+
+    #[test]
+    fn an_id_needs_its_time_so_that_a_retry_is_the_same_event() {
+        let err = client(json!({"id": "retried", "amount": 1})).unwrap_err();
+        assert_eq!(err, EventError::TimeRequiredWithId);
+        assert_eq!(err.field(), Some("time"));
+    }
+
+    #[test]
+    fn the_latest_time_fits_influxdb_nanoseconds_with_the_point_offset() {
+        let ns = i128::from(MAX_TIME_MS) * 1_000_000 + 999_999;
+        assert!(ns < i128::from(i64::MAX));
+        let bounds = EventBounds {
+            max_age: Duration::ZERO,
+            max_ahead: Duration::MAX,
+            max_amount: 1.0,
+        };
+        assert_eq!(bounds.at(EventTime(MAX_TIME_MS)).latest, MAX_TIME_MS);
+        assert_eq!(bounds.at(EventTime(0)).earliest, 0);
     }
 
     #[test]
@@ -291,9 +464,17 @@ mod tests {
 
     #[test]
     fn canonical_records_require_every_field() {
-        let missing_id = Event::from_json(json!({"time": 1, "amount": 1}), Defaults::Required);
+        let missing_id = Event::from_json(
+            json!({"time": 1, "amount": 1}),
+            Defaults::Required,
+            &anything(),
+        );
         assert_eq!(missing_id, Err(EventError::Missing("id")));
-        let missing_time = Event::from_json(json!({"id": "x", "amount": 1}), Defaults::Required);
+        let missing_time = Event::from_json(
+            json!({"id": "x", "amount": 1}),
+            Defaults::Required,
+            &anything(),
+        );
         assert_eq!(missing_time, Err(EventError::Missing("time")));
     }
 
@@ -373,15 +554,21 @@ mod tests {
         let long = "x".repeat(MAX_ID_LEN + 1);
         let cases = [
             (
-                json!({"amount": 1, "id": 7}),
+                json!({"amount": 1, "time": 1, "id": 7}),
                 EventError::IdType("a number"),
             ),
-            (json!({"amount": 1, "id": ""}), EventError::IdLength(0)),
             (
-                json!({"amount": 1, "id": long}),
+                json!({"amount": 1, "time": 1, "id": ""}),
+                EventError::IdLength(0),
+            ),
+            (
+                json!({"amount": 1, "time": 1, "id": long}),
                 EventError::IdLength(MAX_ID_LEN + 1),
             ),
-            (json!({"amount": 1, "id": "a\nb"}), EventError::IdControl),
+            (
+                json!({"amount": 1, "time": 1, "id": "a\nb"}),
+                EventError::IdControl,
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(
@@ -390,7 +577,7 @@ mod tests {
                 "input {input}"
             );
         }
-        assert!(client(json!({"amount": 1, "id": "x".repeat(MAX_ID_LEN)})).is_ok());
+        assert!(client(json!({"amount": 1, "time": 1, "id": "x".repeat(MAX_ID_LEN)})).is_ok());
     }
 
     #[test]
@@ -413,13 +600,13 @@ mod tests {
             std::str::from_utf8(&bytes).unwrap(),
             r#"{"id":"r","time":42,"amount":5.000000000000001}"#
         );
-        assert_eq!(Event::from_json_bytes(&bytes).unwrap(), event);
+        assert_eq!(Event::from_json_bytes(&bytes, &anything()).unwrap(), event);
     }
 
     #[test]
     fn decoding_garbage_names_json() {
         assert!(matches!(
-            Event::from_json_bytes(b"not json"),
+            Event::from_json_bytes(b"not json", &anything()),
             Err(EventError::Json(_))
         ));
     }

@@ -232,18 +232,41 @@ impl Influx {
         let body = check(response, &self.database()).await?;
         let value: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| InfluxError::Unavailable(format!("unreadable answer: {e}")))?;
-        // InfluxQL reports statement errors inside a 200 answer.
-        if let Some(error) = value["results"][0]["error"].as_str() {
-            if error.contains("database not found") {
-                return Err(InfluxError::NoDatabase(self.database()));
-            }
-            return Err(InfluxError::Rejected {
-                status: StatusCode::OK,
-                body: error.to_owned(),
-            });
-        }
-        Ok(value)
+        answer_error(&value, &self.database()).map_or(Ok(value), Err)
     }
+}
+
+/// The error an InfluxQL answer carries despite its 200 status: a top-level
+/// `error` (the server failed to encode the result, for example a sum that
+/// overflowed to infinity), a statement's `error`, or a `partial` result
+/// cut short by a row limit. Read as success, each would show a series
+/// with events missing.
+fn answer_error(answer: &serde_json::Value, database: &str) -> Option<InfluxError> {
+    let refused = |body: &str| InfluxError::Rejected {
+        status: StatusCode::OK,
+        body: body.to_owned(),
+    };
+    if let Some(error) = answer["error"].as_str() {
+        return Some(refused(error));
+    }
+    let results = answer["results"].as_array()?;
+    for result in results {
+        if let Some(error) = result["error"].as_str() {
+            if error.contains("database not found") {
+                return Some(InfluxError::NoDatabase(database.to_owned()));
+            }
+            return Some(refused(error));
+        }
+        let partial_series = result["series"]
+            .as_array()
+            .is_some_and(|series| series.iter().any(|s| s["partial"] == true));
+        if result["partial"] == true || partial_series {
+            return Some(refused(
+                "the answer is partial (a row or series limit of the server cut it short)",
+            ));
+        }
+    }
+    None
 }
 
 async fn check(response: reqwest::Response, database: &str) -> Result<String, InfluxError> {
@@ -273,6 +296,26 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         influx: InfluxArgs,
+    }
+
+    #[test]
+    fn errors_inside_a_200_answer_are_errors() {
+        let error = |answer: serde_json::Value| answer_error(&answer, "db").map(|e| e.to_string());
+        let overflowed = error(serde_json::json!({"error": "json: unsupported value: +Inf"}));
+        assert!(overflowed.unwrap().contains("+Inf"));
+        let statement =
+            error(serde_json::json!({"results": [{"statement_id": 0, "error": "bad"}]}));
+        assert!(statement.unwrap().contains("bad"));
+        let missing = answer_error(
+            &serde_json::json!({"results": [{"error": "database not found: db"}]}),
+            "db",
+        );
+        assert!(matches!(missing, Some(InfluxError::NoDatabase(_))));
+        let partial = error(serde_json::json!({"results": [{"partial": true, "series": []}]}));
+        assert!(partial.unwrap().contains("partial"));
+        let cut = error(serde_json::json!({"results": [{"series": [{"partial": true}]}]}));
+        assert!(cut.is_some());
+        assert!(error(serde_json::json!({"results": [{"statement_id": 0}]})).is_none());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::KafkaError;
@@ -84,21 +86,79 @@ impl ClientContext for ObservedContext {
 
 pub type ReliableProducer = FutureProducer<ObservedContext>;
 
-/// A producer that never acknowledges an event Kafka could lose: idempotent
-/// (so librdkafka's own retries do not duplicate records) with acks=all.
-/// `delivery_timeout` bounds how long a send may wait for an acknowledgement,
-/// retries included, before it is reported as failed.
+/// How this service's producers write to Kafka.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ProducerArgs {
+    /// Use Kafka's idempotent producer (`enable.idempotence`): the broker
+    /// drops the copies that librdkafka's own retries would otherwise write.
+    /// Off by default because the defaults point at the local tansu 0.6.0
+    /// broker, whose SQLite storage panics on an idempotent producer's first
+    /// produce after a broker restart (and refuses every request from then
+    /// on). Turn it on against Apache Kafka (the Helm chart does). Off, the
+    /// producer still waits for acks=all and retries until the delivery
+    /// timeout, so nothing acknowledged is lost; a retry may write a record
+    /// twice, which is harmless: every record carries its event's id and
+    /// both stores keep one copy per id.
+    #[arg(
+        long,
+        env = "KAFKA_IDEMPOTENCE",
+        default_value_t = false,
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub kafka_idempotence: bool,
+}
+
+/// The settings that [`reliable_producer`] uses, set by [`ProducerArgs::install`].
+static IDEMPOTENCE: AtomicBool = AtomicBool::new(false);
+
+impl ProducerArgs {
+    /// Makes these the settings of every producer that [`reliable_producer`]
+    /// builds in this process from now on. A consumer service calls it once
+    /// at start: its dead-letter producer is built deep inside the consume
+    /// loop, which is not handed the configuration.
+    pub fn install(self) {
+        IDEMPOTENCE.store(self.kafka_idempotence, Ordering::Relaxed);
+    }
+
+    fn installed() -> Self {
+        Self {
+            kafka_idempotence: IDEMPOTENCE.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`producer`] with the settings this process installed
+/// ([`ProducerArgs::install`]; idempotence off unless it did).
 pub fn reliable_producer(
     brokers: &str,
     delivery_timeout: Duration,
+) -> Result<(ReliableProducer, BrokerState), KafkaSetupError> {
+    producer(brokers, delivery_timeout, ProducerArgs::installed())
+}
+
+/// A producer that never acknowledges an event Kafka could lose: acks=all,
+/// and librdkafka retries a failed send until `delivery_timeout` (retries
+/// included) has passed, then reports it failed. With
+/// [`ProducerArgs::kafka_idempotence`] the broker also drops the duplicates
+/// those retries may write.
+pub fn producer(
+    brokers: &str,
+    delivery_timeout: Duration,
+    settings: ProducerArgs,
 ) -> Result<(ReliableProducer, BrokerState), KafkaSetupError> {
     let state = BrokerState::default();
     let context = ObservedContext {
         brokers: state.clone(),
     };
     let producer = base_config(brokers)
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", settings.kafka_idempotence.to_string())
         .set("acks", "all")
+        // librdkafka's default, written out because the guarantee rests on
+        // it: retry until message.timeout.ms rather than give up earlier.
+        .set("retries", i32::MAX.to_string())
         .set(
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
@@ -178,5 +238,30 @@ pub async fn check_reachable<C: ClientContext + 'static>(
         Ok(Ok(false)) => Err(unreachable("the topic does not exist yet".into())),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(e) => Err(unreachable(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        producer: ProducerArgs,
+    }
+
+    #[test]
+    fn idempotence_is_off_unless_asked_for() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .map(|cli| cli.producer.kafka_idempotence)
+        };
+        assert!(!parse(&[]).unwrap());
+        assert!(parse(&["--kafka-idempotence"]).unwrap());
+        assert!(parse(&["--kafka-idempotence", "true"]).unwrap());
+        assert!(!parse(&["--kafka-idempotence=false"]).unwrap());
+        assert!(parse(&["--kafka-idempotence=maybe"]).is_err());
     }
 }

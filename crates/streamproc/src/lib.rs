@@ -17,5 +17,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod timescale;
 
-pub use event::{Amount, Event, EventId, EventTime};
+pub use event::{Admission, Amount, Event, EventBounds, EventId, EventTime};
 pub use route::{Route, Watermark};

@@ -90,6 +90,23 @@ fn unavailable(error: sqlx::Error) -> SinkError {
     SinkError::Unavailable(error.to_string())
 }
 
+/// SQLSTATE classes 22 (data exception: a value out of range, say) and 23
+/// (integrity constraint violation) are about the rows written: the same
+/// rows fail again however long one waits, so the consume loop isolates
+/// them. Anything else (connection lost, server shutting down, lock
+/// timeout, a missing table) is treated as an outage and retried.
+fn write_error(error: sqlx::Error) -> SinkError {
+    let data_error = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+    if data_error {
+        SinkError::Rejected(error.to_string())
+    } else {
+        unavailable(error)
+    }
+}
+
 impl Sink for TimescaleSink {
     async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
         self.ensure_schema().await?;
@@ -102,7 +119,7 @@ impl Sink for TimescaleSink {
             .bind(&amounts)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?
+            .map_err(write_error)?
             .rows_affected();
         if inserted < events.len() as u64 {
             tracing::info!(

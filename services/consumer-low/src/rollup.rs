@@ -42,6 +42,8 @@ pub struct Rollups {
     /// with the sequence number of its latest mark.
     pending: Mutex<BTreeMap<i64, u64>>,
     sequence: AtomicU64,
+    /// Pending seconds whose refresh InfluxDB refused, logged once each.
+    refused: Mutex<BTreeSet<i64>>,
 }
 
 impl Rollups {
@@ -50,6 +52,7 @@ impl Rollups {
             influx,
             pending: Mutex::new(BTreeMap::new()),
             sequence: AtomicU64::new(0),
+            refused: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -77,23 +80,68 @@ impl Rollups {
         pending.extend(seconds.map(|second| (second, sequence)));
     }
 
-    /// Refreshes every second this instance marked, until none is left.
+    /// Refreshes every second this instance marked. A second whose totals
+    /// InfluxDB refuses to compute (a sum of stored amounts that overflows,
+    /// say) stays pending and is retried, but never holds back the others:
+    /// a refused run is refreshed again one second at a time. An outage
+    /// ends the round; everything left is retried on the next.
     pub async fn refresh(&self) -> Result<(), InfluxError> {
         let snapshot: Vec<(i64, u64)> = {
             let pending = self.pending.lock().expect("not poisoned");
             pending.iter().map(|(s, q)| (*s, *q)).collect()
         };
-        for run in runs(snapshot.iter().map(|(second, _)| *second)) {
-            self.refresh_range(run.0, run.1 + 1).await?;
+        let mut refused = BTreeSet::new();
+        for (first, last) in runs(snapshot.iter().map(|(second, _)| *second)) {
+            match self.refresh_range(first, last + 1).await {
+                Ok(()) => {}
+                Err(InfluxError::Rejected { .. }) if first < last => {
+                    let seconds = snapshot.iter().map(|(s, _)| *s);
+                    for second in seconds.filter(|s| (first..=last).contains(s)) {
+                        match self.refresh_range(second, second + 1).await {
+                            Ok(()) => {}
+                            Err(error @ InfluxError::Rejected { .. }) => {
+                                self.note_refused(second, &error);
+                                refused.insert(second);
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+                Err(error @ InfluxError::Rejected { .. }) => {
+                    self.note_refused(first, &error);
+                    refused.insert(first);
+                }
+                Err(error) => return Err(error),
+            }
         }
-        // A second marked again meanwhile stays pending.
         let mut pending = self.pending.lock().expect("not poisoned");
+        let mut failing = self.refused.lock().expect("not poisoned");
         for (second, sequence) in snapshot {
+            if refused.contains(&second) {
+                continue;
+            }
+            failing.remove(&second);
+            // A second marked again meanwhile stays pending.
             if pending.get(&second) == Some(&sequence) {
                 pending.remove(&second);
             }
         }
         Ok(())
+    }
+
+    /// Logs a second whose totals InfluxDB refuses, once until it recovers.
+    fn note_refused(&self, second: i64, error: &InfluxError) {
+        if self.refused.lock().expect("not poisoned").insert(second) {
+            tracing::error!(
+                "InfluxDB refuses the totals of second {second} ({error}); \
+                 retrying it without holding back the other seconds"
+            );
+        }
+    }
+
+    /// Seconds whose totals InfluxDB currently refuses to compute.
+    pub fn refused_seconds(&self) -> usize {
+        self.refused.lock().expect("not poisoned").len()
     }
 
     /// Seconds left dirty in InfluxDB by any instance, for example by one

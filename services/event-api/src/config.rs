@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use streamproc::config::{KafkaArgs, ServeArgs};
+use streamproc::config::{EventBoundsArgs, KafkaArgs, ServeArgs};
 
 /// event-api: takes events over HTTP and writes them to Kafka.
 #[derive(Debug, Clone, Parser)]
@@ -34,4 +34,29 @@ pub struct Config {
     /// requests are answered 429 rather than queued.
     #[arg(long, env = "MAX_IN_FLIGHT_EVENTS", default_value_t = 100_000)]
     pub max_in_flight_events: u32,
+
+    /// Most events one request may carry, counted while the body is parsed;
+    /// past it the request is answered 413.
+    #[arg(long, env = "MAX_EVENTS_PER_REQUEST", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_events_per_request: u32,
+
+    #[command(flatten)]
+    pub bounds: EventBoundsArgs,
+
+    /// Requests to the ingest paths served at once; past it requests are
+    /// answered 503 at once rather than queued. Bounds memory (each may
+    /// hold up to MAX_BODY_BYTES) and keeps probes answered.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+
+    /// Longest a client may take to send its whole request body; past it the
+    /// request is answered 408, so a slow sender cannot hold a slot forever.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Longest an ingest request may take in all (body, validation, Kafka);
+    /// past it the request is answered 503. Keep it above BODY_READ_TIMEOUT
+    /// plus KAFKA_DELIVERY_TIMEOUT, so that it is a backstop only.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
 }

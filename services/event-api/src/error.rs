@@ -1,5 +1,8 @@
 //! Every way a request can fail, and the status and JSON body each gets.
-//! Client mistakes are 4xx; only Kafka trouble is 503, with Retry-After.
+//! Client mistakes are 4xx; overload (429, 503) and Kafka trouble (503) come
+//! with Retry-After.
+
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,11 +34,15 @@ pub enum ApiError {
     MalformedBody(String),
     #[error("the body holds no events")]
     NoEvents,
-    #[error("{} of {total} events are invalid; nothing was ingested", errors.len())]
+    #[error("{invalid} of {total} events are invalid; nothing was ingested")]
     InvalidEvents {
         total: usize,
+        invalid: usize,
+        /// The first invalid events (at most `body::MAX_LISTED_ERRORS`).
         errors: Vec<ItemError>,
     },
+    #[error("the body holds more than {limit} events, the most one request may carry; split it")]
+    TooManyEvents { limit: usize },
     #[error(
         "a batch of {events} events is more than the {limit} this server takes at once; split it"
     )]
@@ -44,6 +51,14 @@ pub enum ApiError {
     Busy,
     #[error("Kafka did not acknowledge the events: {0}; retry later with the same ids")]
     KafkaUnavailable(String),
+    #[error(
+        "{limit} requests are in progress already, the most this server takes at once; retry later"
+    )]
+    Overloaded { limit: u32 },
+    #[error("the request body did not arrive within {}; nothing was ingested", humantime::format_duration(*limit))]
+    BodyTimeout { limit: Duration },
+    #[error("the request was not answered within {}; retry later with the same ids", humantime::format_duration(*limit))]
+    RequestTimeout { limit: Duration },
 }
 
 /// Seconds a client should wait before retrying a 429 or 503.
@@ -53,12 +68,17 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTooLarge { .. } | Self::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::BatchTooLarge { .. } | Self::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::MalformedBody(_) | Self::NoEvents | Self::InvalidEvents { .. } => {
                 StatusCode::BAD_REQUEST
             }
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
-            Self::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KafkaUnavailable(_) | Self::Overloaded { .. } | Self::RequestTimeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -71,8 +91,12 @@ impl ApiError {
             Self::NoEvents => "no_events",
             Self::InvalidEvents { .. } => "invalid_events",
             Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::TooManyEvents { .. } => "too_many_events",
             Self::Busy => "busy",
             Self::KafkaUnavailable(_) => "kafka_unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::RequestTimeout { .. } => "request_timeout",
         }
     }
 }
@@ -83,25 +107,46 @@ struct ErrorBody<'a> {
     message: String,
     #[serde(skip_serializing_if = "<[ItemError]>::is_empty")]
     errors: &'a [ItemError],
+    /// Invalid events not listed in `errors`.
+    #[serde(skip_serializing_if = "is_zero")]
+    errors_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let errors = match &self {
-            Self::InvalidEvents { errors, .. } => errors.as_slice(),
-            _ => &[],
+        let (errors, errors_omitted) = match &self {
+            Self::InvalidEvents {
+                errors, invalid, ..
+            } => (errors.as_slice(), invalid - errors.len()),
+            _ => (&[][..], 0),
         };
         let body = Json(ErrorBody {
             error: self.code(),
             message: self.to_string(),
             errors,
+            errors_omitted,
         });
         let mut response = (status, body).into_response();
-        if matches!(self, Self::Busy | Self::KafkaUnavailable(_)) {
-            response.headers_mut().insert(
+        let headers = response.headers_mut();
+        if self.status() == StatusCode::TOO_MANY_REQUESTS
+            || self.status() == StatusCode::SERVICE_UNAVAILABLE
+        {
+            headers.insert(
                 header::RETRY_AFTER,
                 header::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        if matches!(self, Self::BodyTimeout { .. }) {
+            // The rest of the body may still be on its way; the connection
+            // cannot carry another request after it.
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
             );
         }
         response

@@ -2,14 +2,14 @@
 //! Kafka, and answer 200 only after Kafka acknowledged every event.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use streamproc::EventTime;
+use streamproc::{EventBounds, EventTime};
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::body::{self, BodyFormat};
@@ -31,6 +31,11 @@ pub struct IngestState {
     pub in_flight: Arc<Semaphore>,
     pub max_in_flight: u32,
     pub max_body_bytes: usize,
+    /// Most events one request may carry (413 above).
+    pub max_events_per_request: usize,
+    /// What an event may say (400 outside).
+    pub bounds: EventBounds,
+    pub body_read_timeout: Duration,
     pub metrics: ApiMetrics,
 }
 
@@ -42,8 +47,7 @@ pub struct Ingested {
 
 pub async fn ingest(
     State(state): State<IngestState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<Ingested>, ApiError> {
     let publisher = match state.intake.as_ref() {
         Intake::Kafka(publisher) => publisher,
@@ -54,16 +58,17 @@ pub async fn ingest(
             }))
         }
     };
-    let format = BodyFormat::from_content_type(headers.get(header::CONTENT_TYPE))?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => ApiError::MalformedBody(rejection.body_text()),
-    })?;
-    let events = body::parse(format, &body, EventTime::now()).inspect_err(|error| {
-        if let ApiError::InvalidEvents { errors, .. } = error {
-            state.metrics.events_rejected.inc_by(errors.len() as u64);
+    let format = BodyFormat::from_content_type(request.headers().get(header::CONTENT_TYPE))?;
+    let body = read_body(&state, request).await?;
+    let received_at = EventTime::now();
+    let rules = body::Rules {
+        received_at,
+        admission: state.bounds.at(received_at),
+        max_events: state.max_events_per_request,
+    };
+    let events = body::parse(format, &body, &rules).inspect_err(|error| {
+        if let ApiError::InvalidEvents { invalid, .. } = error {
+            state.metrics.events_rejected.inc_by(*invalid as u64);
         }
     })?;
 
@@ -83,9 +88,10 @@ pub async fn ingest(
         }
     };
 
-    state.metrics.events_in_flight.inc_by(count as i64);
-    let published = publisher.publish(&events).await;
-    state.metrics.events_in_flight.dec_by(count as i64);
+    let published = {
+        let _waiting = InFlight::new(&state.metrics, count);
+        publisher.publish(&events).await
+    };
     match published {
         Ok(took) => {
             state.metrics.kafka_ack_seconds.observe(took.as_secs_f64());
@@ -101,5 +107,46 @@ pub async fn ingest(
             tracing::warn!("answering 503: {error}");
             Err(ApiError::KafkaUnavailable(error.to_string()))
         }
+    }
+}
+
+/// Reads the whole body within `body_read_timeout`: a client that sends its
+/// body slowly holds one of the MAX_CONCURRENT_REQUESTS slots meanwhile.
+async fn read_body(state: &IngestState, request: Request) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(state.body_read_timeout, Bytes::from_request(request, &())).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(rejection)) => Err(match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
+                limit: state.max_body_bytes,
+            },
+            _ => ApiError::MalformedBody(rejection.body_text()),
+        }),
+        Err(_elapsed) => {
+            state.metrics.body_timeouts.inc();
+            Err(ApiError::BodyTimeout {
+                limit: state.body_read_timeout,
+            })
+        }
+    }
+}
+
+/// Counts a request's events in `events_in_flight` while it waits for
+/// Kafka. A guard, because REQUEST_TIMEOUT may drop the request mid-wait.
+struct InFlight<'a> {
+    metrics: &'a ApiMetrics,
+    count: i64,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a ApiMetrics, count: usize) -> Self {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        metrics.events_in_flight.inc_by(count);
+        Self { metrics, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.events_in_flight.dec_by(self.count);
     }
 }

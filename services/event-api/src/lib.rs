@@ -11,18 +11,25 @@ mod publisher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::{get, post, MethodRouter};
+use axum::{BoxError, Router};
 use streamproc::kafka;
 use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::load_shed::LoadShedLayer;
+use tower::timeout::TimeoutLayer;
+use tower::ServiceBuilder;
 
 pub use config::Config;
+use error::ApiError;
 use ingest::{IngestState, Intake};
 use metrics::ApiMetrics;
 use publisher::Publisher;
@@ -50,8 +57,11 @@ pub async fn run(
         (Intake::Disabled, ops::always_ready())
     } else {
         let brokers = config.kafka.bootstrap_servers();
-        let (producer, broker_state) =
-            kafka::reliable_producer(&brokers, config.kafka_delivery_timeout)?;
+        let (producer, broker_state) = kafka::producer(
+            &brokers,
+            config.kafka_delivery_timeout,
+            config.kafka.producer,
+        )?;
         tokio::spawn(broker_state.clone().watch(
             producer.clone(),
             config.kafka.kafka_topic.clone(),
@@ -74,11 +84,15 @@ pub async fn run(
         in_flight: Arc::new(Semaphore::new(config.max_in_flight_events as usize)),
         max_in_flight: config.max_in_flight_events,
         max_body_bytes: config.max_body_bytes,
-        metrics,
+        max_events_per_request: config.max_events_per_request as usize,
+        bounds: config.bounds.bounds(),
+        body_read_timeout: config.body_read_timeout,
+        metrics: metrics.clone(),
     };
+    let ingest = ingest_route(&config, metrics);
     let app = Router::new()
-        .route("/", get(ops::root_ok).post(ingest::ingest))
-        .route("/v1/events", post(ingest::ingest))
+        .route("/", get(ops::root_ok).merge(ingest.clone()))
+        .route("/v1/events", ingest)
         .route("/openapi.json", get(openapi))
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
@@ -95,6 +109,35 @@ pub async fn run(
     }
     tracing::info!("event-api stopped");
     Ok(())
+}
+
+/// The ingest handler behind its bounds: at most `max_concurrent_requests`
+/// at once over both ingest paths (one shared semaphore; past it 503 at once,
+/// never a queue), each within `request_timeout`. Probes, metrics and the
+/// document are routed around these bounds, so they answer under any load.
+fn ingest_route(config: &Config, metrics: ApiMetrics) -> MethodRouter<IngestState> {
+    let limit = config.max_concurrent_requests;
+    let timeout = config.request_timeout;
+    let on_limit = move |error: BoxError| {
+        let metrics = metrics.clone();
+        async move {
+            if error.is::<Overloaded>() {
+                metrics.requests_shed.inc();
+                ApiError::Overloaded { limit }
+            } else {
+                // Elapsed is the only other error: the handler cannot fail.
+                metrics.request_timeouts.inc();
+                ApiError::RequestTimeout { limit: timeout }
+            }
+        }
+    };
+    post(ingest::ingest).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(on_limit))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(limit as usize))
+            .layer(TimeoutLayer::new(timeout)),
+    )
 }
 
 async fn openapi() -> ([(header::HeaderName, &'static str); 1], &'static str) {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::DeadLetter;
 use super::{ConsumerMetrics, ConsumerSettings};
-use crate::event::Event;
+use crate::event::{Admission, Event, EventBounds};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Source {
 }
 
 /// Records read since the last commit, sorted by what happens to them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     topic: String,
     /// This consumer's events, to write to its sink.
@@ -32,13 +32,19 @@ pub struct Batch {
     /// The offset after the last record read, per partition.
     next_offsets: BTreeMap<i32, i64>,
     records: usize,
+    admission: Admission,
 }
 
 impl Batch {
-    fn new(topic: &str) -> Self {
+    fn new(topic: &str, bounds: &EventBounds) -> Self {
         Self {
             topic: topic.to_owned(),
-            ..Self::default()
+            events: Vec::new(),
+            sources: Vec::new(),
+            dead: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            records: 0,
+            admission: bounds.now(),
         }
     }
 
@@ -65,7 +71,7 @@ impl Batch {
         };
         let next = self.next_offsets.entry(source.partition).or_insert(0);
         *next = (*next).max(source.offset + 1);
-        match Event::from_json_bytes(message.payload().unwrap_or_default()) {
+        match Event::from_json_bytes(message.payload().unwrap_or_default(), &self.admission) {
             Ok(event) if settings.watermark.route(event.amount) == settings.route => {
                 self.events.push(event);
                 self.sources.push(source);
@@ -91,19 +97,16 @@ impl Batch {
         }
     }
 
-    /// The batch's events as dead letters, when the store refused them.
-    pub fn rejected(&self, reason: &str) -> Vec<DeadLetter> {
-        self.events
-            .iter()
-            .zip(&self.sources)
-            .map(|(event, source)| DeadLetter {
-                source_topic: self.topic.clone(),
-                source: *source,
-                key: Some(event.id.as_str().as_bytes().to_vec()),
-                payload: Some(event.to_json_bytes()),
-                reason: format!("rejected by the store: {reason}"),
-            })
-            .collect()
+    /// The event at `index` as a dead letter, when the store refused it.
+    pub fn rejected(&self, index: usize, reason: &str) -> DeadLetter {
+        let event = &self.events[index];
+        DeadLetter {
+            source_topic: self.topic.clone(),
+            source: self.sources[index],
+            key: Some(event.id.as_str().as_bytes().to_vec()),
+            payload: Some(event.to_json_bytes()),
+            reason: format!("rejected by the store: {reason}"),
+        }
     }
 
     /// What to commit once the batch is stored.
@@ -125,7 +128,7 @@ pub async fn gather<C: ConsumerContext + 'static>(
     metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
 ) -> Batch {
-    let mut batch = Batch::new(&settings.topic);
+    let mut batch = Batch::new(&settings.topic, &settings.bounds);
     let mut deadline: Option<Instant> = None;
     while batch.records < settings.batch_max_events {
         let age_limit = async {

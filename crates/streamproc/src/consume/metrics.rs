@@ -20,6 +20,8 @@ pub struct ConsumerMetrics {
     pub skipped: Counter,
     pub dead_lettered: Counter,
     pub write_failures: Counter,
+    pub write_rejections: Counter,
+    pub stalled_seconds: Gauge,
     pub commits: Counter,
     pub batch_events: Histogram,
     pub write_seconds: Histogram,
@@ -34,6 +36,8 @@ impl ConsumerMetrics {
             skipped: Counter::default(),
             dead_lettered: Counter::default(),
             write_failures: Counter::default(),
+            write_rejections: Counter::default(),
+            stalled_seconds: Gauge::default(),
             commits: Counter::default(),
             batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
             write_seconds: latency_histogram(),
@@ -63,6 +67,16 @@ impl ConsumerMetrics {
             "sink_write_failures",
             "Sink writes that failed and were retried",
             metrics.write_failures.clone(),
+        );
+        registry.register(
+            "sink_write_rejections",
+            "Sink writes the store refused for their data; each splits the write",
+            metrics.write_rejections.clone(),
+        );
+        registry.register(
+            "consumer_stalled_seconds",
+            "How long the batch in hand has failed to be stored (0 while storing)",
+            metrics.stalled_seconds.clone(),
         );
         registry.register(
             "offset_commits",

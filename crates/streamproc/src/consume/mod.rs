@@ -9,6 +9,8 @@ mod context;
 mod dead_letter;
 mod metrics;
 pub mod service;
+mod stall;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,11 +21,13 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::event::Event;
+use crate::event::{Event, EventBounds};
 use crate::route::{Route, Watermark};
 pub use batch::Batch;
 use dead_letter::DeadLetters;
 pub use metrics::ConsumerMetrics;
+use stall::Stall;
+use store::Store;
 
 /// Why a sink write failed. Either way nothing is committed.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +35,9 @@ pub enum SinkError {
     /// The store is down or slow: retry the same batch after a backoff.
     #[error("{0}")]
     Unavailable(String),
-    /// The store refused these events for good (retrying cannot help): they
-    /// go to the dead-letter topic so their partition keeps flowing.
+    /// The store refused the data itself (retrying cannot help): the batch
+    /// is split until the refused events are found, and only those go to
+    /// the dead-letter topic, so their partition keeps flowing.
     #[error("{0}")]
     Rejected(String),
 }
@@ -57,6 +62,8 @@ pub struct ConsumerSettings {
     /// offsets committed), since the other consumer stores them.
     pub route: Route,
     pub watermark: Watermark,
+    /// Records outside these are dead-lettered, as event-api refuses them.
+    pub bounds: EventBounds,
     pub batch_max_events: usize,
     /// A batch is written at the latest this long after its first record.
     pub batch_max_age: Duration,
@@ -64,6 +71,9 @@ pub struct ConsumerSettings {
     pub retry_max: Duration,
     /// On shutdown, how long to keep retrying the last batch's write.
     pub drain_timeout: Duration,
+    /// How long the loop may fail to store the batch in hand before
+    /// `/readyz` reports it stalled.
+    pub stall_after: Duration,
 }
 
 /// A subscribed consumer, ready to [`Consumer::run`].
@@ -72,6 +82,7 @@ pub struct Consumer {
     kafka: Arc<StreamConsumer<context::StatsContext>>,
     dead_letters: DeadLetters,
     metrics: ConsumerMetrics,
+    stall: Stall,
 }
 
 impl Consumer {
@@ -97,6 +108,7 @@ impl Consumer {
         kafka.subscribe(&[&settings.topic])?;
         let dead_letters = DeadLetters::new(&settings.brokers, &settings.dead_letter_topic)?;
         Ok(Self {
+            stall: Stall::new(settings.stall_after),
             settings,
             kafka: Arc::new(kafka),
             dead_letters,
@@ -110,6 +122,11 @@ impl Consumer {
             .check_reachable(&self.settings.topic)
             .await
             .map_err(|e| format!("kafka: {e}"))
+    }
+
+    /// Whether the loop stores what it reads, for `/readyz`.
+    pub fn check_progress(&self) -> Result<(), String> {
+        self.stall.check()
     }
 
     /// Runs the loop until `shutdown` is cancelled; then writes and commits
@@ -134,15 +151,14 @@ impl Consumer {
                 continue;
             }
             let deadline = Deadline::new(&shutdown, settings.drain_timeout);
-            let stored = store(
-                &batch,
-                sink,
-                &self.dead_letters,
-                &self.metrics,
-                &mut retry,
-                &deadline,
-            )
-            .await;
+            let mut store = Store {
+                dead_letters: &self.dead_letters,
+                metrics: &self.metrics,
+                retry: &mut retry,
+                deadline: &deadline,
+                stall: &self.stall,
+            };
+            let stored = store.batch(&batch, sink).await;
             if !stored {
                 tracing::warn!(
                     "stopping with a batch not stored: it is not committed and will be read again"
@@ -150,79 +166,13 @@ impl Consumer {
                 break;
             }
             commit(&self.kafka, &batch, &self.metrics).await;
+            self.stall.progressed(&self.metrics);
             progress.add(&batch);
             if shutdown.is_cancelled() {
                 break;
             }
         }
         tracing::info!("consumer stopped");
-    }
-}
-
-/// Writes the batch's events and dead letters, retrying with backoff until
-/// both are durable. Returns false when shutdown's drain time ran out first.
-async fn store<S: Sink>(
-    batch: &Batch,
-    sink: &S,
-    dead_letters: &DeadLetters,
-    metrics: &ConsumerMetrics,
-    retry: &mut Backoff,
-    deadline: &Deadline<'_>,
-) -> bool {
-    let mut dead = batch.dead.clone();
-    let mut events_stored = batch.events.is_empty();
-    loop {
-        if !events_stored {
-            let started = std::time::Instant::now();
-            match sink.write(&batch.events).await {
-                Ok(()) => {
-                    events_stored = true;
-                    metrics
-                        .write_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    metrics.written.inc_by(batch.events.len() as u64);
-                    metrics.batch_events.observe(batch.events.len() as f64);
-                    tracing::debug!("wrote {} events", batch.events.len());
-                }
-                Err(SinkError::Rejected(reason)) => {
-                    tracing::error!(
-                        "the store rejected {} events ({reason}); sending them to the dead-letter topic",
-                        batch.events.len()
-                    );
-                    dead.extend(batch.rejected(&reason));
-                    events_stored = true;
-                }
-                Err(SinkError::Unavailable(reason)) => {
-                    metrics.write_failures.inc();
-                    let delay = retry.next_delay(None);
-                    tracing::warn!(
-                        "writing {} events failed: {reason}; retrying in {delay:?}",
-                        batch.events.len()
-                    );
-                    if !deadline.sleep(delay).await {
-                        return false;
-                    }
-                    continue;
-                }
-            }
-        }
-        match dead_letters.send_all(&dead).await {
-            Ok(()) => {
-                metrics.dead_lettered.inc_by(dead.len() as u64);
-                retry.reset();
-                return true;
-            }
-            Err(reason) => {
-                let delay = retry.next_delay(None);
-                tracing::warn!(
-                    "dead-lettering {} records failed: {reason}; retrying in {delay:?}",
-                    dead.len()
-                );
-                if !deadline.sleep(delay).await {
-                    return false;
-                }
-            }
-        }
     }
 }
 

@@ -60,6 +60,7 @@ fn readiness<S: Sink>(consumer: Arc<Consumer>, sink: Arc<S>) -> ReadinessCheck {
         let consumer = consumer.clone();
         let sink = sink.clone();
         Box::pin(async move {
+            consumer.check_progress()?;
             consumer.check_broker().await?;
             match tokio::time::timeout(READY_TIMEOUT, sink.check()).await {
                 Ok(Ok(())) => Ok(()),

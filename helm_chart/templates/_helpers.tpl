@@ -77,6 +77,7 @@ DISABLE: {{ $svc.disable | quote }}
 {{- if has .name (list "event-api" "consumer-high" "consumer-low") }}
 KAFKA_BROKERS: {{ include "streamproc.kafkaBrokers" $root | quote }}
 KAFKA_TOPIC: {{ $root.Values.kafka.topic | quote }}
+KAFKA_IDEMPOTENCE: {{ $root.Values.kafka.idempotence | quote }}
 {{- end }}
 {{- if eq .name "event-api" }}
 KAFKA_PARTITIONS: {{ $root.Values.kafka.partitions | quote }}

@@ -34,6 +34,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The consume loop builds its dead-letter producer with these settings.
+    config.kafka.producer.install();
     let settings = config
         .consumer
         .settings(&config.kafka, Route::High, "consumer-high");

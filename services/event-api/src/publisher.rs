@@ -12,7 +12,11 @@ use streamproc::Event;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// librdkafka reports every broker down: answer at once rather than
-    /// queue records that can only time out.
+    /// queue records that can only time out. That keeps a request during an
+    /// outage from holding its share of `MAX_IN_FLIGHT_EVENTS` for the whole
+    /// delivery timeout, and it never hands tansu 0.6.0 the timed-out
+    /// idempotent record that stops it accepting produce requests (when
+    /// KAFKA_IDEMPOTENCE is on against it).
     #[error("no Kafka broker is reachable")]
     Unreachable,
     /// librdkafka's local queue is full: Kafka is slower than the intake.

@@ -4,15 +4,25 @@
 # TimescaleDB, and InfluxDB 1.x. All state lives under one directory.
 #
 # Usage: scripts/infra.sh start|stop|status|env
+#        scripts/infra.sh restart [tansu|postgres|influxdb]
+#   start    start what is not running, wait until each answers
+#   stop     stop everything; returns once every process has exited and the
+#            broker's port is free
+#   restart  stop then start one component (all three without an argument),
+#            e.g. to see what a broker restart does to the services: they
+#            reconnect by themselves. PostgreSQL stops with `pg_ctl -m fast`.
+#   status   what runs and whether it answers (exit status 1 if not all)
+#   env      the variables that point the services here
 #
 # Environment (defaults in brackets):
 #   STREAMPROC_STATE  state directory [<repo>/.state/local]
 #   KAFKA_PORT        broker port [9092]
 #   POSTGRES_PORT     PostgreSQL port [5432]
 #   INFLUXDB_PORT     InfluxDB HTTP port [8086]; its RPC port is this + 2
-# 'start' is idempotent: what already runs is left alone. It fails, naming the
-# component, when something does not answer in time. Run scripts/install.sh
-# first on a new machine (scripts/local.sh does both).
+# 'start' is idempotent: what already runs is left alone (a process that is
+# just exiting, say after `kill`, is waited for and started again). It fails,
+# naming the component, when something does not answer in time. Run
+# scripts/install.sh first on a new machine (scripts/local.sh does both).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,7 +47,7 @@ as_postgres() {
 
 start_tansu() {
   [[ -x $TANSU_BIN ]] || die "tansu is not installed at $TANSU_BIN: run scripts/install.sh"
-  if pid_alive "$RUN/tansu.pid"; then
+  if running_steadily "$RUN/tansu.pid" "$KAFKA_PORT" tansu; then
     log "tansu already running on port $KAFKA_PORT"
     return
   fi
@@ -101,7 +111,7 @@ CONF
 }
 
 start_influxdb() {
-  if pid_alive "$RUN/influxdb.pid"; then
+  if running_steadily "$RUN/influxdb.pid" "$INFLUXDB_PORT" InfluxDB; then
     log "InfluxDB already running on port $INFLUXDB_PORT"
     return
   fi
@@ -129,14 +139,35 @@ start() {
   start_influxdb
 }
 
+stop_tansu() { stop_pid "$RUN/tansu.pid" tansu "$KAFKA_PORT"; }
+
+stop_influxdb() { stop_pid "$RUN/influxdb.pid" InfluxDB "$INFLUXDB_PORT"; }
+
+# -m fast: roll back open transactions and disconnect the clients at once
+# rather than wait for them to leave (consumers hold pooled connections).
+stop_postgres() {
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1 || return 0
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null ||
+    die "PostgreSQL did not stop within 60 s; see $LOGS/postgres.log"
+  log "PostgreSQL stopped"
+}
+
 stop() {
   [[ -d $STATE ]] || return 0
-  stop_pid "$RUN/influxdb.pid" InfluxDB
-  if [[ -f $PG_DIR/data/postmaster.pid ]]; then
-    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
-    log "PostgreSQL stopped"
-  fi
-  stop_pid "$RUN/tansu.pid" tansu
+  stop_influxdb
+  stop_postgres
+  stop_tansu
+}
+
+restart() {
+  mkdir -p "$LOGS" "$RUN"
+  case ${1:-all} in
+    tansu | kafka) stop_tansu; start_tansu ;;
+    postgres | postgresql) stop_postgres; start_postgres ;;
+    influxdb) stop_influxdb; start_influxdb ;;
+    all) stop; start ;;
+    *) die "unknown component '$1'; one of: tansu, postgres, influxdb" ;;
+  esac
 }
 
 status() {
@@ -172,6 +203,7 @@ choose_pg_dir
 case ${1:-} in
   start) start ;;
   stop) stop ;;
+  restart) restart "${2:-all}" ;;
   status) status ;;
   env) print_env ;;
   -h | --help) usage ;;

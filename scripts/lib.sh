@@ -38,23 +38,67 @@ http_ok() { curl -fs -o /dev/null --max-time 2 "$1"; }
 # pid_alive PIDFILE: the process named in PIDFILE is running.
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# stop_pid PIDFILE NAME: SIGTERM, wait up to 15 s, then SIGKILL.
-stop_pid() {
-  local pidfile=$1 name=$2 pid
-  if ! pid_alive "$pidfile"; then
-    rm -f "$pidfile"
-    return 0
-  fi
-  pid=$(cat "$pidfile")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 75); do
-    kill -0 "$pid" 2>/dev/null || break
+# wait_gone PID SECONDS: waits until process PID has exited; fails if it
+# still runs after SECONDS.
+wait_gone() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    ((SECONDS < deadline)) || return 1
     sleep 0.2
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 15 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# wait_port_free PORT SECONDS: waits until nothing accepts connections on
+# PORT; fails if something still does after SECONDS.
+wait_port_free() {
+  local port=$1 deadline=$((SECONDS + $2))
+  while port_open "$port"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# stop_pid PIDFILE NAME [PORT]: SIGTERM, wait up to 15 s, then SIGKILL. Returns
+# only once the process has exited and, given PORT, nothing listens there
+# any more, so that starting it again at once cannot find the old copy (alive,
+# or holding its port). Fails, naming NAME, if that does not happen.
+stop_pid() {
+  local pidfile=$1 name=$2 port=${3:-} pid
+  if pid_alive "$pidfile"; then
+    pid=$(cat "$pidfile")
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 15; then
+      log "$name did not stop in 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_gone "$pid" 10 || die "$name (pid $pid) is still running after SIGKILL"
+    fi
+    if [[ -n $port ]] && ! wait_port_free "$port" 10; then
+      die "$name stopped, but port $port still accepts connections: another program holds it"
+    fi
+    log "$name stopped"
   fi
   rm -f "$pidfile"
-  log "$name stopped"
+}
+
+# running_steadily PIDFILE PORT NAME: the process in PIDFILE runs, and a
+# second later still runs and accepts connections on PORT. A process that
+# was just sent SIGTERM (`kill` followed at once by a start) keeps its pid,
+# and for a moment its port, while it exits: it is waited for until it has
+# gone, and then this fails so that the caller starts a new copy, instead of
+# reporting as running what is about to be gone.
+running_steadily() {
+  local pidfile=$1 port=$2 name=$3 pid deadline
+  pid_alive "$pidfile" || return 1
+  pid=$(cat "$pidfile")
+  sleep 1
+  deadline=$((SECONDS + 15))
+  while kill -0 "$pid" 2>/dev/null; do
+    port_open "$port" && return 0
+    ((SECONDS < deadline)) ||
+      die "$name (pid $pid) neither accepts connections on port $port nor exits; see its log"
+    sleep 0.2
+  done
+  log "$name (pid $pid) has just exited; starting a new one"
+  rm -f "$pidfile"
+  return 1
 }

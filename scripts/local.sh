@@ -3,13 +3,17 @@
 # installs what is missing, starts the broker and databases, builds the
 # services and starts them in the background.
 #
-# Usage: scripts/local.sh up|down|status|stop SERVICE|logs [SERVICE]
+# Usage: scripts/local.sh up|down|status|stop SERVICE|restart NAME|logs [SERVICE]
 #   up            install, start infrastructure and every service (idempotent:
 #                 starts only what is not running)
 #   down          stop every service, then the infrastructure
 #   status        what runs, and whether it answers
 #   stop SERVICE  stop one service, e.g. to run it from source instead
+#   restart NAME  restart one service, or one piece of infrastructure (tansu,
+#                 postgres, influxdb: scripts/infra.sh restart NAME); the
+#                 services reconnect to restarted infrastructure by themselves
 #   logs          follow the logs (of one SERVICE, or all)
+# Stopping returns only once the process has exited and its port is free.
 #
 # State, logs and pid files live under STREAMPROC_STATE [<repo>/.state/local].
 # Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
@@ -106,8 +110,8 @@ DONE
 down() {
   local i name
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
-    name=${SERVICES[i]%% *}
-    stop_pid "$STATE/run/$name.pid" "$name"
+    # shellcheck disable=SC2086  # "name port" splits into two arguments
+    stop_service ${SERVICES[i]}
   done
   "$REPO_ROOT/scripts/infra.sh" stop
 }
@@ -126,13 +130,41 @@ status() {
   return "$ok"
 }
 
-stop_one() {
-  local name=${1:-} known=0
+stop_service() { stop_pid "$STATE/run/$1.pid" "$1" "$2"; }
+
+# service_entry NAME: the "name port" entry of SERVICES for NAME.
+service_entry() {
+  local service
   for service in "${SERVICES[@]}"; do
-    [[ ${service%% *} == "$name" ]] && known=1
+    if [[ ${service%% *} == "$1" ]]; then
+      echo "$service"
+      return
+    fi
   done
-  ((known)) || die "unknown service '$name'; one of: ${SERVICES[*]%% *}"
-  stop_pid "$STATE/run/$name.pid" "$name"
+  die "unknown service '$1'; one of: ${SERVICES[*]%% *}"
+}
+
+stop_one() {
+  local entry
+  entry=$(service_entry "${1:-}")
+  # shellcheck disable=SC2086  # "name port" splits into two arguments
+  stop_service $entry
+}
+
+restart_one() {
+  local name=${1:-} entry
+  case $name in
+    tansu | kafka | postgres | postgresql | influxdb)
+      "$REPO_ROOT/scripts/infra.sh" restart "$name"
+      return
+      ;;
+  esac
+  entry=$(service_entry "$name")
+  mkdir -p "$STATE/logs" "$STATE/run"
+  # shellcheck disable=SC2086  # "name port" splits into two arguments
+  stop_service $entry
+  # shellcheck disable=SC2086
+  start_service $entry
 }
 
 case ${1:-} in
@@ -140,6 +172,7 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   stop) stop_one "${2:-}" ;;
+  restart) restart_one "${2:-}" ;;
   logs)
     if [[ -n ${2:-} ]]; then tail -F "$STATE/logs/$2.log"; else tail -F "$STATE"/logs/*.log; fi
     ;;

@@ -167,3 +167,110 @@ fn stores_readiness(stores: Arc<Stores>) -> ReadinessCheck {
         Box::pin(async move { stores.check().await })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The query endpoints' limits, around a handler as slow as asked.
+    async fn serve_slow(max_queries: u32, request_timeout: Duration) -> String {
+        let state = AppState {
+            source: Arc::new(Source::Disabled),
+            stream_interval: Duration::from_secs(1),
+            shutdown: CancellationToken::new(),
+            metrics: StoreMetrics::register(&mut Registry::default()),
+            streams: Arc::new(Semaphore::new(1)),
+            queries: Arc::new(Semaphore::new(permits(max_queries))),
+            request_timeout,
+        };
+        let slow = |axum::extract::Query(q): axum::extract::Query<Vec<(String, u64)>>| async move {
+            tokio::time::sleep(Duration::from_millis(q[0].1)).await;
+            "done"
+        };
+        let app = Router::new()
+            .route("/slow", get(slow))
+            .route_layer(middleware::from_fn_with_state(state.clone(), api::bounded))
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_cut_off_with_503_and_retry_after() {
+        let url = serve_slow(4, Duration::from_millis(200)).await;
+        let response = reqwest::get(format!("{url}/slow?ms=5000")).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["message"], "no answer within 200ms");
+        let fast = reqwest::get(format!("{url}/slow?ms=0")).await.unwrap();
+        assert_eq!(fast.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn queries_past_max_queries_are_refused_at_once() {
+        let url = serve_slow(1, Duration::from_secs(10)).await;
+        let held = tokio::spawn(reqwest::get(format!("{url}/slow?ms=1000")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let refused = reqwest::get(format!("{url}/slow?ms=0")).await.unwrap();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert!(started.elapsed() < Duration::from_millis(500), "not queued");
+        assert_eq!(held.await.unwrap().unwrap().status(), 200);
+        let after = reqwest::get(format!("{url}/slow?ms=0")).await.unwrap();
+        assert_eq!(after.status(), 200, "the place is given back");
+    }
+
+    #[test]
+    fn request_timeout_must_exceed_query_timeout() {
+        let config = Config::try_parse_from([
+            "aggregator",
+            "--query-timeout",
+            "5s",
+            "--request-timeout",
+            "5s",
+        ])
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                run(config, listener, CancellationToken::new()).await
+            })
+            .unwrap_err();
+        assert!(error.to_string().contains("REQUEST_TIMEOUT"), "{error}");
+    }
+
+    /// The numbers in the OpenAPI document are the ones the code enforces.
+    #[test]
+    fn the_openapi_limits_are_the_enforced_ones() {
+        let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &spec["components"]["schemas"];
+        assert_eq!(schemas["Time"]["anyOf"][0]["maximum"], MAX_QUERY_TIME_MS);
+        assert_eq!(schemas["Step"]["anyOf"][0]["maximum"], MAX_STEP_MS / 1000);
+        let grid = &schemas["GridQuery"];
+        assert_eq!(grid["properties"]["max_points"]["maximum"], MAX_POINTS);
+        assert_eq!(
+            grid["not"]["required"],
+            serde_json::json!(["step", "max_points"])
+        );
+        let stream = &schemas["StreamQuery"];
+        assert_eq!(stream["properties"]["last"]["maximum"], MAX_POINTS);
+        assert_eq!(stream["properties"]["last"]["minimum"], 1);
+        for path in ["/api", "/api/v1/series", "/api/v1/totals", "/api/v1/stream"] {
+            let unavailable = &spec["paths"][path]["get"]["responses"]["503"];
+            assert!(unavailable["headers"]["Retry-After"].is_object(), "{path}");
+        }
+        for path in ["/api/v1/series", "/api/v1/stream"] {
+            let responses = &spec["paths"][path]["get"]["responses"];
+            assert!(responses["400"].is_object(), "{path}");
+        }
+    }
+}

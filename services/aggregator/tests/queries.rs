@@ -1,7 +1,8 @@
 //! The aggregator against a real TimescaleDB and a real InfluxDB holding
 //! known events, written by consumer-high's and consumer-low's own sinks:
-//! exact buckets, aligned series, zero-fill, bucket edges, the 400s, a store
-//! that is down, the live stream and DISABLE.
+//! exact buckets, aligned series, zero-fill, bucket edges, the 400s (also
+//! for hostile numbers), a store that is down, the live stream, the limits
+//! on concurrent work and DISABLE.
 
 use std::time::Duration;
 
@@ -495,5 +496,210 @@ async fn every_documented_path_is_served() {
         };
         assert_eq!(response.status(), 200, "{path}");
     }
+    aggregator.stop().await;
+}
+
+/// The GETs of issue 9 and their kin: numbers at and past every limit,
+/// each a 400 naming the parameter, with an answer that does not grow with
+/// the value; and the service answers normally right after.
+#[tokio::test]
+async fn hostile_numbers_are_400s_naming_the_parameter() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&[]).await;
+    let i64_max = i64::MAX.to_string();
+    let i64_min = i64::MIN.to_string();
+    let u64_max = u64::MAX.to_string();
+    let long = "9".repeat(50_000);
+    let cases: Vec<(String, &str)> = vec![
+        // The stream: step × last once wrapped, passed the size check and
+        // aborted the process allocating the grid.
+        (format!("/api/v1/stream?step=1s&last={i64_max}"), "last"),
+        ("/api/v1/stream?step=9223372036854775&last=2".into(), "step"),
+        (
+            "/api/v1/stream?step=1000000000s&last=9223372".into(),
+            "last",
+        ),
+        ("/api/v1/stream?step=47482d&last=2".into(), "last"),
+        ("/api/v1/stream?step=1d&last=10001".into(), "last"),
+        (format!("/api/v1/stream?step={u64_max}"), "step"),
+        ("/api/v1/stream?step=9223372036854775807s".into(), "step"),
+        ("/api/v1/stream?last=".into(), "last"),
+        ("/api/v1/stream?last=-1".into(), "last"),
+        (format!("/api/v1/stream?last={u64_max}"), "last"),
+        (format!("/api/v1/stream?last={long}"), "last"),
+        ("/api/v1/stream?last=5&last=6".into(), "last"),
+        // The series.
+        (
+            format!("/api/v1/series?from={i64_min}&to=1000&step=1s"),
+            "from",
+        ),
+        (format!("/api/v1/series?from=0&to={i64_max}&step=1s"), "to"),
+        (format!("/api/v1/series?to={u64_max}"), "to"),
+        (
+            "/api/v1/series?from=0&to=4102444800000&step=1s".into(),
+            "step",
+        ),
+        (
+            "/api/v1/series?from=0&to=4102444800000&step=4102444801".into(),
+            "step",
+        ),
+        (format!("/api/v1/series?step={i64_max}"), "step"),
+        (format!("/api/v1/series?max_points={i64_max}"), "max_points"),
+        (format!("/api/v1/series?max_points={u64_max}"), "max_points"),
+        ("/api/v1/series?max_points=".into(), "max_points"),
+        (
+            "/api/v1/series?from=now-9223372036854775807ms".into(),
+            "from",
+        ),
+        ("/api/v1/series?from=now-106751991167301d".into(), "from"),
+        (
+            "/api/v1/series?from=now-99999999999999999999999h".into(),
+            "from",
+        ),
+        ("/api/v1/series?from=now-40000d".into(), "from"),
+        (
+            "/api/v1/series?to=now-1d1d1d1d1d1d1d9223372036854775807ms".into(),
+            "to",
+        ),
+        ("/api/v1/series?from=%ff".into(), "from"),
+        ("/api/v1/series?from=".into(), "from"),
+        (format!("/api/v1/series?from={long}"), "from"),
+        ("/api/v1/series?step=1m&step=1m".into(), "step"),
+    ];
+    for (path, parameter) in &cases {
+        let response = aggregator.get(path).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let start = &text[..text.len().min(300)];
+        assert_eq!(status, 400, "{path}: {start}");
+        assert!(
+            text.len() < 400,
+            "{path}: the answer grew with the input: {text}"
+        );
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["parameter"], *parameter, "{path}: {body}");
+    }
+
+    // The widest ranges still answer: InfluxDB is asked nothing past 2262.
+    for path in [
+        "/api/v1/series?from=0&to=4102444800000&max_points=1",
+        "/api/v1/series?from=0&to=4102444800000&max_points=10000",
+        "/api/v1/series?from=now-1s&step=4102444800",
+    ] {
+        let (status, body) = get_json(&aggregator, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let path = format!("/api/v1/series?from={T0}&to={}&step=10s", T0 + 40_000);
+    let (status, body) = get_json(&aggregator, &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(points(&body, "high")[0], (T0, 2, 13.0));
+    let response = reqwest::get(format!("{}/api/v1/stream?step=1s&last=3", aggregator.url))
+        .await
+        .unwrap();
+    let events = read_stream(response, |events| !events.is_empty()).await;
+    assert_eq!(events[0]["high"]["points"].as_array().unwrap().len(), 3);
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn streams_past_max_streams_are_503_with_retry_after() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores
+        .aggregator(&["--max-streams", "1", "--stream-interval", "100ms"])
+        .await;
+    let stream = |last: u32| {
+        reqwest::get(format!(
+            "{}/api/v1/stream?step=1s&last={last}",
+            aggregator.url
+        ))
+    };
+    let first = stream(3).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = stream(3).await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: Value = second.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("streams"),
+        "{body}"
+    );
+    assert_eq!(
+        aggregator
+            .metric("requests_rejected_total{reason=\"streams\"}")
+            .await,
+        1.0
+    );
+    let (status, _) = get_json(&aggregator, "/api/v1/series?from=now-1m&step=1s").await;
+    assert_eq!(status, 200, "queries are not held by the stream limit");
+
+    // Hanging up gives the place back, once the server writes to the closed
+    // connection.
+    drop(first);
+    let freed = eventually(Duration::from_secs(10), || async {
+        stream(3).await.unwrap().status() == 200
+    })
+    .await;
+    assert!(freed, "a new stream opens once the first is closed");
+    aggregator.stop().await;
+}
+
+/// With its one connection held by a query that waits on a lock, the
+/// aggregator refuses a second query at once (MAX_QUERIES=1) instead of
+/// queueing it, and /readyz still answers at once on its own connection.
+#[tokio::test]
+async fn a_busy_aggregator_refuses_instead_of_queueing_and_stays_ready() {
+    use sqlx::Connection;
+
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores
+        .aggregator(&["--postgres-pool-size", "1", "--max-queries", "1"])
+        .await;
+    let path = format!("/api/v1/series?from={T0}&to={}&step=10s", T0 + 40_000);
+    assert_eq!(get_json(&aggregator, &path).await.0, 200);
+    assert_eq!(aggregator.get("/readyz").await.status(), 200);
+
+    let mut locker = sqlx::PgConnection::connect(&stores.postgres.url())
+        .await
+        .unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events_per_second IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let url = format!("{}{path}", aggregator.url);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    let refused = aggregator.get("/api/v1/totals").await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many queries"),
+        "{body}"
+    );
+    let readyz = aggregator.get("/readyz").await;
+    assert_eq!(readyz.status(), 200, "{:?}", readyz.text().await);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "neither waited for the held query: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        held.await.unwrap(),
+        503,
+        "the held query names the store that did not answer in time"
+    );
+    lock.rollback().await.unwrap();
+    assert_eq!(get_json(&aggregator, &path).await.0, 200);
     aggregator.stop().await;
 }

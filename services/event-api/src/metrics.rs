@@ -12,6 +12,9 @@ pub struct ApiMetrics {
     pub events_in_flight: Gauge,
     pub kafka_ack_seconds: Histogram,
     pub kafka_failures: Counter,
+    pub requests_shed: Counter,
+    pub body_timeouts: Counter,
+    pub request_timeouts: Counter,
 }
 
 impl ApiMetrics {
@@ -22,6 +25,9 @@ impl ApiMetrics {
             events_in_flight: Gauge::default(),
             kafka_ack_seconds: latency_histogram(),
             kafka_failures: Counter::default(),
+            requests_shed: Counter::default(),
+            body_timeouts: Counter::default(),
+            request_timeouts: Counter::default(),
         };
         registry.register(
             "events_accepted",
@@ -47,6 +53,21 @@ impl ApiMetrics {
             "kafka_failures",
             "Requests answered 503 because Kafka did not acknowledge",
             metrics.kafka_failures.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Ingest requests answered 503 because MAX_CONCURRENT_REQUESTS were in progress",
+            metrics.requests_shed.clone(),
+        );
+        registry.register(
+            "body_timeouts",
+            "Ingest requests answered 408 because the body took longer than BODY_READ_TIMEOUT",
+            metrics.body_timeouts.clone(),
+        );
+        registry.register(
+            "request_timeouts",
+            "Ingest requests answered 503 because they took longer than REQUEST_TIMEOUT",
+            metrics.request_timeouts.clone(),
         );
         metrics
     }

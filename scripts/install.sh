@@ -102,7 +102,7 @@ install_timescaledb() {
 }
 
 install_python_tools() {
-  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka, helm_sdkpy, jsonschema' 2>/dev/null &&
+  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka, helm_sdkpy, jsonschema, schemathesis' 2>/dev/null &&
     [[ -x $VENV/bin/hadolint ]]; then
     log "Python tools (confluent-kafka, helm-sdkpy, hadolint): present in $VENV"
     return

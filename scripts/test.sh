@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: script, Dockerfile, Helm chart and Rust lints, the
-# local-stack smoke test, and the Rust unit, integration, browser and
-# end-to-end tests (each starts its own broker and stores on free ports).
+# local-stack smoke test, schemathesis against the OpenAPI documents, and the
+# Rust unit, integration, browser and end-to-end tests (each starts its own
+# broker and stores on free ports).
 # Installs what is missing first.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -23,6 +24,12 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 
 log "smoke test of the local stack"
 "$REPO_ROOT/scripts/smoke_test.sh"
+
+log "fault-injection suite, short: restarts, kills, outages, a rebalance; reconciled from the stores"
+"$VENV/bin/python" "$REPO_ROOT/scripts/fault_suite.py" --short
+
+log "schemathesis: each service against its OpenAPI document"
+"$REPO_ROOT/scripts/schemathesis.sh"
 
 log "cargo test"
 results=$(mktemp)

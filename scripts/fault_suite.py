@@ -121,10 +121,10 @@ class Stack:
         raise RuntimeError("PostgreSQL data directory not found")
 
     def script(self, *args: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.DEVNULL if quiet else None
-        result = subprocess.run(list(args), env=self.env, stdout=out, stderr=subprocess.PIPE, text=True)
+        out, err = (subprocess.DEVNULL, subprocess.PIPE) if quiet else (sys.stderr, sys.stderr)
+        result = subprocess.run(list(args), env=self.env, stdout=out, stderr=err, text=True)
         if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+            raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {(result.stderr or '')[-2000:]}")
         return result
 
     def pid(self, name: str) -> int:
@@ -476,10 +476,10 @@ class Suite:
             self.stop_second_consumer()
             return True, False, f"2nd consumer-high joined for {a.rebalance_hold:g}s, then SIGTERM"
         if fault == "postgres-long-outage":
-            self.pg_ctl_stop("immediate")
+            self.pg_ctl_stop("fast")
             time.sleep(a.outage)
             s.script(INFRA_SH, "start")
-            return True, False, f"PostgreSQL down {a.outage:g}s (RETRY_MAX {a.retry_max:g}s)"
+            return True, False, f"pg_ctl stop -m fast; {a.outage:g}s down (RETRY_MAX {a.retry_max:g}s); infra.sh start"
         raise ValueError(fault)
 
     def run_fault(self, fault: str, rnd: int) -> Outcome:
@@ -773,7 +773,7 @@ def main() -> int:
     suite = Suite(args, stack, load)
     outcomes: list[Outcome] = []
     try:
-        stack.script(LOCAL_SH, "up")
+        stack.script(LOCAL_SH, "up", quiet=False)
         # Only this suite's load: the producer's events would be a second source.
         stack.script(LOCAL_SH, "stop", "event-producer")
         say("stack up; producing poison records straight to the topic")

@@ -72,8 +72,6 @@ pub enum GridError {
     StepTooSmall { step_ms: i64, points: i128 },
     #[error("max_points {max_points}: no step up to {MAX_STEP_MS} ms fits this range")]
     NoStepFits { max_points: i64 },
-    #[error("last {last} buckets of {step_ms} ms reach back before 1970")]
-    BeforeEpoch { last: i64, step_ms: i64 },
     #[error("to: the grid would end after {MAX_QUERY_TIME_MS} ms")]
     AfterEnd,
 }
@@ -92,7 +90,6 @@ impl GridError {
             | Self::StepTooLarge(_)
             | Self::StepTooSmall { .. } => "step",
             Self::NoStepFits { .. } => "max_points",
-            Self::BeforeEpoch { .. } => "last",
         }
     }
 }
@@ -199,7 +196,9 @@ impl Grid {
     }
 
     /// The `buckets` most recent buckets of `step_ms`, the one holding `now`
-    /// last.
+    /// last; fewer when they would reach back before 1970, where no event
+    /// is (so that any `step` and `last` within their bounds are valid
+    /// together, as the API document says).
     pub fn latest(now: i64, step_ms: i64, buckets: i64) -> Result<Self, GridError> {
         if !(1..=MAX_POINTS).contains(&buckets) {
             return Err(GridError::OutOfRange {
@@ -211,15 +210,11 @@ impl Grid {
         }
         let next = now.checked_add(1).ok_or(GridError::AfterEnd)?;
         let current = Self::covering(now, next, step_ms)?;
-        let before_epoch = GridError::BeforeEpoch {
-            last: buckets,
-            step_ms,
-        };
+        // 0 is on every grid, so stopping there keeps whole buckets.
         let from = buckets
             .checked_mul(step_ms)
             .and_then(|span| current.to.checked_sub(span))
-            .filter(|from| *from >= 0)
-            .ok_or(before_epoch)?;
+            .map_or(0, |from| from.max(0));
         Self::covering(from, current.to, step_ms)
     }
 
@@ -664,8 +659,9 @@ mod tests {
                     }
                     for buckets in [i64::MIN, -1, 0, 1, MAX_POINTS, MAX_POINTS + 1, i64::MAX] {
                         if let Ok(grid) = Grid::latest(to, step, buckets) {
-                            assert_eq!(grid.len(), buckets, "{grid:?}");
+                            assert!((1..=buckets).contains(&grid.len()), "{grid:?}");
                             assert!(grid.start_ms() >= 0);
+                            assert!(grid.end_ms() > to);
                         }
                     }
                 }
@@ -691,10 +687,11 @@ mod tests {
             Grid::covering(NOW, NOW + 1, MAX_STEP_MS + 1_000),
             Err(GridError::StepTooLarge(MAX_STEP_MS + 1_000))
         );
+        let latest = Grid::latest(NOW, MAX_STEP_MS, 2).unwrap();
         assert_eq!(
-            Grid::latest(NOW, MAX_STEP_MS, 2).unwrap_err().param(),
-            "last",
-            "two such buckets reach before 1970"
+            (latest.start_ms(), latest.len()),
+            (0, 1),
+            "only the bucket after 1970"
         );
     }
 

@@ -86,6 +86,11 @@ async fn only_the_refused_events_are_dead_lettered_and_the_rest_are_stored() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     assert!(rows_reach(&postgres, 30).await, "the good events arrive");
+    let dead_lettered = eventually(Duration::from_secs(30), || async {
+        consumer.metric("events_dead_lettered_total").await >= 4.0
+    })
+    .await;
+    assert!(dead_lettered, "four records are dead-lettered");
     let dead = read_topic(
         &broker.brokers(),
         "events.dlq",
@@ -171,7 +176,12 @@ async fn a_write_that_keeps_failing_turns_readiness_red_until_it_succeeds() {
     })
     .await;
     assert!(stalled, "readiness reports the stall");
-    assert!(consumer.metric("consumer_stalled_seconds").await >= 1.0);
+    // The gauge moves with each failed try (every RETRY_MAX at most).
+    let gauge = eventually(Duration::from_secs(5), || async {
+        consumer.metric("consumer_stalled_seconds").await >= 1.0
+    })
+    .await;
+    assert!(gauge, "consumer_stalled_seconds counts the stall");
 
     postgres
         .psql("drop trigger disk_full on event_ids")

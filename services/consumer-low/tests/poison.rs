@@ -71,6 +71,11 @@ async fn a_partial_write_dead_letters_only_the_refused_points() {
     records.push(event_record("huge-b", OTHER_WEEK_MS, -1.7e308));
     produce(&broker.brokers(), TOPIC, &records).await;
 
+    let dead_lettered = eventually(Duration::from_secs(30), || async {
+        consumer.metric("events_dead_lettered_total").await >= 3.0
+    })
+    .await;
+    assert!(dead_lettered, "three records are dead-lettered");
     let dead = read_topic(
         &broker.brokers(),
         "events.dlq",

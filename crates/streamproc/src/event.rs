@@ -603,6 +603,41 @@ mod tests {
         assert_eq!(Event::from_json_bytes(&bytes, &anything()).unwrap(), event);
     }
 
+    /// Found by the `event_decode` fuzz target: serde_json's default float
+    /// parser may be one unit in the last place off, so an amount written
+    /// as its shortest decimal came back as a neighbouring number and a
+    /// consumer stored something other than what event-api accepted.
+    #[test]
+    fn every_amount_decodes_to_the_same_number_it_was_encoded_from() {
+        let within_default_bounds = EventBounds::DEFAULT.at(EventTime(1_700_000_000_000));
+        for (amount, bounds) in [
+            (5e32, anything()),
+            (9.999999999999999e299, anything()),
+            (1.2345678901234567e-30, within_default_bounds),
+            (7e-300, within_default_bounds),
+            // About one amount in seven near 1 was off.
+            (1.0000000066613641, within_default_bounds),
+            (6.046602879796196, within_default_bounds),
+        ] {
+            let event = Event::new(
+                EventId::parse("f").unwrap(),
+                EventTime(1_700_000_000_000),
+                Amount::new(amount).unwrap(),
+            );
+            let bytes = event.to_json_bytes();
+            let decoded = Event::from_json_bytes(&bytes, &bounds).unwrap();
+            assert_eq!(
+                decoded.amount.value().to_bits(),
+                amount.to_bits(),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            // A client's number in a body is read by the same parser.
+            let sent: Value = serde_json::from_str(&format!("{amount:e}")).unwrap();
+            assert_eq!(sent.as_f64().map(f64::to_bits), Some(amount.to_bits()));
+        }
+    }
+
     #[test]
     fn decoding_garbage_names_json() {
         assert!(matches!(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use streamproc::event::{Admission, Defaults, Event, EventError, EventTime};
 
-use crate::error::{ApiError, ItemError};
+pub use crate::error::{ApiError, ItemError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {

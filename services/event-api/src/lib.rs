@@ -1,7 +1,8 @@
 //! event-api: StreamProc's HTTP intake. See the README beside this crate for
 //! its endpoints and configuration.
 
-mod body;
+/// Public for the fuzz targets in `fuzz/`; the service itself uses it only inside.
+pub mod body;
 mod config;
 mod error;
 mod ingest;

@@ -31,6 +31,9 @@ log "fault-injection suite, short: restarts, kills, outages, a rebalance; reconc
 log "schemathesis: each service against its OpenAPI document"
 "$REPO_ROOT/scripts/schemathesis.sh"
 
+log "fuzzing: every cargo-fuzz target for 20 s"
+"$REPO_ROOT/scripts/fuzz.sh" 20
+
 log "cargo test"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

@@ -7,7 +7,7 @@
 # non-zero on any failure, server error or schemathesis error.
 #
 # Usage: scripts/schemathesis.sh [SERVICE...]   (default: event-api aggregator)
-#   SCHEMATHESIS_EXAMPLES [25]  cases per operation and generation phase
+#   SCHEMATHESIS_EXAMPLES [50]  cases per operation and generation phase
 #   SCHEMATHESIS_SEED [20240601]
 # Settings and hooks: scripts/schemathesis.toml, scripts/schemathesis_hooks.py.
 # Reports (JUnit) go to $STREAMPROC_STATE/schemathesis.
@@ -23,11 +23,12 @@ services=("$@")
 ((${#services[@]})) || services=(event-api aggregator)
 
 export STREAMPROC_STATE=$REPO_ROOT/.state/schemathesis
-export KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
-export EVENT_API_PORT=39998 EVENT_PRODUCER_PORT=39999 CONSUMER_HIGH_PORT=39996 CONSUMER_LOW_PORT=39997
-export AGGREGATOR_PORT=39995 WEB_UI_PORT=38080
+# Below the ephemeral range (32768 and up), where test ports come from.
+export KAFKA_PORT=27092 POSTGRES_PORT=27432 INFLUXDB_PORT=27086
+export EVENT_API_PORT=27998 EVENT_PRODUCER_PORT=27999 CONSUMER_HIGH_PORT=27996 CONSUMER_LOW_PORT=27997
+export AGGREGATOR_PORT=27995 WEB_UI_PORT=27080
 export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
-examples=${SCHEMATHESIS_EXAMPLES:-25}
+examples=${SCHEMATHESIS_EXAMPLES:-50}
 seed=${SCHEMATHESIS_SEED:-20240601}
 
 port_of() {

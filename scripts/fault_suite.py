@@ -759,6 +759,8 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, help="seconds to wait for the stores to settle [short: 120, else 900]")
     parser.add_argument("--profile", help="cargo profile [STREAMPROC_PROFILE, else dev with --short, release without]")
     parser.add_argument("--state", default=os.path.join(REPO, ".state", "fault"), help="state directory [.state/fault]")
+    parser.add_argument("--port-offset", type=int, default=0,
+                        help="added to every port (31092, 31432, 31086, 31994-31999, 31080), to run two suites at once")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     parser.add_argument("--stop-on-failure", action="store_true",
@@ -786,6 +788,10 @@ def main() -> int:
         parser.error("--outage must be longer than --retry-max")
 
     state = os.path.abspath(args.state)
+    global SECOND_CONSUMER_PORT
+    SECOND_CONSUMER_PORT += args.port_offset
+    for key in PORTS:
+        PORTS[key] += args.port_offset
     env = dict(os.environ, STREAMPROC_STATE=state, STREAMPROC_PROFILE=args.profile,
                RETRY_MAX=f"{args.retry_max:g}s", **{k: str(v) for k, v in PORTS.items()})
     stack = Stack(state, args.profile, env)

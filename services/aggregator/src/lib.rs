@@ -3,7 +3,8 @@
 //! this crate for the API and its semantics.
 
 mod api;
-mod grid;
+/// Public for the fuzz targets in `fuzz/`: query parameters to a grid.
+pub mod grid;
 mod metrics;
 mod series;
 mod stores;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::DISABLED_MESSAGE;
 pub use grid::{DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
+pub use stream::step_and_last;
 
 use api::Source;
 use metrics::StoreMetrics;

@@ -22,8 +22,8 @@ const DEFAULT_STEP_MS: i64 = 1_000;
 const DEFAULT_LAST: i64 = 60;
 
 /// `step` and `last`, checked once before streaming so that every tick's
-/// grid is valid.
-fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
+/// grid is valid. Public for the fuzz targets in `fuzz/`.
+pub fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
     let [step, last] = take(pairs, ["step", "last"])?;
     let step = match step {
         Some(step) => parse_step(&step)?,

@@ -34,10 +34,12 @@ seconds=${1:-20}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "seconds per target must be a positive whole number, got '$seconds'"
 shift $(($# > 0 ? 1 : 0))
 
+# As scripts/install.sh installs it.
 CARGO_FUZZ_ROOT=$CACHE_DIR/cargo-fuzz
-if ! command -v cargo-fuzz >/dev/null && [[ ! -x $CARGO_FUZZ_ROOT/bin/cargo-fuzz ]]; then
-  log "cargo-fuzz: installing into $CARGO_FUZZ_ROOT"
-  cargo install --root "$CARGO_FUZZ_ROOT" cargo-fuzz --locked
+CARGO_FUZZ_VERSION=0.13.2
+if [[ ! -x $CARGO_FUZZ_ROOT/bin/cargo-fuzz ]]; then
+  log "cargo-fuzz: installing $CARGO_FUZZ_VERSION into $CARGO_FUZZ_ROOT (about 2 minutes, once)"
+  cargo install --root "$CARGO_FUZZ_ROOT" cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 export PATH=$CARGO_FUZZ_ROOT/bin:$PATH
 export RUSTC_BOOTSTRAP=1
@@ -49,8 +51,11 @@ if ((${#targets[@]} == 0)); then
 fi
 ((${#targets[@]} > 0)) || die "no fuzz targets found in fuzz/"
 
+log "cargo fmt --check (fuzz/)"
+cargo fmt -- --check
+
 build_flags=(-s none)
-log "building ${#targets[*]} fuzz targets (${targets[*]})"
+log "building the fuzz targets"
 started=$SECONDS
 cargo fuzz build "${build_flags[@]}"
 log "built in $((SECONDS - started)) s"

@@ -125,9 +125,21 @@ install_web_packages() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# cargo-fuzz, for scripts/fuzz.sh; built once into the cache.
+install_cargo_fuzz() {
+  local version=0.13.2 # the same in scripts/fuzz.sh
+  if [[ -x $CACHE_DIR/cargo-fuzz/bin/cargo-fuzz ]]; then
+    log "cargo-fuzz: cached in $CACHE_DIR/cargo-fuzz"
+    return
+  fi
+  log "cargo-fuzz: building (about 2 minutes on two cores, once per machine)"
+  cargo install --root "$CACHE_DIR/cargo-fuzz" cargo-fuzz --version "$version" --locked
+}
+
 install_debian_packages
 install_timescaledb
 install_python_tools
 install_web_packages
 install_tansu
+install_cargo_fuzz
 log "all installed"

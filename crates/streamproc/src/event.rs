@@ -21,6 +21,10 @@ pub const MAX_ID_LEN: usize = 128;
 /// module), so this is the last millisecond every store can hold.
 pub const MAX_TIME_MS: i64 = (i64::MAX - 999_999) / 1_000_000 - 1;
 
+/// 2⁵³: below it every whole float is exact, so a whole-number `time` sent
+/// as a float converts to the integer it spells.
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
+
 /// The largest `EVENT_MAX_AMOUNT` accepted. Any finite limit keeps sums
 /// finite in practice; this one keeps them exact to a few units in 10⁻¹⁶ of
 /// the total even over 10¹² events.
@@ -356,10 +360,15 @@ fn looks_decimal(s: &str) -> bool {
 
 fn parse_time(value: &Value) -> Result<EventTime, EventError> {
     match value {
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(ms), _) => EventTime::from_millis(ms),
-            (None, Some(_)) => Err(EventError::TimeOutOfRange(i64::MAX)),
-            (None, None) => Err(EventError::TimeType(n.to_string())),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(ms), _, _) => EventTime::from_millis(ms),
+            (None, Some(_), _) => Err(EventError::TimeOutOfRange(i64::MAX)),
+            // JSON has one number type: `1700000000000.0` is the same
+            // integer to most clients (and to JSON Schema), so take it.
+            (None, None, Some(ms)) if ms.fract() == 0.0 && ms.abs() < MAX_EXACT_FLOAT => {
+                EventTime::from_millis(ms as i64)
+            }
+            (None, None, _) => Err(EventError::TimeType(n.to_string())),
         },
         other => Err(EventError::TimeType(json_type(other).to_owned())),
     }
@@ -527,6 +536,14 @@ mod tests {
                 EventError::TimeType("1.5".into()),
             ),
             (
+                json!({"amount": 1, "time": -1.0}),
+                EventError::TimeOutOfRange(-1),
+            ),
+            (
+                json!({"amount": 1, "time": 1e300}),
+                EventError::TimeType("1e+300".into()),
+            ),
+            (
                 json!({"amount": 1, "time": -1}),
                 EventError::TimeOutOfRange(-1),
             ),
@@ -547,6 +564,8 @@ mod tests {
             );
         }
         assert!(client(json!({"amount": 1, "time": MAX_TIME_MS})).is_ok());
+        let whole = client(json!({"amount": 1, "time": 962.0})).unwrap();
+        assert_eq!(whole.time.as_millis(), 962);
     }
 
     #[test]

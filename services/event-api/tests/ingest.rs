@@ -90,7 +90,11 @@ async fn a_rejected_batch_writes_nothing() {
     let api = Api::start(&broker.brokers(), "one", &[]).await;
     api.wait_ready().await;
 
-    let bad = json!([{"id": "ok-0", "amount": 1}, {"id": "bad-1", "time": 5}, {"id": "bad-2", "amount": "NaN"}]);
+    let bad = json!([
+        {"id": "ok-0", "time": 1_700_000_000_000_i64, "amount": 1},
+        {"id": "bad-1", "time": 1_700_000_000_000_i64},
+        {"id": "bad-2", "time": 1_700_000_000_000_i64, "amount": "NaN"}
+    ]);
     let response = api.post("application/json", bad.to_string()).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
@@ -100,7 +104,7 @@ async fn a_rejected_batch_writes_nothing() {
     assert_eq!(body["errors"][1]["index"], 2);
     assert_eq!(body["errors"].as_array().unwrap().len(), 2);
 
-    let good = json!([{"id": "after", "amount": 2}]);
+    let good = json!([{"id": "after", "time": 1_700_000_000_000_i64, "amount": 2}]);
     assert_eq!(
         api.post("application/json", good.to_string())
             .await
@@ -125,7 +129,8 @@ async fn answers_503_while_the_broker_is_down_and_recovers_by_itself() {
     )
     .await;
     api.wait_ready().await;
-    let event = |id: &str| json!({"id": id, "amount": 3}).to_string();
+    let event =
+        |id: &str| json!({"id": id, "time": 1_700_000_000_000_i64, "amount": 3}).to_string();
     assert_eq!(
         api.post("application/json", event("before")).await.status(),
         200

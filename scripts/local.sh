@@ -132,16 +132,18 @@ status() {
 
 stop_service() { stop_pid "$STATE/run/$1.pid" "$1" "$2"; }
 
-# service_entry NAME: the "name port" entry of SERVICES for NAME.
+# service_entry NAME [OTHER...]: the "name port" entry of SERVICES for NAME;
+# an unknown NAME fails, listing the services and the OTHER names allowed.
 service_entry() {
-  local service
+  local name=$1 service
+  shift
   for service in "${SERVICES[@]}"; do
-    if [[ ${service%% *} == "$1" ]]; then
+    if [[ ${service%% *} == "$name" ]]; then
       echo "$service"
       return
     fi
   done
-  die "unknown service '$1'; one of: ${SERVICES[*]%% *}"
+  die "unknown name '$name'; one of: ${SERVICES[*]%% *}${*:+ $*}"
 }
 
 stop_one() {
@@ -159,7 +161,7 @@ restart_one() {
       return
       ;;
   esac
-  entry=$(service_entry "$name")
+  entry=$(service_entry "$name" tansu postgres influxdb)
   mkdir -p "$STATE/logs" "$STATE/run"
   # shellcheck disable=SC2086  # "name port" splits into two arguments
   stop_service $entry

@@ -2,6 +2,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
 use crate::process::ServerProcess;
 
 /// A tansu broker process with SQLite storage in a temporary directory:
@@ -62,6 +65,39 @@ impl Tansu {
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.server.dir);
         self.server.start(command, Duration::from_secs(20));
+    }
+
+    /// The offsets `group` has committed on partitions `0..partitions` of
+    /// `topic`, read back from the broker; 0 where nothing is committed.
+    pub async fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("broker.address.family", "v4")
+            .set("group.id", group)
+            .create()
+            .expect("cannot create the offsets reader");
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions {
+            wanted
+                .add_partition_offset(topic, partition, Offset::Invalid)
+                .expect("valid partition");
+        }
+        let committed = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(wanted, Duration::from_secs(10))
+        })
+        .await
+        .expect("offsets reader panicked")
+        .unwrap_or_else(|e| panic!("cannot read the committed offsets of {group}: {e}"));
+        let mut offsets: Vec<(i32, i64)> = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => (e.partition(), n),
+                _ => (e.partition(), 0),
+            })
+            .collect();
+        offsets.sort_unstable();
+        offsets.into_iter().map(|(_, offset)| offset).collect()
     }
 
     /// Creates a topic and waits until the broker serves it.

@@ -45,11 +45,13 @@ export PATH=$CARGO_FUZZ_ROOT/bin:$PATH
 export RUSTC_BOOTSTRAP=1
 
 cd "$REPO_ROOT/fuzz"
+mapfile -t all_targets < <(cargo fuzz list)
+((${#all_targets[@]} > 0)) || die "no fuzz targets found in fuzz/"
 targets=("$@")
-if ((${#targets[@]} == 0)); then
-  mapfile -t targets < <(cargo fuzz list)
-fi
-((${#targets[@]} > 0)) || die "no fuzz targets found in fuzz/"
+((${#targets[@]} > 0)) || targets=("${all_targets[@]}")
+for target in "${targets[@]}"; do
+  [[ " ${all_targets[*]} " == *" $target "* ]] || die "no fuzz target '$target'; there are: ${all_targets[*]}"
+done
 
 log "cargo fmt --check (fuzz/)"
 cargo fmt -- --check

@@ -186,16 +186,25 @@ async fn commit(
 ) {
     let offsets = batch.offsets();
     let consumer = consumer.clone();
-    let committed =
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
-    match committed {
-        Ok(Ok(())) => {
+    let committing =
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync));
+    // librdkafka's synchronous commit waits for the coordinator without a
+    // limit of its own: a broker that accepts connections but never answers
+    // would hold the loop (and shutdown) forever. Past the limit the loop
+    // goes on; the blocked thread ends when librdkafka gives up.
+    match tokio::time::timeout(COMMIT_TIMEOUT, committing).await {
+        Ok(Ok(Ok(()))) => {
             metrics.commits.inc();
         }
-        Ok(Err(e)) => tracing::warn!("commit failed ({e}); these records will be read again"),
-        Err(e) => tracing::warn!("commit task failed ({e}); these records will be read again"),
+        Ok(Ok(Err(e))) => tracing::warn!("commit failed ({e}); these records will be read again"),
+        Ok(Err(e)) => tracing::warn!("commit task failed ({e}); these records will be read again"),
+        Err(_) => tracing::warn!(
+            "commit not answered within {COMMIT_TIMEOUT:?}; these records will be read again"
+        ),
     }
 }
+
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A periodic log line of what was stored, rather than one per batch.
 struct Progress {

@@ -11,6 +11,7 @@ mod metrics;
 pub mod service;
 mod stall;
 mod store;
+mod stranded;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -140,6 +141,13 @@ impl Consumer {
             settings.route,
             settings.watermark.value()
         );
+        let stop_watching = CancellationToken::new();
+        tokio::spawn(stranded::rejoin_when_stranded(
+            self.kafka.clone(),
+            settings.topic.clone(),
+            stop_watching.clone(),
+        ));
+        let _stop_watching = stop_watching.drop_guard();
         let mut retry = Backoff::new(settings.retry_initial, settings.retry_max);
         let mut progress = Progress::default();
         loop {

@@ -1,0 +1,110 @@
+//! A member left without partitions while the group's records wait and
+//! nobody commits them: it rejoins the group.
+//!
+//! Seen with the local broker, tansu 0.6.0: a consumer restarted after a
+//! `kill -9` joins while the dead member is still in the group, and when the
+//! dead member's session expires the new one is assigned nothing, for
+//! good; records wait until someone restarts it. Apache Kafka evicts the
+//! dead member and rebalances by itself. The remedy is what a restart does:
+//! leave the group and join again. It only acts when nobody consumes (no
+//! partition here, records waiting, committed offsets not moving for
+//! `STRANDED_AFTER`), so a member that is idle because a group has more
+//! members than partitions stays quiet while the others make progress.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+const STRANDED_AFTER: Duration = Duration::from_secs(20);
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What this member and its group hold of `topic`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    assigned: bool,
+    /// Records after the group's committed offsets.
+    waiting: i64,
+    /// Sum of the committed offsets: it moves when anyone stores records.
+    committed: i64,
+}
+
+pub async fn rejoin_when_stranded<C: ConsumerContext + 'static>(
+    kafka: Arc<StreamConsumer<C>>,
+    topic: String,
+    stop: CancellationToken,
+) {
+    // Since when nothing moved, and at which committed offsets.
+    let mut still: Option<(Instant, i64)> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        let (consumer, name) = (kafka.clone(), topic.clone());
+        let progress = tokio::task::spawn_blocking(move || progress(&consumer, &name)).await;
+        let Ok(Ok(progress)) = progress else {
+            // The broker does not answer: nothing to decide now.
+            continue;
+        };
+        if progress.assigned || progress.waiting == 0 {
+            still = None;
+            continue;
+        }
+        match still {
+            Some((since, committed)) if committed == progress.committed => {
+                if since.elapsed() >= STRANDED_AFTER {
+                    tracing::warn!(
+                        "assigned no partition for {:.0?} while {} records wait and nobody \
+                         commits: leaving and joining the group again",
+                        since.elapsed(),
+                        progress.waiting
+                    );
+                    kafka.unsubscribe();
+                    if let Err(error) = kafka.subscribe(&[&topic]) {
+                        tracing::error!("subscribing to {topic:?} again failed: {error}");
+                    }
+                    still = None;
+                }
+            }
+            _ => still = Some((Instant::now(), progress.committed)),
+        }
+    }
+}
+
+fn progress<C: ConsumerContext>(
+    kafka: &StreamConsumer<C>,
+    topic: &str,
+) -> Result<Progress, KafkaError> {
+    let assigned = kafka.assignment()?.count() > 0;
+    let metadata = kafka.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut wanted = TopicPartitionList::new();
+    for &partition in &partitions {
+        wanted.add_partition_offset(topic, partition, Offset::Invalid)?;
+    }
+    let committed = kafka.committed_offsets(wanted, KAFKA_TIMEOUT)?;
+    let mut progress = Progress {
+        assigned,
+        waiting: 0,
+        committed: 0,
+    };
+    for element in committed.elements() {
+        let (low, high) = kafka.fetch_watermarks(topic, element.partition(), KAFKA_TIMEOUT)?;
+        let at = match element.offset() {
+            Offset::Offset(n) => n,
+            _ => low,
+        };
+        progress.waiting += (high - at).max(0);
+        progress.committed += at;
+    }
+    Ok(progress)
+}

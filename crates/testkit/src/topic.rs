@@ -51,6 +51,17 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
+impl Record {
+    /// Why a dead letter was dead-lettered (its `streamproc-reason`
+    /// header); empty when the header is missing.
+    pub fn reason(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == "streamproc-reason")
+            .map_or("", |(_, value)| value.as_str())
+    }
+}
+
 /// Reads `topic` from the beginning of every partition, without a consumer
 /// group, until `expected` records arrived and then `settle` more time
 /// passed with none (so extra records would be seen), or `timeout` ran out.

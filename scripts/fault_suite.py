@@ -47,16 +47,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-VENV_PYTHON = os.path.expanduser(
-    os.path.join(os.environ.get("STREAMPROC_CACHE", "~/.cache/streamproc"), "venv/bin/python")
-)
+import in_venv  # first: it may start this script again under the venv
 
-try:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-except ImportError:
-    if os.path.exists(VENV_PYTHON) and sys.executable != VENV_PYTHON:
-        os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
-    sys.exit("confluent-kafka is missing: run scripts/install.sh")
+in_venv.require("confluent_kafka")
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SH = os.path.join(REPO, "scripts", "local.sh")

@@ -102,3 +102,26 @@ running_steadily() {
   rm -f "$pidfile"
   return 1
 }
+
+# up_own_stack: brings a fresh local stack up on the ports and state
+# directory the caller exported (a test's own, never the developer's), and
+# takes it down when the script exits, showing each log's last lines first
+# if the script failed.
+up_own_stack() {
+  "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
+  rm -rf "$STREAMPROC_STATE"
+  trap own_stack_down EXIT
+  "$REPO_ROOT/scripts/local.sh" up
+}
+
+own_stack_down() {
+  local status=$?
+  if ((status != 0)) && [[ -d $STREAMPROC_STATE/logs ]]; then
+    for file in "$STREAMPROC_STATE"/logs/*.log; do
+      echo "--- last lines of $file" >&2
+      tail -n 15 "$file" >&2 || true
+    done
+  fi
+  "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
+  return "$status"
+}

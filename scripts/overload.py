@@ -62,15 +62,6 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-VENV_PYTHON = os.path.expanduser(
-    os.path.join(os.environ.get("STREAMPROC_CACHE", "~/.cache/streamproc"), "venv/bin/python")
-)
-try:
-    import confluent_kafka  # noqa: F401  (fault_suite needs it)
-except ImportError:
-    if os.path.exists(VENV_PYTHON) and sys.executable != VENV_PYTHON:
-        os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
-    sys.exit("confluent-kafka is missing: run scripts/install.sh")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the checkout

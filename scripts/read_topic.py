@@ -12,16 +12,10 @@ import os
 import sys
 import time
 
-VENV_PYTHON = os.path.expanduser(
-    os.path.join(os.environ.get("STREAMPROC_CACHE", "~/.cache/streamproc"), "venv/bin/python")
-)
+import in_venv  # first: it may start this script again under the venv
 
-try:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-except ImportError:
-    if os.path.exists(VENV_PYTHON) and sys.executable != VENV_PYTHON:
-        os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
-    sys.exit("confluent-kafka is missing: run scripts/install.sh")
+in_venv.require("confluent_kafka")
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 
 
 def main() -> int:

@@ -42,22 +42,7 @@ for service in "${services[@]}"; do port_of "$service" >/dev/null; done
 
 [[ -x $VENV/bin/schemathesis ]] || "$REPO_ROOT/scripts/install.sh"
 
-"$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
-rm -rf "$STREAMPROC_STATE"
-on_exit() {
-  local status=$?
-  if ((status != 0)) && [[ -d $STREAMPROC_STATE/logs ]]; then
-    for file in "$STREAMPROC_STATE"/logs/*.log; do
-      echo "--- last lines of $file" >&2
-      tail -n 15 "$file" >&2 || true
-    done
-  fi
-  "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
-  return "$status"
-}
-trap on_exit EXIT
-
-"$REPO_ROOT/scripts/local.sh" up
+up_own_stack
 reports=$STREAMPROC_STATE/schemathesis
 mkdir -p "$reports"
 

@@ -13,22 +13,7 @@ export EVENT_API_PORT=29998 EVENT_PRODUCER_PORT=29999 CONSUMER_HIGH_PORT=29996 C
 export AGGREGATOR_PORT=29995 WEB_UI_PORT=28080
 export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
 
-"$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
-rm -rf "$STREAMPROC_STATE"
-on_exit() {
-  local status=$?
-  if ((status != 0)) && [[ -d $STREAMPROC_STATE/logs ]]; then
-    for file in "$STREAMPROC_STATE"/logs/*.log; do
-      echo "--- last lines of $file" >&2
-      tail -n 15 "$file" >&2 || true
-    done
-  fi
-  "$REPO_ROOT/scripts/local.sh" down >/dev/null 2>&1 || true
-  return "$status"
-}
-trap on_exit EXIT
-
-"$REPO_ROOT/scripts/local.sh" up
+up_own_stack
 "$REPO_ROOT/scripts/local.sh" status
 
 # Infrastructure answers: TimescaleDB is loaded, InfluxDB takes queries.

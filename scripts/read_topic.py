@@ -8,7 +8,6 @@ there when started with another Python.
 
 import argparse
 import json
-import os
 import sys
 import time
 

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -50,6 +51,25 @@ impl InProcess {
                     .ok()
             })
             .unwrap_or(0.0)
+    }
+
+    /// The dead letters of this consumer, read from `events.dlq` on
+    /// `brokers` once its metrics count `expected` of them (the topic is
+    /// created with the first one); panics if they do not come in 30 s.
+    pub async fn dead_letters(&self, brokers: &str, expected: usize) -> Vec<crate::Record> {
+        let counted = crate::eventually(Duration::from_secs(30), || async {
+            self.metric("events_dead_lettered_total").await >= expected as f64
+        })
+        .await;
+        assert!(counted, "{expected} records were not dead-lettered in 30 s");
+        crate::read_topic(
+            brokers,
+            "events.dlq",
+            expected,
+            Duration::from_secs(20),
+            Duration::from_millis(500),
+        )
+        .await
     }
 
     /// Cancels the service's shutdown token and waits for a clean exit.

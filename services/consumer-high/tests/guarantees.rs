@@ -11,8 +11,7 @@ use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use testkit::{
-    event_record, eventually, produce, produce_until_all_busy, read_topic, InProcess, Postgres,
-    Tansu,
+    event_record, eventually, produce, produce_until_all_busy, InProcess, Postgres, Tansu,
 };
 
 const TOPIC: &str = "events";
@@ -36,12 +35,17 @@ async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> InProcess 
     InProcess::spawn(|listener, shutdown| consumer_high::run(config, listener, shutdown)).await
 }
 
-fn rows(postgres: &Postgres) -> i64 {
+/// `select count(*)`-like answers as numbers; -1 when PostgreSQL does not answer.
+fn count(postgres: &Postgres, sql: &str) -> i64 {
     postgres
-        .psql("select count(*) from events")
+        .psql(sql)
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(-1)
+}
+
+fn rows(postgres: &Postgres) -> i64 {
+    count(postgres, "select count(*) from events")
 }
 
 /// Waits until `events` holds `expected` rows, then checks the count stays
@@ -220,14 +224,7 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
 
     let consumer = start(&broker.brokers(), &postgres, &[]).await;
     assert_rows_settle_at(&postgres, 20).await;
-    let dead = read_topic(
-        &broker.brokers(),
-        "events.dlq",
-        3,
-        Duration::from_secs(20),
-        Duration::from_millis(500),
-    )
-    .await;
+    let dead = consumer.dead_letters(&broker.brokers(), 3).await;
     let keys: Vec<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(keys, ["garbage", "no-amount", "nan"]);
     assert_eq!(dead[0].payload, "not json", "the original bytes are kept");
@@ -349,15 +346,6 @@ async fn sigterm_writes_commits_and_exits_0() {
     );
 }
 
-/// `select count(*)`-like answers as numbers; -1 when PostgreSQL does not answer.
-fn count(postgres: &Postgres, sql: &str) -> i64 {
-    postgres
-        .psql(sql)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1)
-}
-
 async fn rows_reach(postgres: &Postgres, expected: i64) -> bool {
     eventually(Duration::from_secs(30), || async {
         rows(postgres) >= expected
@@ -401,19 +389,7 @@ async fn only_the_refused_events_are_dead_lettered_and_the_rest_are_stored() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     assert!(rows_reach(&postgres, 30).await, "the good events arrive");
-    let dead_lettered = eventually(Duration::from_secs(30), || async {
-        consumer.metric("events_dead_lettered_total").await >= 4.0
-    })
-    .await;
-    assert!(dead_lettered, "four records are dead-lettered");
-    let dead = read_topic(
-        &broker.brokers(),
-        "events.dlq",
-        4,
-        Duration::from_secs(20),
-        Duration::from_millis(500),
-    )
-    .await;
+    let dead = consumer.dead_letters(&broker.brokers(), 4).await;
     let mut keys: Vec<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["huge-a", "huge-b", "refused-a", "refused-b"]);

@@ -4,6 +4,8 @@
 //! their dead-letter producer still writes, and every record on the topic is
 //! stored once, in one store. Nothing is restarted by hand but the broker.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -110,28 +112,13 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     ])
     .unwrap();
     let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
-    let consumer_args = [
-        "--kafka-brokers",
+    let (high, low) = common::start_consumers(
         &brokers,
-        "--batch-max-age",
-        "20ms",
-        "--retry-max",
-        "500ms",
-    ];
-    let config = consumer_high::Config::try_parse_from(
-        ["consumer-high", "--postgres-url", &postgres.url()]
-            .iter()
-            .chain(&consumer_args),
+        &postgres,
+        &influx,
+        &["--batch-max-age", "20ms", "--retry-max", "500ms"],
     )
-    .unwrap();
-    let high = InProcess::spawn(|l, s| consumer_high::run(config, l, s)).await;
-    let config = consumer_low::Config::try_parse_from(
-        ["consumer-low", "--influxdb-host", &influx.url()]
-            .iter()
-            .chain(&consumer_args),
-    )
-    .unwrap();
-    let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
+    .await;
     for service in [&event_api, &high, &low] {
         let up = eventually(Duration::from_secs(30), || ready(service)).await;
         assert!(up, "{} did not become ready", service.url);

@@ -4,6 +4,8 @@
 //! is counted once by the aggregator, and the page shows what the API says,
 //! live.
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -54,21 +56,8 @@ async fn events_flow_from_the_producer_to_the_page() {
     let config =
         event_api::Config::try_parse_from(["event-api", "--kafka-brokers", &brokers]).unwrap();
     let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
-    let consumer_args = ["--kafka-brokers", &brokers, "--batch-max-age", "20ms"];
-    let config = consumer_high::Config::try_parse_from(
-        ["consumer-high", "--postgres-url", &postgres.url()]
-            .iter()
-            .chain(&consumer_args),
-    )
-    .unwrap();
-    let high = InProcess::spawn(|l, s| consumer_high::run(config, l, s)).await;
-    let config = consumer_low::Config::try_parse_from(
-        ["consumer-low", "--influxdb-host", &influx.url()]
-            .iter()
-            .chain(&consumer_args),
-    )
-    .unwrap();
-    let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
+    let (high, low) =
+        common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
     let config = aggregator::Config::try_parse_from([
         "aggregator",
         "--postgres-url",

@@ -163,6 +163,7 @@ impl ConsumerArgs {
         ConsumerSettings {
             brokers: kafka.bootstrap_servers(),
             topic: kafka.kafka_topic.clone(),
+            producer: kafka.producer,
             group_id: self
                 .kafka_group_id
                 .clone()

@@ -111,34 +111,6 @@ pub struct ProducerArgs {
     pub kafka_idempotence: bool,
 }
 
-/// The settings that [`reliable_producer`] uses, set by [`ProducerArgs::install`].
-static IDEMPOTENCE: AtomicBool = AtomicBool::new(false);
-
-impl ProducerArgs {
-    /// Makes these the settings of every producer that [`reliable_producer`]
-    /// builds in this process from now on. A consumer service calls it once
-    /// at start: its dead-letter producer is built deep inside the consume
-    /// loop, which is not handed the configuration.
-    pub fn install(self) {
-        IDEMPOTENCE.store(self.kafka_idempotence, Ordering::Relaxed);
-    }
-
-    fn installed() -> Self {
-        Self {
-            kafka_idempotence: IDEMPOTENCE.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// [`producer`] with the settings this process installed
-/// ([`ProducerArgs::install`]; idempotence off unless it did).
-pub fn reliable_producer(
-    brokers: &str,
-    delivery_timeout: Duration,
-) -> Result<(ReliableProducer, BrokerState), KafkaSetupError> {
-    producer(brokers, delivery_timeout, ProducerArgs::installed())
-}
-
 /// A producer that never acknowledges an event Kafka could lose: acks=all,
 /// and librdkafka retries a failed send until `delivery_timeout` (retries
 /// included) has passed, then reports it failed. With

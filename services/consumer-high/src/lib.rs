@@ -34,8 +34,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // The consume loop builds its dead-letter producer with these settings.
-    config.kafka.producer.install();
     let settings = config
         .consumer
         .settings(&config.kafka, Route::High, "consumer-high");

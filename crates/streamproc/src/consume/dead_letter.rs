@@ -9,7 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use super::batch::Source;
-use crate::kafka::{self, ReliableProducer};
+use crate::kafka::{self, ProducerArgs, ReliableProducer};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -30,8 +30,8 @@ pub struct DeadLetters {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl DeadLetters {
-    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
-        let (producer, _) = kafka::reliable_producer(brokers, TIMEOUT)?;
+    pub fn new(brokers: &str, topic: &str, settings: ProducerArgs) -> anyhow::Result<Self> {
+        let (producer, _) = kafka::producer(brokers, TIMEOUT, settings)?;
         Ok(Self {
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),

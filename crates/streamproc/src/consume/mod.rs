@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::event::{Event, EventBounds};
+use crate::kafka::ProducerArgs;
 use crate::route::{Route, Watermark};
 pub use batch::Batch;
 use dead_letter::DeadLetters;
@@ -59,6 +60,8 @@ pub struct ConsumerSettings {
     pub topic: String,
     pub group_id: String,
     pub dead_letter_topic: String,
+    /// How the dead-letter producer writes (`KAFKA_IDEMPOTENCE`).
+    pub producer: ProducerArgs,
     /// The events this consumer stores; the others are skipped (and their
     /// offsets committed), since the other consumer stores them.
     pub route: Route,
@@ -107,7 +110,11 @@ impl Consumer {
                 settings.topic.clone(),
             ))?;
         kafka.subscribe(&[&settings.topic])?;
-        let dead_letters = DeadLetters::new(&settings.brokers, &settings.dead_letter_topic)?;
+        let dead_letters = DeadLetters::new(
+            &settings.brokers,
+            &settings.dead_letter_topic,
+            settings.producer,
+        )?;
         Ok(Self {
             stall: Stall::new(settings.stall_after),
             settings,

@@ -105,8 +105,9 @@ impl<'r> Items<'r> {
         };
         match value.and_then(|value| Event::from_json(value, defaults, &self.rules.admission)) {
             Ok(event) if self.seen_errors() == 0 => self.events.push(event),
-            // Once one item is bad nothing is ingested: stop keeping events.
-            Ok(_) => self.events.clear(),
+            // Once one item is bad nothing is ingested (the events were
+            // dropped at the first error).
+            Ok(_) => {}
             Err(error) if self.errors.len() < MAX_LISTED_ERRORS => {
                 self.events = Vec::new();
                 self.errors.push(ItemError {

@@ -23,10 +23,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 const STRANDED_AFTER: Duration = Duration::from_secs(20);
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What this member and its group hold of `topic`.
+/// What the group holds of `topic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Progress {
-    assigned: bool,
     /// Records after the group's committed offsets.
     waiting: i64,
     /// Sum of the committed offsets: it moves when anyone stores records.
@@ -45,13 +44,22 @@ pub async fn rejoin_when_stranded<C: ConsumerContext + 'static>(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(CHECK_EVERY) => {}
         }
+        // The assignment is local; only a member without one asks the
+        // broker how the group is doing.
+        if kafka
+            .assignment()
+            .is_ok_and(|partitions| partitions.count() > 0)
+        {
+            still = None;
+            continue;
+        }
         let (consumer, name) = (kafka.clone(), topic.clone());
         let progress = tokio::task::spawn_blocking(move || progress(&consumer, &name)).await;
         let Ok(Ok(progress)) = progress else {
             // The broker does not answer: nothing to decide now.
             continue;
         };
-        if progress.assigned || progress.waiting == 0 {
+        if progress.waiting == 0 {
             still = None;
             continue;
         }
@@ -80,7 +88,6 @@ fn progress<C: ConsumerContext>(
     kafka: &StreamConsumer<C>,
     topic: &str,
 ) -> Result<Progress, KafkaError> {
-    let assigned = kafka.assignment()?.count() > 0;
     let metadata = kafka.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -93,7 +100,6 @@ fn progress<C: ConsumerContext>(
     }
     let committed = kafka.committed_offsets(wanted, KAFKA_TIMEOUT)?;
     let mut progress = Progress {
-        assigned,
         waiting: 0,
         committed: 0,
     };

@@ -26,7 +26,7 @@ pub enum KafkaSetupError {
     Unreachable { timeout: Duration, reason: String },
 }
 
-fn base_config(brokers: &str) -> ClientConfig {
+pub(crate) fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)

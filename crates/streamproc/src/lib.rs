@@ -11,6 +11,7 @@ pub mod event;
 pub mod influx;
 pub mod kafka;
 pub mod metrics;
+pub mod offsets;
 pub mod ops;
 pub mod route;
 pub mod shutdown;

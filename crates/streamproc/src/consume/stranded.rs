@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer as _, ConsumerContext, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+
+use crate::offsets::{self, OffsetsError};
 
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 const STRANDED_AFTER: Duration = Duration::from_secs(20);
@@ -87,30 +87,11 @@ pub async fn rejoin_when_stranded<C: ConsumerContext + 'static>(
 fn progress<C: ConsumerContext>(
     kafka: &StreamConsumer<C>,
     topic: &str,
-) -> Result<Progress, KafkaError> {
-    let metadata = kafka.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut wanted = TopicPartitionList::new();
-    for &partition in &partitions {
-        wanted.add_partition_offset(topic, partition, Offset::Invalid)?;
-    }
-    let committed = kafka.committed_offsets(wanted, KAFKA_TIMEOUT)?;
-    let mut progress = Progress {
-        waiting: 0,
-        committed: 0,
-    };
-    for element in committed.elements() {
-        let (low, high) = kafka.fetch_watermarks(topic, element.partition(), KAFKA_TIMEOUT)?;
-        let at = match element.offset() {
-            Offset::Offset(n) => n,
-            _ => low,
-        };
-        progress.waiting += (high - at).max(0);
-        progress.committed += at;
-    }
-    Ok(progress)
+) -> Result<Progress, OffsetsError> {
+    let ends = offsets::topic_ends(kafka, topic, KAFKA_TIMEOUT)?;
+    let positions = offsets::group_positions(kafka, topic, &ends, KAFKA_TIMEOUT)?;
+    Ok(Progress {
+        waiting: positions.iter().map(|p| p.lag).sum(),
+        committed: positions.iter().map(|p| p.position).sum(),
+    })
 }

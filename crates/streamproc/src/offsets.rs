@@ -97,13 +97,14 @@ pub fn topic_ends<C: ConsumerContext, K: Consumer<C>>(
     partitions
         .into_iter()
         .map(|partition| {
-            let (low, high) = kafka
-                .fetch_watermarks(topic, partition, timeout)
-                .map_err(|source| OffsetsError::Watermarks {
-                    topic: topic.to_owned(),
-                    partition,
-                    source,
-                })?;
+            let (low, high) =
+                kafka
+                    .fetch_watermarks(topic, partition, timeout)
+                    .map_err(|source| OffsetsError::Watermarks {
+                        topic: topic.to_owned(),
+                        partition,
+                        source,
+                    })?;
             Ok(PartitionEnds {
                 partition,
                 low,

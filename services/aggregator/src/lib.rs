@@ -6,6 +6,7 @@ mod api;
 /// Public for the fuzz targets in `fuzz/`: query parameters to a grid.
 pub mod grid;
 mod metrics;
+mod pipeline;
 mod series;
 mod stores;
 mod stream;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::DISABLED_MESSAGE;
 pub use grid::{DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
+pub use pipeline::{PipelineArgs, STAGES};
 pub use stream::step_and_last;
 
 use api::Source;
@@ -49,6 +51,9 @@ pub struct Config {
     pub postgres: PostgresArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
+    /// Where the other stages are, and when each counts as degraded.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 
     /// Longest wait for one store's answer; past it, that store is reported
     /// unavailable.
@@ -87,6 +92,8 @@ struct AppState {
     /// A place for each query being answered, MAX_QUERIES in all.
     queries: Arc<Semaphore>,
     request_timeout: Duration,
+    /// The pipeline's newest health snapshot; `None` when DISABLE is set.
+    pipeline: Option<pipeline::Latest>,
 }
 
 /// Runs the aggregator on `listener` until `shutdown` is cancelled. Starts
@@ -105,9 +112,10 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = StoreMetrics::register(&mut registry);
 
-    let (source, ready) = if config.serve.disable {
+    config.pipeline.validate()?;
+    let (source, ready, pipeline) = if config.serve.disable {
         tracing::warn!("DISABLE is set: queries are answered without reading the stores");
-        (Source::Disabled, ops::always_ready())
+        (Source::Disabled, ops::always_ready(), None)
     } else {
         let stores = Arc::new(Stores::new(
             TimescaleReader::new(&config.postgres)?,
@@ -120,7 +128,20 @@ pub async fn run(
             config.postgres.describe(),
             config.influx.base_url()
         );
-        (Source::Stores(stores.clone()), stores_readiness(stores))
+        let pipeline = pipeline::start(
+            pipeline::Setup {
+                args: &config.pipeline,
+                timescale: TimescaleReader::new(&config.postgres)?,
+                influx: InfluxReader::new(config.influx.clone())?,
+                timeout: config.query_timeout,
+            },
+            shutdown.clone(),
+        )?;
+        (
+            Source::Stores(stores.clone()),
+            stores_readiness(stores),
+            Some(pipeline),
+        )
     };
 
     let state = AppState {
@@ -131,6 +152,7 @@ pub async fn run(
         streams: Arc::new(Semaphore::new(permits(config.max_streams))),
         queries: Arc::new(Semaphore::new(permits(config.max_queries))),
         request_timeout: config.request_timeout,
+        pipeline,
     };
     let queries = Router::new()
         .route("/api", get(api::legacy))
@@ -142,6 +164,7 @@ pub async fn run(
     let app = Router::new()
         .route("/", get(ops::root_ok))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/pipeline", get(pipeline::endpoint))
         .route("/openapi.json", get(openapi))
         .merge(queries)
         .with_state(state);
@@ -185,6 +208,7 @@ mod tests {
             streams: Arc::new(Semaphore::new(1)),
             queries: Arc::new(Semaphore::new(permits(max_queries))),
             request_timeout,
+            pipeline: None,
         };
         let slow = |axum::extract::Query(q): axum::extract::Query<Vec<(String, u64)>>| async move {
             tokio::time::sleep(Duration::from_millis(q[0].1)).await;

@@ -1,7 +1,8 @@
 //! `GET /api/v1/stream`: Server-Sent Events carrying the newest buckets of
-//! both series, for live charts. Each event is a `series` event whose data
+//! both series, for live charts. Each tick sends a `series` event whose data
 //! is the same JSON as `/api/v1/series` answers, for the last `last` buckets
-//! of `step` (the bucket in progress included).
+//! of `step` (the bucket in progress included), then a `pipeline` event with
+//! the same JSON as `/api/v1/pipeline` (once the first probe has finished).
 
 use std::convert::Infallible;
 
@@ -52,9 +53,11 @@ pub async fn stream(
     // A slow store delays the next event rather than queueing a burst.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = ClientCount::open(&state, permit);
+    let pipeline = state.pipeline.clone();
     let events = IntervalStream::new(ticks)
         .then(move |_| {
             let stores = stores.clone();
+            let pipeline = pipeline.as_ref().and_then(|latest| latest.borrow().clone());
             // Naming `client` moves it into this closure, so the count and
             // the stream's place among MAX_STREAMS last exactly as long as
             // the stream.
@@ -62,17 +65,26 @@ pub async fn stream(
             async move {
                 // Checked before streaming; only a clock that jumps past
                 // 2100 could fail it now, and that is said, not panicked.
-                let event = match Grid::latest(now_ms(), step, last) {
+                let series = match Grid::latest(now_ms(), step, last) {
                     Ok(grid) => Event::default()
                         .event("series")
                         .json_data(SeriesBody::query(&stores, &grid).await),
                     Err(error) => Ok(Event::default().event("error").data(error.to_string())),
                 };
-                let event =
-                    event.unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
-                Ok::<_, Infallible>(event)
+                let pipeline = pipeline
+                    .map(|snapshot| Event::default().event("pipeline").json_data(&*snapshot));
+                let events: Vec<Result<Event, Infallible>> = std::iter::once(series)
+                    .chain(pipeline)
+                    .map(|event| {
+                        Ok(event.unwrap_or_else(|e| {
+                            Event::default().event("error").data(e.to_string())
+                        }))
+                    })
+                    .collect();
+                futures_util::stream::iter(events)
             }
         })
+        .flatten()
         // Without this, graceful shutdown would wait for every open stream.
         .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events)

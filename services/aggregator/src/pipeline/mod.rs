@@ -1,0 +1,206 @@
+//! The health of every stage of the pipeline — event-api, Kafka, each
+//! consumer group, each store — probed every PIPELINE_INTERVAL by one task
+//! of the aggregator, and served as the latest snapshot by
+//! `GET /api/v1/pipeline` and by `pipeline` events on the live stream.
+//!
+//! Lag and rates come from Kafka (the groups' committed offsets against the
+//! topic's end offsets), not from the consumers, so they are the same
+//! whether a consumer runs once on a laptop or as several replicas behind
+//! one Service, and a consumer that is gone is seen as lagging rather than
+//! not seen at all.
+
+mod config;
+mod event_api;
+mod health;
+mod history;
+mod kafka;
+mod periods;
+mod snapshot;
+mod stores;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+pub use config::PipelineArgs;
+pub use snapshot::{Snapshot, Status, STAGES};
+
+use crate::api::{now_ms, ApiError};
+use crate::stores::{InfluxReader, TimescaleReader};
+use crate::AppState;
+use event_api::ApiProbe;
+use health::{judge, point, Names, Probe, Rules};
+use history::History;
+use kafka::KafkaProbe;
+use periods::Periods;
+use stores::StoreProbe;
+
+/// The newest snapshot; `None` until the first probe has finished.
+pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// Where the probes go, and their limits.
+pub struct Setup<'a> {
+    pub args: &'a PipelineArgs,
+    pub timescale: TimescaleReader,
+    pub influx: InfluxReader,
+    /// Longest wait for any one answer (QUERY_TIMEOUT).
+    pub timeout: Duration,
+}
+
+struct Monitor {
+    api: ApiProbe,
+    kafka: KafkaProbe,
+    stores: StoreProbe,
+    names: Names,
+    rules: Rules,
+    history: History,
+    periods: Periods,
+    /// Each stage's status in the previous probe, to log changes.
+    previous: Vec<Status>,
+}
+
+/// Starts probing every PIPELINE_INTERVAL until `shutdown`. The clients
+/// connect on first use, so this succeeds while everything is down.
+pub fn start(setup: Setup<'_>, shutdown: CancellationToken) -> anyhow::Result<Latest> {
+    let args = setup.args;
+    args.validate()?;
+    let groups = [
+        args.consumer_high_group.clone(),
+        args.consumer_low_group.clone(),
+    ];
+    let keep_ms = i64::try_from(args.pipeline_history.as_millis()).unwrap_or(i64::MAX);
+    // Enough points for the history at this interval, with a hard bound.
+    let max_points = (args.pipeline_history.as_millis() / args.pipeline_interval.as_millis())
+        .clamp(2, 100_000) as usize
+        + 1;
+    let monitor = Monitor {
+        api: ApiProbe::new(args.api_base()?, setup.timeout)?,
+        kafka: KafkaProbe::new(args, &[&groups[0], &groups[1]], setup.timeout)?,
+        stores: StoreProbe::new(
+            setup.timescale,
+            setup.influx,
+            setup.timeout,
+            args.pipeline_rate_window,
+        ),
+        names: Names {
+            topic: args.kafka.kafka_topic.clone(),
+            dead_letter_topic: args.kafka_dlq_topic.clone(),
+            groups,
+        },
+        rules: Rules {
+            lag_events: args.pipeline_lag_events,
+            lag_seconds: args.pipeline_lag_seconds,
+            stall_after: args.pipeline_stall_after,
+            slow_store: args.pipeline_slow_store,
+            rate_window: args.pipeline_rate_window,
+        },
+        history: History::new(keep_ms, max_points),
+        periods: Periods::new(keep_ms),
+        previous: Vec::new(),
+    };
+    tracing::info!(
+        "watching the pipeline every {}: Kafka {} (topic {:?}, groups {:?} and {:?}), event-api {}",
+        humantime::format_duration(args.pipeline_interval),
+        args.kafka.bootstrap_servers(),
+        monitor.names.topic,
+        monitor.names.groups[0],
+        monitor.names.groups[1],
+        args.api_base()?,
+    );
+    let (sender, receiver) = watch::channel(None);
+    tokio::spawn(run(monitor, sender, args.pipeline_interval, shutdown));
+    Ok(receiver)
+}
+
+async fn run(
+    mut monitor: Monitor,
+    sender: watch::Sender<Option<Arc<Snapshot>>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    // A probe slower than the interval (a broker timing out) delays the
+    // next one rather than causing a burst.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let snapshot = tokio::select! {
+            () = shutdown.cancelled() => return,
+            snapshot = monitor.probe() => snapshot,
+        };
+        sender.send_replace(Some(Arc::new(snapshot)));
+    }
+}
+
+impl Monitor {
+    async fn probe(&mut self) -> Snapshot {
+        let time_ms = now_ms();
+        let (api, kafka, (timescale, influx)) = tokio::join!(
+            self.api.sample(),
+            self.kafka.sample(),
+            self.stores.sample(time_ms)
+        );
+        let probe = Probe {
+            time_ms,
+            api,
+            kafka,
+            timescale,
+            influx,
+        };
+        self.history.push(point(&probe));
+        let stages = judge(&probe, &self.history, &self.names, &self.rules);
+        self.periods.update(time_ms, &stages);
+        self.log_changes(&stages);
+        let problems = stages
+            .iter()
+            .filter_map(|s| Some(format!("{}: {}", s.name, s.reason.as_ref()?)))
+            .collect();
+        Snapshot {
+            time: time_ms,
+            status: stages.iter().map(|s| s.status).max().unwrap_or(Status::Ok),
+            problems,
+            periods: self.periods.list(&STAGES),
+            stages,
+            thresholds: self.rules.thresholds(),
+        }
+    }
+
+    fn log_changes(&mut self, stages: &[snapshot::Stage]) {
+        for (index, stage) in stages.iter().enumerate() {
+            let before = self.previous.get(index).copied().unwrap_or(Status::Ok);
+            if stage.status == before {
+                continue;
+            }
+            match &stage.reason {
+                Some(reason) => {
+                    tracing::warn!("pipeline: {} is {:?}: {reason}", stage.name, stage.status)
+                }
+                None => tracing::info!("pipeline: {} is ok again", stage.name),
+            }
+        }
+        self.previous = stages.iter().map(|s| s.status).collect();
+    }
+}
+
+/// `GET /api/v1/pipeline`: the newest snapshot. 200 whatever the stages'
+/// status: the answer is about the pipeline, and the aggregator answered.
+pub async fn endpoint(State(state): State<AppState>) -> Response {
+    let Some(latest) = &state.pipeline else {
+        return ApiError::Disabled.into_response();
+    };
+    let snapshot = latest.borrow().clone();
+    match snapshot {
+        Some(snapshot) => Json(snapshot.as_ref()).into_response(),
+        None => ApiError::Busy("the first probe of the pipeline has not finished: try again")
+            .into_response(),
+    }
+}

@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -58,14 +60,35 @@ pub struct GroupPosition {
     pub lag: i64,
 }
 
+/// Keeps librdkafka's connection errors and logs at debug level: a reader
+/// that probes every second would otherwise log each failed connection
+/// while the broker is down, and the caller reports the failure itself.
+#[derive(Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!("librdkafka ({level:?}) {fac}: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
 /// A client that reads `group`'s committed offsets and never joins the
 /// group: it does not subscribe and commits nothing, so it cannot take
 /// partitions from the group's members.
-pub fn group_reader(brokers: &str, group: &str) -> Result<BaseConsumer, KafkaSetupError> {
+pub fn group_reader(
+    brokers: &str,
+    group: &str,
+) -> Result<BaseConsumer<QuietContext>, KafkaSetupError> {
     base_config(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(QuietContext)
         .map_err(|source| KafkaSetupError::Client {
             brokers: brokers.to_owned(),
             source,

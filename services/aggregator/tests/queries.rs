@@ -68,6 +68,12 @@ impl Stores {
             self.influx.url(),
             "--query-timeout".into(),
             "2s".into(),
+            // No broker and no event-api here: the pipeline watch must not
+            // find a developer's stack on the default ports.
+            "--kafka-brokers".into(),
+            format!("127.0.0.1:{}", testkit::free_port()),
+            "--api-url".into(),
+            format!("http://127.0.0.1:{}/", testkit::free_port()),
         ]
     }
 
@@ -474,6 +480,66 @@ async fn disabled_answers_without_querying() {
         (503, &json!(aggregator::DISABLED_MESSAGE))
     );
     assert_eq!(aggregator.get("/readyz").await.status(), 200);
+    let (status, body) = get_json(&aggregator, "/api/v1/pipeline").await;
+    assert_eq!(
+        (status, &body["message"]),
+        (503, &json!(aggregator::DISABLED_MESSAGE))
+    );
+    aggregator.stop().await;
+}
+
+/// With the stores up and neither a broker nor event-api where the settings
+/// point, the pipeline names both as down, each with its reason, and the
+/// stores as ok; every stage is listed, in pipeline order.
+#[tokio::test]
+async fn the_pipeline_names_what_is_missing() {
+    let stores = Stores::start();
+    stores.write(&KNOWN).await;
+    let aggregator = stores.aggregator(&["--pipeline-interval", "200ms"]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = get_json(&aggregator, "/api/v1/pipeline").await;
+        if status == 200 && body["stages"][1]["status"] == "down" {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = body["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, aggregator::STAGES);
+    let stage = |name: &str| body["stages"][names.iter().position(|n| *n == name).unwrap()].clone();
+    assert_eq!(stage("event-api")["status"], "down");
+    assert!(
+        stage("event-api")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("does not answer"),
+        "{body}"
+    );
+    assert!(
+        stage("kafka")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer"),
+        "{body}"
+    );
+    assert_eq!(stage("consumer-high")["lag_events"], Value::Null);
+    for name in ["timescaledb", "influxdb"] {
+        assert_eq!(stage(name)["status"], "ok", "{body}");
+        assert_eq!(stage(name)["reason"], Value::Null);
+        assert!(stage(name)["figures"]["latency_ms"].is_number());
+    }
+    assert_eq!(body["status"], "down");
+    let problems = body["problems"].as_array().unwrap();
+    assert!(
+        problems[0].as_str().unwrap().starts_with("event-api: "),
+        "{body}"
+    );
     aggregator.stop().await;
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use streamproc::offsets::{self, GroupPosition, OffsetsError, PartitionEnds};
+use streamproc::offsets::{self, GroupPosition, OffsetsError, PartitionEnds, QuietContext};
+
+type Reader = BaseConsumer<QuietContext>;
 
 use super::config::PipelineArgs;
 
@@ -28,7 +30,7 @@ pub struct KafkaProbe {
     dead_letter_topic: String,
     /// One reader per group: a client reads the committed offsets of its
     /// own `group.id` only.
-    readers: Vec<Arc<BaseConsumer>>,
+    readers: Vec<Arc<Reader>>,
     timeout: Duration,
 }
 
@@ -71,7 +73,7 @@ impl KafkaProbe {
 }
 
 fn sample_blocking(
-    readers: &[Arc<BaseConsumer>],
+    readers: &[Arc<Reader>],
     topic: &str,
     dead_letter_topic: &str,
     timeout: Duration,

@@ -3,8 +3,9 @@
 # is already there: Debian packages, the tansu broker (built once and cached),
 # TimescaleDB (built from Debian's source package against PostgreSQL 15), a
 # Python venv with confluent-kafka (an independent Kafka client) and the
-# chart and Dockerfile checkers (helm-sdkpy, hadolint), and the web page's
-# npm packages (its charting library; the browser test's driver).
+# chart and Dockerfile checkers (helm-python-sdk, kubernetes-validate,
+# hadolint), and the web page's npm packages (its charting library; the
+# browser test's driver).
 #
 # Usage: scripts/install.sh [--help]
 set -euo pipefail
@@ -102,16 +103,16 @@ install_timescaledb() {
 }
 
 install_python_tools() {
-  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import confluent_kafka, helm_sdkpy, jsonschema, schemathesis' 2>/dev/null &&
+  if [[ -x $VENV/bin/python ]] &&
+    "$VENV/bin/python" -c 'import confluent_kafka, helm_python, kubernetes_validate, schemathesis' 2>/dev/null &&
     [[ -x $VENV/bin/hadolint ]]; then
-    log "Python tools (confluent-kafka, helm-sdkpy, hadolint): present in $VENV"
+    log "Python tools (confluent-kafka, helm-python-sdk, kubernetes-validate, hadolint): present in $VENV"
     return
   fi
   log "Python tools: installing into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements.txt"
-  "$VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python \
-    -r "$REPO_ROOT/scripts/requirements-deploy.txt"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements-deploy.txt"
 }
 
 # npm ci again only when the lock file changed since the last install.

@@ -15,9 +15,44 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* <release>-<component>, e.g. streamproc-event-api as in the Go version. */}}
+{{/* <release>-<component>, e.g. streamproc-event-api as in the Go version:
+the one name of every object of a component, and of every reference to it
+(Services, ConfigMaps, Secrets, host names in settings). Names stay valid
+DNS-1035 labels for every release name Helm accepts (up to 53 characters):
+dots become dashes, and a name longer than `max` (63, the limit of a
+Service name; 52 for a StatefulSet, whose pods carry its name plus a
+revision hash in a 63-character label) keeps the whole component and as much
+of the release name as fits, plus 5 hex digits of a hash of the release
+name, so two components (consumer-high, consumer-low) or two long releases
+never end up with the same name. */}}
 {{- define "streamproc.fullname" -}}
-{{- printf "%s-%s" .root.Release.Name .component | trunc 63 | trimSuffix "-" }}
+{{- $max := int (.max | default 63) }}
+{{- $release := .root.Release.Name | replace "." "-" }}
+{{- if not (regexMatch "^[a-z]" $release) }}
+{{- fail (printf "release name %q must start with a letter: the chart's Service names (<release>-<component>) are DNS-1035 labels" .root.Release.Name) }}
+{{- end }}
+{{- $name := printf "%s-%s" $release .component }}
+{{- if gt (len $name) $max }}
+{{- $keep := int (sub (sub $max (len .component)) 7) }}
+{{- $name = printf "%s-%s-%s" (trunc $keep $release | trimAll "-") (sha256sum .root.Release.Name | trunc 5) .component }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* The name of a StatefulSet (at most 52 characters, see above). */}}
+{{- define "streamproc.statefulsetName" -}}
+{{- include "streamproc.fullname" (dict "root" .root "component" .component "max" 52) }}
+{{- end }}
+
+{{/* Whether the named service (event-api, aggregator, ...) is part of the
+release: the only test of services.<name>.enabled outside services.yaml. */}}
+{{- define "streamproc.serviceEnabled" -}}
+{{- if (index .root.Values.services .name).enabled }}true{{ end }}
+{{- end }}
+
+{{/* http://<Service>:<port> of one of the chart's own services. */}}
+{{- define "streamproc.serviceUrl" -}}
+{{- printf "http://%s:%v" (include "streamproc.fullname" (dict "root" .root "component" .name)) (index .root.Values.services .name).port }}
 {{- end }}
 
 {{- define "streamproc.image" -}}
@@ -31,12 +66,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "streamproc.secretName" -}}
-{{- .Values.credentials.existingSecret | default (printf "%s-credentials" .Release.Name) }}
+{{- .Values.credentials.existingSecret | default (include "streamproc.fullname" (dict "root" . "component" "credentials")) }}
 {{- end }}
 
 {{- define "streamproc.kafkaBrokers" -}}
 {{- if .Values.kafka.enabled }}
-{{- printf "%s-kafka:9092" .Release.Name }}
+{{- printf "%s:9092" (include "streamproc.fullname" (dict "root" . "component" "kafka")) }}
 {{- else }}
 {{- required "kafka.external.brokers is required when kafka.enabled is false" .Values.kafka.external.brokers }}
 {{- end }}
@@ -44,7 +79,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "streamproc.postgresHost" -}}
 {{- if .Values.timescaledb.enabled }}
-{{- printf "%s-timescaledb" .Release.Name }}
+{{- include "streamproc.fullname" (dict "root" . "component" "timescaledb") }}
 {{- else }}
 {{- required "timescaledb.external.host is required when timescaledb.enabled is false" .Values.timescaledb.external.host }}
 {{- end }}
@@ -52,7 +87,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "streamproc.influxdbUrl" -}}
 {{- if .Values.influxdb.enabled }}
-{{- printf "http://%s-influxdb:8086" .Release.Name }}
+{{- printf "http://%s:8086" (include "streamproc.fullname" (dict "root" . "component" "influxdb")) }}
 {{- else }}
 {{- required "influxdb.external.url is required when influxdb.enabled is false" .Values.influxdb.external.url }}
 {{- end }}
@@ -90,13 +125,20 @@ WATERMARK: {{ $root.Values.watermark | quote }}
 {{- if has .name (list "consumer-high" "aggregator") }}
 POSTGRES_HOST: {{ include "streamproc.postgresHost" $root | quote }}
 POSTGRES_PORT: {{ ternary 5432 $root.Values.timescaledb.external.port $root.Values.timescaledb.enabled | quote }}
+{{- if and (eq .name "aggregator") $root.Values.readOnlyUsers.enabled }}
+POSTGRES_USER: {{ $root.Values.readOnlyUsers.postgresUser | quote }}
+{{- else }}
 POSTGRES_USER: {{ $root.Values.timescaledb.user | quote }}
+{{- end }}
 POSTGRES_DB: {{ $root.Values.timescaledb.database | quote }}
 POSTGRES_USE_SSL: {{ and (not $root.Values.timescaledb.enabled) $root.Values.timescaledb.external.useSsl | quote }}
 {{- end }}
 {{- if has .name (list "consumer-low" "aggregator") }}
 INFLUXDB_HOST: {{ include "streamproc.influxdbUrl" $root | quote }}
 INFLUXDB_DB: {{ $root.Values.influxdb.database | quote }}
+{{- if and (eq .name "aggregator") $root.Values.readOnlyUsers.enabled }}
+INFLUXDB_USER: {{ $root.Values.readOnlyUsers.influxdbUser | quote }}
+{{- end }}
 {{- end }}
 {{- if eq .name "event-producer" }}
 API_HOST: {{ include "streamproc.fullname" (dict "root" $root "component" "event-api") | quote }}
@@ -104,7 +146,7 @@ API_PORT: {{ (index $root.Values.services "event-api").port | quote }}
 RATE: {{ $svc.rate | quote }}
 {{- end }}
 {{- if eq .name "web-ui" }}
-AGGREGATOR_URL: {{ printf "http://%s:%v" (include "streamproc.fullname" (dict "root" $root "component" "aggregator")) $root.Values.services.aggregator.port | quote }}
+AGGREGATOR_URL: {{ include "streamproc.serviceUrl" (dict "root" $root "name" "aggregator") | quote }}
 {{- end }}
 {{- range $key, $value := $svc.env }}
 {{ $key }}: {{ $value | quote }}

@@ -64,6 +64,10 @@ async fn events_flow_from_the_producer_to_the_page() {
         &postgres.url(),
         "--influxdb-host",
         &influx.url(),
+        "--kafka-brokers",
+        &brokers,
+        "--api-url",
+        &event_api.url,
     ])
     .unwrap();
     let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
@@ -120,7 +124,7 @@ async fn events_flow_from_the_producer_to_the_page() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the page test failed");
-    assert!(stdout.contains("page: 11 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("page: 12 passed, 0 failed"), "{stdout}");
     assert!(screenshots.join("web-ui.png").is_file());
 
     assert_stored(&aggregator, PRODUCED + 3).await;

@@ -1,7 +1,10 @@
 // StreamProc's chart page. It loads both series for the chosen range from
 // /api/v1/series, keeps them live with /api/v1/stream (Server-Sent Events),
 // polls instead when the stream cannot be used, and says which store is up.
-// A store that does not answer leaves a gap, never a line at zero.
+// A store that does not answer leaves a gap, never a line at zero. Above the
+// chart, the pipeline strip shows every stage's health from the same stream
+// (or /api/v1/pipeline), and the chart shades the periods a stage was
+// degraded or down.
 import uPlot from "./vendor/uPlot.esm.js";
 
 const RANGES = {
@@ -47,6 +50,11 @@ const state = {
   shown: { high: true, low: true },
   updatedAt: null,
   feedError: null,
+  // The newest /api/v1/pipeline answer, or why there is none.
+  pipeline: null,
+  pipelineError: null,
+  // Period bands drawn on the chart at the last draw.
+  marks: 0,
   // Bumped by every reload, so answers to an older request are dropped.
   generation: 0,
 };
@@ -166,6 +174,9 @@ function streamFeed(generation) {
     state.transport = "stream";
     onUpdate(generation, JSON.parse(event.data));
   });
+  source.addEventListener("pipeline", (event) => {
+    if (generation === state.generation) onPipeline(JSON.parse(event.data));
+  });
   // EventSource reconnects by itself after a dropped connection; it closes
   // for good on an HTTP error, and then polling takes over.
   source.onerror = () => {
@@ -196,6 +207,7 @@ function pollingFeed(generation) {
       state.feedError = error.message;
       renderStatus();
     }
+    await refreshPipeline();
     if (generation === state.generation) timer = setTimeout(poll, POLL_MS);
   };
   timer = setTimeout(poll, POLL_MS);
@@ -217,6 +229,122 @@ async function refreshTotals() {
     // The series requests report the aggregator's absence already.
   }
   renderStatus();
+}
+
+// ---- Pipeline health ----------------------------------------------------
+
+function onPipeline(snapshot) {
+  state.pipeline = snapshot;
+  state.pipelineError = null;
+  renderPipeline();
+  // The bands follow the periods.
+  chart?.redraw(false, false);
+}
+
+async function refreshPipeline() {
+  try {
+    const body = await getJson("api/v1/pipeline");
+    if (Array.isArray(body?.stages)) onPipeline(body);
+    else {
+      state.pipelineError = body?.message ?? "no answer";
+      renderPipeline();
+    }
+  } catch (error) {
+    state.pipelineError = error.message;
+    renderPipeline();
+  }
+}
+
+/** 12400 → "12 400" (narrow no-break spaces, as the problems say it). */
+function grouped(number) {
+  return Math.round(number).toLocaleString("en-US").replaceAll(",", "\u202f");
+}
+
+function perSecond(rate) {
+  if (rate == null) return "–/s";
+  return rate >= 100 ? `${grouped(rate)}/s` : `${rate.toFixed(1)}/s`;
+}
+
+/** The short figures under a stage's name: its rate, and lag or latency. */
+function stageFigure(stage) {
+  const f = stage.figures ?? {};
+  switch (stage.name) {
+    case "event-api": {
+      let text = `${perSecond(stage.events_per_second)} accepted`;
+      if (f.shed_per_second > 0) text += ` · ${perSecond(f.shed_per_second)} shed`;
+      if (f.replicas > 1) text += ` · ${f.ready}/${f.replicas} ready`;
+      return stage.status === "down" ? "not ready" : text;
+    }
+    case "kafka":
+      return stage.status === "down" ? "not reachable" : `${perSecond(stage.events_per_second)} in · ${grouped(f.records ?? 0)} records`;
+    case "consumer-high":
+    case "consumer-low":
+      if (stage.lag_events == null) return "lag unknown";
+      return `${perSecond(stage.events_per_second)} stored · lag ${grouped(stage.lag_events)} · ${Math.floor(stage.lag_seconds ?? 0)} s`;
+    default:
+      return stage.status === "down" ? "not reachable" : `${Math.round(f.latency_ms ?? 0)} ms`;
+  }
+}
+
+function renderPipeline() {
+  const section = $("pipeline");
+  const problems = $("pipeline-problems");
+  const snapshot = state.pipeline;
+  if (!snapshot) {
+    section.dataset.state = "unknown";
+    problems.textContent = `pipeline: ${state.pipelineError ?? "…"}`;
+    return;
+  }
+  section.dataset.state = snapshot.status;
+  for (const stage of snapshot.stages) {
+    const item = section.querySelector(`[data-stage="${stage.name}"]`);
+    if (!item) continue;
+    item.dataset.status = stage.status;
+    item.querySelector(".figure").textContent = stageFigure(stage);
+    item.title = stage.reason ? `${stage.name} ${stage.status}: ${stage.reason}` : `${stage.name}: ok`;
+  }
+  if (snapshot.problems.length === 0) {
+    problems.textContent = "All stages ok.";
+  } else {
+    problems.replaceChildren(
+      ...snapshot.problems.map((text) => {
+        const line = document.createElement("span");
+        line.textContent = text;
+        return line;
+      }),
+    );
+  }
+  if (state.pipelineError) problems.append(` (${state.pipelineError})`);
+}
+
+/** Shades, under the lines, each period a stage was degraded or down. */
+function drawPeriods(u) {
+  const periods = state.pipeline?.periods ?? [];
+  const [min, max] = [u.scales.x.min, u.scales.x.max];
+  let marks = 0;
+  if (min == null || max == null) return;
+  const colors = { degraded: cssColor("--warn-band"), down: cssColor("--down-band") };
+  const { ctx } = u;
+  ctx.save();
+  for (const period of periods) {
+    const from = Math.max(period.from, min);
+    const to = Math.min(period.to ?? state.pipeline.time, max);
+    if (!(to > from) || !colors[period.status]) continue;
+    const left = u.valToPos(from, "x", true);
+    const right = Math.max(u.valToPos(to, "x", true), left + 2);
+    ctx.fillStyle = colors[period.status];
+    ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+    marks += 1;
+  }
+  ctx.restore();
+  state.marks = marks;
+}
+
+/** The periods covering `time`, for the tooltip. */
+function periodsAt(time) {
+  return (state.pipeline?.periods ?? []).filter(
+    (p) => p.from <= time + (state.step ?? 0) && (p.to ?? Infinity) >= time,
+  );
 }
 
 // ---- Drawing ------------------------------------------------------------
@@ -277,7 +405,7 @@ function createChart() {
         },
       ],
       series: [{}, line("High", cssColor("--high"), "high"), line("Low", cssColor("--low"), "low")],
-      hooks: { setCursor: [showTooltip] },
+      hooks: { setCursor: [showTooltip], drawClear: [drawPeriods] },
     },
     chartData(),
     chartElement,
@@ -291,7 +419,7 @@ function draw() {
   $("caption").textContent =
     `${METRICS[state.metric]} per ${step} bucket over the last ${state.range}, at each bucket's start; ` +
     "the last bucket is still filling. A gap means the store did not answer " +
-    "(or, for the mean, that the bucket is empty).";
+    "(or, for the mean, that the bucket is empty). Shaded: a stage was degraded (amber) or down (red).";
   renderStatus();
 }
 
@@ -319,11 +447,14 @@ function showTooltip(u) {
         : `${label}: no data (store unavailable)`,
     );
   }
+  for (const period of periodsAt(time)) {
+    lines.push(`${period.stage} ${period.status}: ${period.reason}`);
+  }
   tooltip.replaceChildren(
     ...lines.map((text, i) => {
       const div = document.createElement("div");
       div.textContent = text;
-      if (i > 0) div.className = text.startsWith("High") ? "high" : "low";
+      if (i > 0) div.className = text.startsWith("High") ? "high" : text.startsWith("Low") ? "low" : "period";
       return div;
     }),
   );
@@ -465,6 +596,8 @@ function start() {
   reload();
   refreshTotals();
   setInterval(refreshTotals, TOTALS_MS);
+  // At once, rather than at the stream's first tick.
+  refreshPipeline();
 }
 
 // What the browser test reads: the values the chart plots right now.
@@ -482,6 +615,17 @@ window.streamproc = {
       times: [...times],
       high: [...high],
       low: [...low],
+      pipeline: {
+        status: state.pipeline?.status ?? null,
+        stages: [...document.querySelectorAll("#stages li")].map((li) => ({
+          name: li.dataset.stage,
+          status: li.dataset.status,
+          figure: li.querySelector(".figure").textContent,
+        })),
+        problems: $("pipeline-problems").textContent,
+        periods: structuredClone(state.pipeline?.periods ?? []),
+        marks: state.marks,
+      },
     };
   },
 };

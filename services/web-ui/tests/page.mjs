@@ -1,7 +1,9 @@
 // Drives the chart page in a real headless Chromium (Debian's, through
 // playwright-core) against a running web-ui, aggregator and event-api:
-// the page loads, both lines plot what the API answers, newly posted events
-// appear without a reload, the controls work, and screenshots are kept.
+// the page loads, the pipeline strip shows every stage ok, both lines plot
+// what the API answers, newly posted events appear without a reload, the
+// controls work, and screenshots are kept. tests/pipeline.mjs checks the
+// strip when a stage is not ok.
 //
 // Usage: node tests/page.mjs --url http://127.0.0.1:8080 \
 //          --event-api http://127.0.0.1:9998 --screenshots DIR
@@ -100,6 +102,18 @@ try {
   });
   assert.equal(first.step, 1000, "5 minutes in 300 points: 1 s buckets");
   ok("page loads; both stores up; live over the stream");
+
+  const strip = await until("the pipeline strip, every stage ok", async () => {
+    const p = (await snapshot(page)).pipeline;
+    return p.stages.every((s) => s.status === "ok") && p;
+  });
+  assert.deepEqual(
+    strip.stages.map((s) => s.name),
+    ["event-api", "kafka", "consumer-high", "consumer-low", "timescaledb", "influxdb"],
+  );
+  assert.equal(strip.problems, "All stages ok.");
+  assert.match(strip.stages[2].figure, /stored · lag 0 · 0 s/);
+  ok("the pipeline strip lists every stage in order, all ok");
 
   await assertPlotsTheApi(page, "count");
   const before = await snapshot(page);

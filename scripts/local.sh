@@ -60,7 +60,8 @@ service_env() {
   case $name in
     consumer-high) vars+=("${postgres[@]}") ;;
     consumer-low) vars+=("${influxdb[@]}") ;;
-    aggregator) vars+=("${postgres[@]}" "${influxdb[@]}") ;;
+    # The pipeline watch reads Kafka (above) and probes event-api.
+    aggregator) vars+=("${postgres[@]}" "${influxdb[@]}" "API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
     web-ui) vars+=("AGGREGATOR_URL=http://127.0.0.1:$AGGREGATOR_PORT") ;;
     event-producer) vars+=("API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
   esac
@@ -99,7 +100,7 @@ StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down
   event-api       http://127.0.0.1:$EVENT_API_PORT  (POST events; /metrics, /openapi.json)
   consumer-high   http://127.0.0.1:$CONSUMER_HIGH_PORT/metrics (amount > 5 -> TimescaleDB)
   consumer-low    http://127.0.0.1:$CONSUMER_LOW_PORT/metrics (amount <= 5 -> InfluxDB)
-  aggregator      http://127.0.0.1:$AGGREGATOR_PORT/api/v1/series (/api, /api/v1/totals, /openapi.json)
+  aggregator      http://127.0.0.1:$AGGREGATOR_PORT/api/v1/series (/api, /api/v1/totals, /api/v1/pipeline, /openapi.json)
   event-producer  http://127.0.0.1:$EVENT_PRODUCER_PORT/metrics (1 event/s, sent every 2 s)
   Kafka           127.0.0.1:$KAFKA_PORT, topic "events"
 Read the topic:   scripts/read_topic.py --brokers 127.0.0.1:$KAFKA_PORT --topic events

@@ -109,7 +109,7 @@ seccompProfile:
 HOST: "0.0.0.0"
 PORT: {{ .containerPort | quote }}
 DISABLE: {{ $svc.disable | quote }}
-{{- if has .name (list "event-api" "consumer-high" "consumer-low") }}
+{{- if has .name (list "event-api" "consumer-high" "consumer-low" "aggregator") }}
 KAFKA_BROKERS: {{ include "streamproc.kafkaBrokers" $root | quote }}
 KAFKA_TOPIC: {{ $root.Values.kafka.topic | quote }}
 KAFKA_IDEMPOTENCE: {{ $root.Values.kafka.idempotence | quote }}
@@ -138,6 +138,14 @@ INFLUXDB_HOST: {{ include "streamproc.influxdbUrl" $root | quote }}
 INFLUXDB_DB: {{ $root.Values.influxdb.database | quote }}
 {{- if and (eq .name "aggregator") $root.Values.readOnlyUsers.enabled }}
 INFLUXDB_USER: {{ $root.Values.readOnlyUsers.influxdbUser | quote }}
+{{- end }}
+{{- end }}
+{{- if eq .name "aggregator" }}
+{{- /* The pipeline watch: both groups' lag (the consumers' default group
+ids) and the dead letters from Kafka, event-api's readiness and counters. */}}
+KAFKA_DLQ_TOPIC: {{ $root.Values.kafka.deadLetterTopic | quote }}
+{{- if include "streamproc.serviceEnabled" (dict "root" $root "name" "event-api") }}
+API_URL: {{ include "streamproc.serviceUrl" (dict "root" $root "name" "event-api") | quote }}
 {{- end }}
 {{- end }}
 {{- if eq .name "event-producer" }}

@@ -298,5 +298,14 @@ mod tests {
             let responses = &spec["paths"][path]["get"]["responses"];
             assert!(responses["400"].is_object(), "{path}");
         }
+        let unavailable = &spec["paths"]["/api/v1/pipeline"]["get"]["responses"]["503"];
+        assert!(unavailable["headers"]["Retry-After"].is_object());
+        assert_eq!(
+            schemas["Stage"]["properties"]["name"]["enum"],
+            serde_json::json!(STAGES)
+        );
+        let stages = &schemas["Pipeline"]["properties"]["stages"];
+        assert_eq!(stages["minItems"], STAGES.len());
+        assert_eq!(stages["maxItems"], STAGES.len());
     }
 }

@@ -134,6 +134,7 @@ pub async fn run(
                 timescale: TimescaleReader::new(&config.postgres)?,
                 influx: InfluxReader::new(config.influx.clone())?,
                 timeout: config.query_timeout,
+                registry: &mut registry,
             },
             shutdown.clone(),
         )?;

@@ -540,6 +540,13 @@ async fn the_pipeline_names_what_is_missing() {
         problems[0].as_str().unwrap().starts_with("event-api: "),
         "{body}"
     );
+    let metrics = aggregator.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "pipeline_stage_status{stage=\"kafka\"} 2",
+        "pipeline_stage_status{stage=\"influxdb\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     aggregator.stop().await;
 }
 
@@ -557,6 +564,14 @@ async fn every_documented_path_is_served() {
             reqwest::get(format!("{}{path}", aggregator.url))
                 .await
                 .unwrap()
+        } else if path == "/api/v1/pipeline" {
+            // 503 until the first probe of the pipeline has finished.
+            let probed = eventually(Duration::from_secs(10), || async {
+                aggregator.get(path).await.status() == 200
+            })
+            .await;
+            assert!(probed, "{path}");
+            aggregator.get(path).await
         } else {
             aggregator.get(path).await
         };

@@ -14,6 +14,7 @@ mod event_api;
 mod health;
 mod history;
 mod kafka;
+mod metrics;
 mod periods;
 mod snapshot;
 mod stores;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,7 @@ use event_api::ApiProbe;
 use health::{judge, point, Names, Probe, Rules};
 use history::History;
 use kafka::KafkaProbe;
+use metrics::PipelineMetrics;
 use periods::Periods;
 use stores::StoreProbe;
 
@@ -51,6 +54,8 @@ pub struct Setup<'a> {
     pub influx: InfluxReader,
     /// Longest wait for any one answer (QUERY_TIMEOUT).
     pub timeout: Duration,
+    /// Where the stages' status and lag are registered for `/metrics`.
+    pub registry: &'a mut Registry,
 }
 
 struct Monitor {
@@ -63,6 +68,7 @@ struct Monitor {
     periods: Periods,
     /// Each stage's status in the previous probe, to log changes.
     previous: Vec<Status>,
+    metrics: PipelineMetrics,
 }
 
 /// Starts probing every PIPELINE_INTERVAL until `shutdown`. The clients
@@ -103,6 +109,7 @@ pub fn start(setup: Setup<'_>, shutdown: CancellationToken) -> anyhow::Result<La
         history: History::new(keep_ms, max_points),
         periods: Periods::new(keep_ms),
         previous: Vec::new(),
+        metrics: PipelineMetrics::register(setup.registry),
     };
     tracing::info!(
         "watching the pipeline every {}: Kafka {} (topic {:?}, groups {:?} and {:?}), event-api {}",
@@ -160,6 +167,7 @@ impl Monitor {
         let stages = judge(&probe, &self.history, &self.names, &self.rules);
         self.periods.update(time_ms, &stages);
         self.log_changes(&stages);
+        self.metrics.record(&stages);
         let problems = stages
             .iter()
             .filter_map(|s| Some(format!("{}: {}", s.name, s.reason.as_ref()?)))

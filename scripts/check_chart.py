@@ -398,8 +398,8 @@ def network_policy_problems(r: Render, expected_reach: dict | None) -> list[str]
 def lint_problems(chart_dir: Path, values_text: str) -> list[str]:
     overrides = helm_python.values_from_yaml(values_text) if values_text.strip() else None
     report = helm_python.lint(str(chart_dir), overrides, strict=True, quiet=True, kube_version=f"v{KUBERNETES_VERSIONS[0]}")
-    return [f"{m['path']}: {m['error']}" for m in report.get("messages", []) if m["severity"] >= 2] + \
-        list(report.get("errors") or [])
+    problems = [f"{m['path']}: {m['error']}" for m in report.get("messages", []) if m["severity"] >= 2]
+    return list(dict.fromkeys(problems + list(report.get("errors") or [])))
 
 
 def main() -> int:

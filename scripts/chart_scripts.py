@@ -370,8 +370,8 @@ def influxdb_reader_check(c: dict):
         status, body = influx(url, "/write", reader, second, db=db, data=b"events_low amount=2.5")
         if status < 400:
             details.append(f"{reader} could write: {status} {body}")
-        for statement in (f'DROP MEASUREMENT "events_low"', f'DROP DATABASE "{db}"', 'CREATE DATABASE "other"',
-                          f'DELETE FROM "events_low"', f'CREATE USER "x" WITH PASSWORD \'y\''):
+        for statement in ('DROP MEASUREMENT "events_low"', f'DROP DATABASE "{db}"', 'CREATE DATABASE "other"',
+                          'DELETE FROM "events_low"', 'CREATE USER "x" WITH PASSWORD \'y\''):
             status, body = influx(url, "/query", reader, second, db=db, q=statement)
             if status == 200 and '"error"' not in body:
                 details.append(f"{reader} could {statement}")

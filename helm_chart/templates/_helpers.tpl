@@ -19,12 +19,13 @@ app.kubernetes.io/component: {{ .component }}
 the one name of every object of a component, and of every reference to it
 (Services, ConfigMaps, Secrets, host names in settings). Names stay valid
 DNS-1035 labels for every release name Helm accepts (up to 53 characters):
-dots become dashes, and a name longer than `max` (63, the limit of a
-Service name; 52 for a StatefulSet, whose pods carry its name plus a
-revision hash in a 63-character label) keeps the whole component and as much
-of the release name as fits, plus 5 hex digits of a hash of the release
-name, so two components (consumer-high, consumer-low) or two long releases
-never end up with the same name. */}}
+a name longer than `max` (63, the limit of a Service name; 52 for a
+StatefulSet, whose pods carry its name plus a revision hash in a
+63-character label) keeps the whole component and as much of the release
+name as fits, plus 5 hex digits of a hash of the release name, so two
+components (consumer-high, consumer-low) or two long releases never end up
+with the same name; dots become dashes, with the hash too (a.b and a-b are
+two releases). */}}
 {{- define "streamproc.fullname" -}}
 {{- $max := int (.max | default 63) }}
 {{- $release := .root.Release.Name | replace "." "-" }}
@@ -32,7 +33,7 @@ never end up with the same name. */}}
 {{- fail (printf "release name %q must start with a letter: the chart's Service names (<release>-<component>) are DNS-1035 labels" .root.Release.Name) }}
 {{- end }}
 {{- $name := printf "%s-%s" $release .component }}
-{{- if gt (len $name) $max }}
+{{- if or (gt (len $name) $max) (contains "." .root.Release.Name) }}
 {{- $keep := int (sub (sub $max (len .component)) 7) }}
 {{- $name = printf "%s-%s-%s" (trunc $keep $release | trimAll "-") (sha256sum .root.Release.Name | trunc 5) .component }}
 {{- end }}
@@ -45,7 +46,7 @@ never end up with the same name. */}}
 {{- end }}
 
 {{/* Whether the named service (event-api, aggregator, ...) is part of the
-release: the only test of services.<name>.enabled outside services.yaml. */}}
+release (services.<name>.enabled): "true" or empty. */}}
 {{- define "streamproc.serviceEnabled" -}}
 {{- if (index .root.Values.services .name).enabled }}true{{ end }}
 {{- end }}

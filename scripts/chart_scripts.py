@@ -1,7 +1,7 @@
 """The shell scripts the Helm chart runs in pods, run here for real, taken
 from a render of the chart (scripts/check_chart.py calls run_all):
 
-- shellcheck on every pod's `sh -c` script;
+- shellcheck on every pod's `sh -c` script (of every render);
 - the topic Job's script, with stand-ins for Kafka's tools: the calls it
   makes (create with the replication factor and min.insync.replicas, then
   set min.insync.replicas on existing topics) and its warning when a topic's
@@ -42,7 +42,6 @@ def run_all(objects: list, repo: Path):
         if component and spec and o["kind"] in ("Pod", "Job"):
             pods[component] = spec
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-    yield from shellcheck_checks(objects)
     yield topics_check(container(pods["topics"], "topics"))
     yield from helm_test_checks(container(pods["test"], "post-and-count"))
     if "db-users" in pods:
@@ -87,14 +86,17 @@ def run_sh(script: str, env: dict, timeout: float) -> tuple[int, str, float]:
 
 
 def shellcheck_checks(objects: list):
-    """shellcheck (POSIX sh) on every `sh -c` script of every pod."""
+    """shellcheck (POSIX sh) on every `sh -c` script of every pod, each
+    different script once."""
+    seen = set()
     for o in objects:
         spec = o["spec"] if o["kind"] == "Pod" else o.get("spec", {}).get("template", {}).get("spec")
         if not spec or o["kind"] not in ("Pod", "Job", "Deployment", "StatefulSet"):
             continue
         for c in spec.get("initContainers", []) + spec["containers"]:
-            if c.get("command", [])[:2] != ["sh", "-c"]:
+            if c.get("command", [])[:2] != ["sh", "-c"] or c["command"][2] in seen:
                 continue
+            seen.add(c["command"][2])
             what = f"shellcheck: {o['kind']} {o['metadata']['name']} container {c['name']}"
             if shutil.which("shellcheck") is None:
                 yield False, what, ["no shellcheck: run scripts/install.sh"]

@@ -112,7 +112,7 @@ def render(chart: helm_python.Chart, what: str, values_text: str, release: str) 
     for path, text in sorted(manifests.items()):
         if path.endswith("NOTES.txt"):
             continue
-        for document in yaml.safe_load_all(text):
+        for document in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if document:
                 result.objects.append(document)
     return result
@@ -120,18 +120,29 @@ def render(chart: helm_python.Chart, what: str, values_text: str, release: str) 
 
 # --- schemas and names -----------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def validity(document: str, version: str) -> str | None:
+    """Why the object (as JSON) is not valid for that Kubernetes version, or
+    None; the same object in several renders is validated once."""
+    o = json.loads(document)
+    try:
+        kv.validate(o, version, strict=True)
+    except kv.ValidationError as e:
+        path = ".".join(str(p) for p in e.path)
+        return f"not valid for Kubernetes {e.version}: {path}: {e.message}"
+    except kv.SchemaNotFoundError as e:
+        return e.message
+    return None
+
+
 def schema_problems(r: Render) -> list[str]:
     problems = []
     for o in r.objects:
         where = f"{o.get('kind')}/{o.get('metadata', {}).get('name')}"
+        document = json.dumps(o, sort_keys=True, default=str)
         for version in KUBERNETES_VERSIONS:
-            try:
-                kv.validate(o, version, strict=True)
-            except kv.ValidationError as e:
-                path = ".".join(str(p) for p in e.path)
-                problems.append(f"{where}: not valid for Kubernetes {e.version}: {path}: {e.message}")
-            except kv.SchemaNotFoundError as e:
-                problems.append(f"{where}: {e.message}")
+            if (problem := validity(document, version)) is not None:
+                problems.append(f"{where}: {problem}")
     return problems
 
 
@@ -466,6 +477,8 @@ def main() -> int:
         except helm_python.HelmError as e:
             report(True, f"refused: release name {release!r} ({why})", [str(e).strip().splitlines()[-1]])
 
+    for ok, what, details in chart_scripts.shellcheck_checks([o for r in renders for o in r.objects]):
+        report(ok, what, details)
     if not args.no_scripts:
         default = next(r for r in renders if r.what.startswith("the default values, release 'streamproc'"))
         for ok, what, details in chart_scripts.run_all(default.objects, REPO):

@@ -104,10 +104,12 @@ class Render:
         return result
 
 
-def render(chart: helm_python.Chart, what: str, values_text: str, release: str) -> Render:
-    """Renders like `helm install` would; raises HelmError when Helm refuses."""
+def render(chart: helm_python.Chart, what: str, values_text: str, release: str, revision: int = 1) -> Render:
+    """Renders like `helm install` would (revision 1), or `helm upgrade` to
+    that revision; raises HelmError when Helm refuses."""
     overrides = helm_python.values_from_yaml(values_text) if values_text.strip() else {}
-    manifests = chart.render(overrides, name=release, namespace=NAMESPACE, is_install=True)
+    manifests = chart.render(overrides, name=release, namespace=NAMESPACE, revision=revision,
+                             is_install=revision == 1, is_upgrade=revision > 1)
     result = Render(what, merged(chart.values, overrides), values_text)
     for path, text in sorted(manifests.items()):
         if path.endswith("NOTES.txt"):
@@ -439,11 +441,16 @@ def main() -> int:
     for what, text in cases:
         report(not (problems := lint_problems(chart_dir, text)), f"lint with {what}", problems)
     for what, text in cases:
-        releases = ["streamproc", *LONG_RELEASES] if what == cases[0][0] else ["streamproc", LONG_RELEASES[0]]
-        for release in releases:
+        # The defaults also as the 12345th upgrade (the user Job's name
+        # carries the revision).
+        releases = [("streamproc", 1), *((name, 1) for name in LONG_RELEASES), (LONG_RELEASES[0], 12345)] \
+            if what == cases[0][0] else [("streamproc", 1), (LONG_RELEASES[0], 1)]
+        for release, revision in releases:
             label = f"{what}, release {release!r} ({len(release)} characters)"
+            if revision > 1:
+                label += f", upgrade to revision {revision}"
             try:
-                r = render(chart, label, text, release)
+                r = render(chart, label, text, release, revision)
             except helm_python.HelmError as e:
                 report(False, f"render {label}", [str(e)])
                 continue

@@ -133,9 +133,18 @@ pub struct ConsumerArgs {
     #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 1000)]
     pub batch_max_events: usize,
 
-    /// Longest a record waits in a batch before the batch is written.
+    /// Longest a batch keeps gathering records that arrive after its first.
+    /// A batch is written as soon as no further record is waiting, so this
+    /// bounds batching under a steady trickle, never an idle pipeline.
     #[arg(long, env = "BATCH_MAX_AGE", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub batch_max_age: Duration,
+
+    /// Longest the broker may hold a fetch that finds no new records
+    /// (librdkafka's `fetch.wait.max.ms`). tansu 0.6.0 holds every fetch for
+    /// this long even when records arrive meanwhile, so it is a floor on
+    /// freshness there; Apache Kafka answers as soon as records arrive.
+    #[arg(long, env = "FETCH_WAIT_MAX", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub fetch_wait_max: Duration,
 
     /// Longest wait between two tries of a failed sink write.
     #[arg(long, env = "RETRY_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -174,6 +183,7 @@ impl ConsumerArgs {
             bounds: self.bounds.bounds(),
             batch_max_events: self.batch_max_events.max(1),
             batch_max_age: self.batch_max_age,
+            fetch_wait_max: self.fetch_wait_max,
             retry_initial: Duration::from_millis(200),
             retry_max: self.retry_max,
             drain_timeout: self.drain_timeout,

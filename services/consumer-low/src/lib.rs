@@ -34,8 +34,8 @@ pub struct Config {
     #[command(flatten)]
     pub influx: InfluxArgs,
 
-    /// How often the per-second totals of newly written seconds are
-    /// recomputed (how far the aggregator's low series may lag).
+    /// How often the per-second totals are retried after a failed refresh.
+    /// Newly written seconds are refreshed right after each write.
     #[arg(long, env = "ROLLUP_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub rollup_interval: Duration,
 }

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Seconds further apart than this are refreshed by separate queries, so a
@@ -44,6 +45,9 @@ pub struct Rollups {
     sequence: AtomicU64,
     /// Pending seconds whose refresh InfluxDB refused, logged once each.
     refused: Mutex<BTreeSet<i64>>,
+    /// Wakes the maintainer as soon as seconds are marked, so new totals are
+    /// visible one refresh after their events are stored.
+    marked: Notify,
 }
 
 impl Rollups {
@@ -53,6 +57,7 @@ impl Rollups {
             pending: Mutex::new(BTreeMap::new()),
             sequence: AtomicU64::new(0),
             refused: Mutex::new(BTreeSet::new()),
+            marked: Notify::new(),
         }
     }
 
@@ -70,6 +75,7 @@ impl Rollups {
         }
         self.influx.write(lines).await?;
         self.add_pending(seconds.iter().copied());
+        self.marked.notify_one();
         Ok(())
     }
 
@@ -249,15 +255,18 @@ impl Rollups {
         self.influx.write(lines).await
     }
 
-    /// Refreshes every `interval` until `stop`, then once more. Looks for
-    /// seconds other instances left dirty: all of them at start (after a
-    /// backfill if needed), then those of the last day every
-    /// `RESCAN_INTERVAL` (a full scan reads one point per second of history).
+    /// Refreshes as soon as seconds are marked (marks that arrive during a
+    /// refresh are taken together by the next), and every `interval` to
+    /// retry what failed, until `stop`, then once more. Looks for seconds
+    /// other instances left dirty: all of them at start (after a backfill if
+    /// needed), then those of the last day every `RESCAN_INTERVAL` (a full
+    /// scan reads one point per second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
         let mut last_scan: Option<Instant> = None;
         loop {
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
+                () = self.marked.notified() => false,
                 () = tokio::time::sleep(interval) => false,
             };
             if last_scan.is_none_or(|at| at.elapsed() >= RESCAN_INTERVAL) {

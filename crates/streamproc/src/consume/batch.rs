@@ -2,6 +2,7 @@
 //! offsets to commit once the batch is stored.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
@@ -120,8 +121,15 @@ impl Batch {
     }
 }
 
-/// Reads records until the batch is full, its first record is
-/// `batch_max_age` old, or shutdown begins.
+/// Once a batch has records, how long it waits for the next before it is
+/// written. Records of one fetch reach the queue together, so this only
+/// ends a batch when the broker has nothing more in hand: under load the
+/// batch grows while the previous one is written, idle it goes out at once.
+const NEXT_RECORD_WAIT: Duration = Duration::from_millis(1);
+
+/// Waits for a first record, then reads the records that follow it without
+/// a pause, until the batch is full, `batch_max_age` has passed since its
+/// first record, or shutdown begins.
 pub async fn gather<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     settings: &ConsumerSettings,
@@ -131,23 +139,33 @@ pub async fn gather<C: ConsumerContext + 'static>(
     let mut batch = Batch::new(&settings.topic, &settings.bounds);
     let mut deadline: Option<Instant> = None;
     while batch.records < settings.batch_max_events {
-        let age_limit = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let wait = match deadline {
+            None => None,
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) => Some(left.min(NEXT_RECORD_WAIT)),
+                None => break,
+            },
+        };
+        let next = async {
+            match wait {
+                Some(wait) => tokio::time::timeout(wait, consumer.recv()).await.ok(),
+                None => Some(consumer.recv().await),
             }
         };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = age_limit => break,
-            received = consumer.recv() => match received {
-                Ok(message) => {
+            received = next => match received {
+                None => break,
+                Some(Ok(message)) => {
                     deadline.get_or_insert_with(|| Instant::now() + settings.batch_max_age);
                     batch.add(&message, settings, metrics);
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     tracing::warn!("kafka: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    if !batch.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
         }

@@ -69,8 +69,11 @@ pub struct ConsumerSettings {
     /// Records outside these are dead-lettered, as event-api refuses them.
     pub bounds: EventBounds,
     pub batch_max_events: usize,
-    /// A batch is written at the latest this long after its first record.
+    /// A batch is written as soon as no further record is waiting, and at
+    /// the latest this long after its first record.
     pub batch_max_age: Duration,
+    /// How long the broker may hold an empty fetch.
+    pub fetch_wait_max: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,
     /// On shutdown, how long to keep retrying the last batch's write.
@@ -105,6 +108,14 @@ impl Consumer {
             // Bounds what librdkafka prefetches while the sink is down.
             .set("queued.max.messages.kbytes", "16384")
             .set("statistics.interval.ms", "5000")
+            .set(
+                "fetch.wait.max.ms",
+                settings
+                    .fetch_wait_max
+                    .as_millis()
+                    .clamp(1, 300_000)
+                    .to_string(),
+            )
             .create_with_context(context::StatsContext::new(
                 metrics.lag.clone(),
                 settings.topic.clone(),

@@ -265,22 +265,23 @@ function perSecond(rate) {
   return rate >= 100 ? `${grouped(rate)}/s` : `${rate.toFixed(1)}/s`;
 }
 
-/** The short figures under a stage's name: its rate, and lag or latency. */
+/** The short figures under a stage's name, a line each: its rate, and its
+ *  lag or size. */
 function stageFigure(stage) {
   const f = stage.figures ?? {};
   switch (stage.name) {
     case "event-api": {
       let text = `${perSecond(stage.events_per_second)} accepted`;
-      if (f.shed_per_second > 0) text += ` · ${perSecond(f.shed_per_second)} shed`;
-      if (f.replicas > 1) text += ` · ${f.ready}/${f.replicas} ready`;
+      if (f.shed_per_second > 0) text += `\n${perSecond(f.shed_per_second)} shed`;
+      if (f.replicas > 1) text += `\n${f.ready}/${f.replicas} ready`;
       return stage.status === "down" ? "not ready" : text;
     }
     case "kafka":
-      return stage.status === "down" ? "not reachable" : `${perSecond(stage.events_per_second)} in · ${grouped(f.records ?? 0)} records`;
+      return stage.status === "down" ? "not reachable" : `${perSecond(stage.events_per_second)} in\n${grouped(f.records ?? 0)} records`;
     case "consumer-high":
     case "consumer-low":
       if (stage.lag_events == null) return "lag unknown";
-      return `${perSecond(stage.events_per_second)} stored · lag ${grouped(stage.lag_events)} · ${Math.floor(stage.lag_seconds ?? 0)} s`;
+      return `${perSecond(stage.events_per_second)} stored\nlag ${grouped(stage.lag_events)} · ${Math.floor(stage.lag_seconds ?? 0)} s`;
     default:
       return stage.status === "down" ? "not reachable" : `${Math.round(f.latency_ms ?? 0)} ms`;
   }

@@ -112,7 +112,7 @@ try {
     ["event-api", "kafka", "consumer-high", "consumer-low", "timescaledb", "influxdb"],
   );
   assert.equal(strip.problems, "All stages ok.");
-  assert.match(strip.stages[2].figure, /stored · lag 0 · 0 s/);
+  assert.match(strip.stages[2].figure, /stored\nlag 0 · 0 s/);
   ok("the pipeline strip lists every stage in order, all ok");
 
   await assertPlotsTheApi(page, "count");

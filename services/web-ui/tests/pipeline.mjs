@@ -7,7 +7,9 @@
 // pipeline-degraded-narrow-dark.png.
 //
 // Usage: node tests/pipeline.mjs --url http://127.0.0.1:8080 \
-//          --stage consumer-high --screenshots DIR
+//          --stage consumer-high --screenshots DIR [--hold SECONDS]
+// --hold waits that long after the stage shows, before the screenshot, so
+// that the shaded period is wide enough to see (scripts/screenshot_pipeline.sh).
 // Exits non-zero on the first failed check. CHROMIUM_BIN overrides
 // /usr/bin/chromium.
 import assert from "node:assert/strict";
@@ -21,6 +23,7 @@ const { values: args } = parseArgs({
     url: { type: "string", default: "http://127.0.0.1:8080" },
     stage: { type: "string", default: "consumer-high" },
     screenshots: { type: "string", default: "target/screenshots" },
+    hold: { type: "string", default: "0" },
   },
 });
 const STAGES = ["event-api", "kafka", "consumer-high", "consumer-low", "timescaledb", "influxdb"];
@@ -111,6 +114,7 @@ try {
   });
   assert.ok(marked.marks >= 1);
   ok(`the chart shades ${marked.marks} period(s), ${args.stage}'s still open`);
+  await new Promise((resolve) => setTimeout(resolve, Number(args.hold) * 1000));
   await page.screenshot({ path: join(args.screenshots, "pipeline-degraded.png") });
 
   // A phone in the dark: the strip wraps, nothing runs off the side.

@@ -56,6 +56,8 @@ pub enum ApiError {
     Busy(&'static str),
     /// No answer within REQUEST_TIMEOUT.
     Timeout(Duration),
+    /// A part of the service is switched off by a setting; says which.
+    Off(&'static str),
 }
 
 impl IntoResponse for ApiError {
@@ -67,6 +69,7 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             Self::Disabled => unavailable(json!({"message": DISABLED_MESSAGE})),
+            Self::Off(message) => unavailable(json!({ "message": message })),
             Self::Busy(message) => busy(json!({ "message": message })),
             Self::Timeout(limit) => busy(json!({
                 "message": format!("no answer within {}", humantime::format_duration(limit))

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::DISABLED_MESSAGE;
 pub use grid::{DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
-pub use pipeline::{PipelineArgs, STAGES};
+pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 pub use stream::step_and_last;
 
 use api::Source;
@@ -92,7 +92,8 @@ struct AppState {
     /// A place for each query being answered, MAX_QUERIES in all.
     queries: Arc<Semaphore>,
     request_timeout: Duration,
-    /// The pipeline's newest health snapshot; `None` when DISABLE is set.
+    /// The pipeline's newest health snapshot; `None` when DISABLE is set or
+    /// PIPELINE_WATCH is false.
     pipeline: Option<pipeline::Latest>,
 }
 
@@ -128,20 +129,25 @@ pub async fn run(
             config.postgres.describe(),
             config.influx.base_url()
         );
-        let pipeline = pipeline::start(
-            pipeline::Setup {
-                args: &config.pipeline,
-                timescale: TimescaleReader::new(&config.postgres)?,
-                influx: InfluxReader::new(config.influx.clone())?,
-                timeout: config.query_timeout,
-                registry: &mut registry,
-            },
-            shutdown.clone(),
-        )?;
+        let pipeline = if config.pipeline.pipeline_watch {
+            Some(pipeline::start(
+                pipeline::Setup {
+                    args: &config.pipeline,
+                    timescale: TimescaleReader::new(&config.postgres)?,
+                    influx: InfluxReader::new(config.influx.clone())?,
+                    timeout: config.query_timeout,
+                    registry: &mut registry,
+                },
+                shutdown.clone(),
+            )?)
+        } else {
+            tracing::info!("PIPELINE_WATCH is false: the pipeline is not watched");
+            None
+        };
         (
             Source::Stores(stores.clone()),
             stores_readiness(stores),
-            Some(pipeline),
+            pipeline,
         )
     };
 

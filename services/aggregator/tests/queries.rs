@@ -488,6 +488,31 @@ async fn disabled_answers_without_querying() {
     aggregator.stop().await;
 }
 
+/// PIPELINE_WATCH=false: nothing is watched, and the endpoint says so.
+#[tokio::test]
+async fn the_pipeline_watch_can_be_switched_off() {
+    let unreachable = testkit::unresponsive_peer();
+    let config = aggregator::Config::try_parse_from([
+        "aggregator",
+        "--postgres-url",
+        &format!("postgres://postgres@{unreachable}/streamproc"),
+        "--influxdb-host",
+        &format!("http://{unreachable}"),
+        "--pipeline-watch=false",
+    ])
+    .unwrap();
+    let aggregator =
+        InProcess::spawn(|listener, shutdown| aggregator::run(config, listener, shutdown)).await;
+    let response = aggregator.get("/api/v1/pipeline").await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], aggregator::WATCH_OFF);
+    let metrics = aggregator.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("pipeline_stage_status"), "{metrics}");
+    aggregator.stop().await;
+}
+
 /// With the stores up and neither a broker nor event-api where the settings
 /// point, the pipeline names both as down, each with its reason, and the
 /// stores as ok; every stage is listed, in pipeline order.

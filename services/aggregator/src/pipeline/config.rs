@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 use streamproc::config::KafkaArgs;
 
 /// The default consumer groups: each consumer's `streamproc-<service>`.
@@ -14,6 +15,21 @@ pub const DEFAULT_LOW_GROUP: &str = "streamproc-consumer-low";
 
 #[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
+    /// Watch the pipeline's health (/api/v1/pipeline). Off, the aggregator
+    /// neither reaches Kafka nor probes event-api and its stores beyond the
+    /// queries it answers (a benchmark of those queries, or a deployment
+    /// that may not reach Kafka).
+    #[arg(
+        long,
+        env = "PIPELINE_WATCH",
+        default_value_t = true,
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub pipeline_watch: bool,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -174,6 +190,8 @@ mod tests {
         assert_eq!(args.consumer_high_group, "streamproc-consumer-high");
         assert_eq!(args.api_base().unwrap().as_str(), "http://127.0.0.1:9998/");
         assert_eq!(args.kafka.bootstrap_servers(), "127.0.0.1:9092");
+        assert!(args.pipeline_watch);
+        assert!(!parse(&["--pipeline-watch", "false"]).pipeline_watch);
     }
 
     #[test]

@@ -44,6 +44,9 @@ use metrics::PipelineMetrics;
 use periods::Periods;
 use stores::StoreProbe;
 
+/// What `/api/v1/pipeline` answers with PIPELINE_WATCH=false.
+pub const WATCH_OFF: &str = "the pipeline is not watched here (PIPELINE_WATCH=false)";
+
 /// The newest snapshot; `None` until the first probe has finished.
 pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 
@@ -203,7 +206,10 @@ impl Monitor {
 /// status: the answer is about the pipeline, and the aggregator answered.
 pub async fn endpoint(State(state): State<AppState>) -> Response {
     let Some(latest) = &state.pipeline else {
-        return ApiError::Disabled.into_response();
+        return match state.source.stores() {
+            Err(disabled) => disabled.into_response(),
+            Ok(_) => ApiError::Off(WATCH_OFF).into_response(),
+        };
     };
     let snapshot = latest.borrow().clone();
     match snapshot {

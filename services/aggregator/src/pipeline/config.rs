@@ -45,8 +45,10 @@ pub struct PipelineArgs {
     #[arg(long, env = "CONSUMER_LOW_GROUP_ID", default_value = DEFAULT_LOW_GROUP)]
     pub consumer_low_group: String,
 
-    /// event-api's URL. Overrides API_HOST/API_PORT. Every address its host
-    /// resolves to is probed, so behind a headless Service each replica is.
+    /// event-api's URL. Overrides API_HOST/API_PORT. Only its scheme, host
+    /// and port are used, so event-producer's API_URL (a POST URL) works
+    /// too. Every address its host resolves to is probed, so behind a
+    /// headless Service each replica is.
     #[arg(long, env = "API_URL")]
     pub api_url: Option<String>,
 
@@ -145,7 +147,7 @@ impl PipelineArgs {
         self.api_base().map(drop)
     }
 
-    /// event-api's base URL: API_URL, else `http://API_HOST:API_PORT/`.
+    /// event-api's origin: API_URL's, else `http://API_HOST:API_PORT/`.
     pub fn api_base(&self) -> Result<reqwest::Url, PipelineConfigError> {
         let url = match &self.api_url {
             Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
@@ -155,13 +157,17 @@ impl PipelineArgs {
             url: url.clone(),
             reason,
         };
-        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        let mut parsed = reqwest::Url::parse(&url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid(format!("scheme {:?}", parsed.scheme())));
         }
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host".into()));
         }
+        // /readyz and /metrics are at the root, wherever events are posted.
+        parsed.set_path("/");
+        parsed.set_query(None);
+        parsed.set_fragment(None);
         Ok(parsed)
     }
 }
@@ -209,6 +215,8 @@ mod tests {
     #[test]
     fn api_url_wins_over_host_and_port() {
         let args = parse(&["--api-url", "http://event-api:9998", "--api-port", "1"]);
+        assert_eq!(args.api_base().unwrap().as_str(), "http://event-api:9998/");
+        let args = parse(&["--api-url", "http://event-api:9998/v1/events?x=1"]);
         assert_eq!(args.api_base().unwrap().as_str(), "http://event-api:9998/");
     }
 }

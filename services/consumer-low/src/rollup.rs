@@ -32,6 +32,9 @@ const MAX_GAP_SECONDS: i64 = 60;
 /// Longest span one refresh query covers, so recovering a long dirty stretch
 /// is many bounded queries rather than one huge one.
 const MAX_RUN_SECONDS: i64 = 600;
+/// Runs up to this long are totalled by consumer-low from the amounts
+/// themselves (see `Rollups::totals`).
+const SUMMED_HERE_SECONDS: i64 = 5;
 /// How often, and how far back, a running instance looks for seconds that
 /// others left dirty.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
@@ -228,31 +231,73 @@ impl Rollups {
         if marks.is_empty() {
             return Ok(());
         }
-        let totals = self
-            .influx
-            .query(&format!(
-                "SELECT count(amount), sum(amount), min(amount), max(amount) FROM {MEASUREMENT} \
-                 WHERE {range} GROUP BY time(1s) fill(none)"
-            ))
-            .await?;
-        let totals: BTreeMap<i64, &Vec<serde_json::Value>> = rows(&totals)
-            .filter_map(|row| Some((row.first()?.as_i64()?, row)))
-            .collect();
+        let totals = self.totals(from, to).await?;
         let mut lines = String::new();
         for (ms, nonce) in marks {
-            let number = |i: usize| totals.get(&ms).and_then(|row| row.get(i)?.as_f64());
+            let total = totals.get(&ms).copied().unwrap_or_default();
             let _ = write!(
                 lines,
                 "{ROLLUP_MEASUREMENT} count={}i,sum={}",
-                number(1).unwrap_or(0.0) as u64,
-                number(2).unwrap_or(0.0)
+                total.count, total.sum
             );
-            if let (Some(min), Some(max)) = (number(3), number(4)) {
+            if let (Some(min), Some(max)) = (total.min, total.max) {
                 let _ = write!(lines, ",min={min},max={max}");
             }
             let _ = writeln!(lines, ",clean={nonce}i {}", ms * 1_000_000);
         }
         self.influx.write(lines).await
+    }
+
+    /// The totals of each second in `from..to` (Unix seconds) that holds
+    /// events, by the second's start in ms. A short run is totalled here
+    /// from its amounts: InfluxDB 1.x opens a cursor per shard series and
+    /// per aggregate, so asking it for four aggregates of one second costs
+    /// about four times reading the amounts, and this refresh is on the
+    /// path of every event to the chart. Longer runs (catching up) are
+    /// totalled by InfluxDB, so a refresh never reads a backlog's points.
+    async fn totals(&self, from: i64, to: i64) -> Result<BTreeMap<i64, Total>, InfluxError> {
+        let range = format!("time >= {from}s AND time < {to}s");
+        let mut totals: BTreeMap<i64, Total> = BTreeMap::new();
+        if to - from <= SUMMED_HERE_SECONDS {
+            let answer = self
+                .influx
+                .query(&format!("SELECT amount FROM {MEASUREMENT} WHERE {range}"))
+                .await?;
+            for row in rows(&answer) {
+                if let (Some(ms), Some(amount)) = (
+                    row.first().and_then(|t| t.as_i64()),
+                    row.get(1).and_then(|a| a.as_f64()),
+                ) {
+                    totals
+                        .entry(ms.div_euclid(1000) * 1000)
+                        .or_default()
+                        .add(amount);
+                }
+            }
+        } else {
+            let answer = self
+                .influx
+                .query(&format!(
+                    "SELECT count(amount), sum(amount), min(amount), max(amount) \
+                     FROM {MEASUREMENT} WHERE {range} GROUP BY time(1s) fill(none)"
+                ))
+                .await?;
+            for row in rows(&answer) {
+                let number = |i: usize| row.get(i).and_then(|n| n.as_f64());
+                if let Some(ms) = row.first().and_then(|t| t.as_i64()) {
+                    totals.insert(
+                        ms,
+                        Total {
+                            count: number(1).unwrap_or(0.0) as u64,
+                            sum: number(2).unwrap_or(0.0),
+                            min: number(3),
+                            max: number(4),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(totals)
     }
 
     /// Refreshes as soon as seconds are marked (marks that arrive during a
@@ -294,6 +339,24 @@ impl Rollups {
                 return;
             }
         }
+    }
+}
+
+/// One second's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Total {
+    count: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Total {
+    fn add(&mut self, amount: f64) {
+        self.count += 1;
+        self.sum += amount;
+        self.min = Some(self.min.map_or(amount, |m| m.min(amount)));
+        self.max = Some(self.max.map_or(amount, |m| m.max(amount)));
     }
 }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::DeadLetter;
 use super::{ConsumerMetrics, ConsumerSettings};
-use crate::event::{Admission, Event, EventBounds};
+use crate::event::{Admission, Event, EventBounds, EventTime};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,10 @@ impl Batch {
         metrics: &ConsumerMetrics,
     ) {
         metrics.consumed.inc();
+        if let Some(created_ms) = message.timestamp().to_millis() {
+            let waited_ms = EventTime::now().as_millis().saturating_sub(created_ms).max(0);
+            metrics.record_wait_seconds.observe(waited_ms as f64 / 1000.0);
+        }
         self.records += 1;
         let source = Source {
             partition: message.partition(),

@@ -25,6 +25,7 @@ pub struct ConsumerMetrics {
     pub commits: Counter,
     pub batch_events: Histogram,
     pub write_seconds: Histogram,
+    pub record_wait_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
 }
 
@@ -41,6 +42,7 @@ impl ConsumerMetrics {
             commits: Counter::default(),
             batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
             write_seconds: latency_histogram(),
+            record_wait_seconds: latency_histogram(),
             lag: Family::default(),
         };
         registry.register(
@@ -92,6 +94,12 @@ impl ConsumerMetrics {
             "sink_write_seconds",
             "Time of one successful sink write",
             metrics.write_seconds.clone(),
+        );
+        registry.register(
+            "record_wait_seconds",
+            "Time from a record's Kafka timestamp until this consumer read it: \
+             the broker, the fetch wait and any backlog",
+            metrics.record_wait_seconds.clone(),
         );
         registry.register(
             "consumer_lag",

@@ -1,29 +1,80 @@
 #!/usr/bin/env bash
-# Benchmarks: builds the services in release mode and runs each benchmark,
-# which prints figures and a ratio against a baseline measured in the same
-# run. Not part of scripts/test.sh: figures vary with the machine.
+# The benchmark suite: builds the services and the native baselines in
+# release mode, runs each benchmark against a baseline measured in the same
+# run, and prints one table (figure, baseline, ratio, goal, settings). Not
+# part of scripts/test.sh: figures depend on the machine.
 #
-# Usage: scripts/bench.sh
-# The consume and query benchmarks run their own infrastructure on other ports, under
-# .state/bench, so a running local stack is not disturbed.
+# Usage: scripts/bench.sh [ingest|consume|query|freshness ...]   (default: all)
+#
+# Everything runs on loopback, on its own ports and state (.state/bench*),
+# so a running local stack is not disturbed. Each benchmark bounds its own
+# time; the whole suite takes about 15 minutes on two cores.
+# Writes target/bench/results.json (every row, the date and the machine) and
+# target/bench/results.md (the table, as in the README).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+benchmarks=("$@")
+((${#benchmarks[@]})) || benchmarks=(ingest consume query freshness)
+OUT=$REPO_ROOT/target/bench
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/results.md
+
 "$REPO_ROOT/scripts/install.sh"
 (cd "$REPO_ROOT" && cargo build --release --locked -q --bins)
 BIN=$REPO_ROOT/target/release
+PY=$VENV/bin/python
 
-log "ingest benchmark"
-"$VENV/bin/python" "$REPO_ROOT/scripts/bench_ingest.py" --tansu "$TANSU_BIN" --event-api "$BIN/event-api"
+# The consume and query benchmarks share one set of infrastructure.
+infra_env() {
+  export STREAMPROC_STATE=$REPO_ROOT/.state/bench KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
+}
+infra_started=false
+stop_infra() {
+  if $infra_started; then
+    (infra_env && "$REPO_ROOT/scripts/infra.sh" stop >/dev/null 2>&1) || true
+  fi
+}
+trap stop_infra EXIT
 
-log "consume benchmark"
-export STREAMPROC_STATE=$REPO_ROOT/.state/bench KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
-trap '"$REPO_ROOT/scripts/infra.sh" stop >/dev/null 2>&1 || true' EXIT
-"$REPO_ROOT/scripts/infra.sh" start
-"$VENV/bin/python" "$REPO_ROOT/scripts/bench_consume.py" --kafka-port "$KAFKA_PORT" \
-  --postgres-port "$POSTGRES_PORT" --influxdb-port "$INFLUXDB_PORT" --bin-dir "$BIN"
+for benchmark in "${benchmarks[@]}"; do
+  case $benchmark in
+    ingest)
+      log "ingest benchmark"
+      "$PY" "$REPO_ROOT/scripts/bench_ingest.py" --tansu "$TANSU_BIN" --bin-dir "$BIN" --json "$OUT/ingest.json"
+      ;;
+    consume | query)
+      infra_env
+      if ! $infra_started; then
+        "$REPO_ROOT/scripts/infra.sh" start
+        infra_started=true
+      fi
+      log "$benchmark benchmark"
+      "$PY" "$REPO_ROOT/scripts/bench_$benchmark.py" --kafka-port "$KAFKA_PORT" --postgres-port "$POSTGRES_PORT" \
+        --influxdb-port "$INFLUXDB_PORT" --bin-dir "$BIN" --json "$OUT/$benchmark.json"
+      ;;
+    freshness)
+      log "freshness benchmark: the whole pipeline on its own ports"
+      # A subshell, so the stack's ports and state stay its own and its
+      # EXIT trap (own_stack_down) takes it down when the benchmark ends.
+      (
+        export STREAMPROC_STATE=$REPO_ROOT/.state/bench-freshness STREAMPROC_PROFILE=release \
+          KAFKA_PORT=43092 POSTGRES_PORT=43432 INFLUXDB_PORT=43086 EVENT_API_PORT=43998 \
+          CONSUMER_HIGH_PORT=43996 CONSUMER_LOW_PORT=43997 AGGREGATOR_PORT=43995 WEB_UI_PORT=43080 \
+          EVENT_PRODUCER_PORT=43999
+        up_own_stack >/dev/null
+        "$PY" "$REPO_ROOT/scripts/bench_freshness.py" --event-api-port "$EVENT_API_PORT" \
+          --aggregator-port "$AGGREGATOR_PORT" --consumer-high-port "$CONSUMER_HIGH_PORT" \
+          --consumer-low-port "$CONSUMER_LOW_PORT" --state "$STREAMPROC_STATE" --json "$OUT/freshness.json"
+      )
+      ;;
+    *)
+      echo "unknown benchmark: $benchmark (ingest, consume, query or freshness)" >&2
+      exit 2
+      ;;
+  esac
+done
 
-log "query benchmark"
-"$VENV/bin/python" "$REPO_ROOT/scripts/bench_query.py" --kafka-port "$KAFKA_PORT" \
-  --postgres-port "$POSTGRES_PORT" --influxdb-port "$INFLUXDB_PORT" --bin-dir "$BIN"
+log "results"
+"$PY" "$REPO_ROOT/scripts/bench_report.py" "$OUT"/*.json --out "$OUT/results.json" --markdown "$OUT/results.md"

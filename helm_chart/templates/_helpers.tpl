@@ -121,6 +121,7 @@ KAFKA_REPLICATION_FACTOR: {{ $root.Values.kafka.replicationFactor | quote }}
 {{- end }}
 {{- if has .name (list "consumer-high" "consumer-low") }}
 KAFKA_DLQ_TOPIC: {{ $root.Values.kafka.deadLetterTopic | quote }}
+FETCH_WAIT_MAX: {{ $root.Values.kafka.fetchWaitMax | quote }}
 WATERMARK: {{ $root.Values.watermark | quote }}
 {{- end }}
 {{- if has .name (list "consumer-high" "aggregator") }}

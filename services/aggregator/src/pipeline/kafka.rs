@@ -9,9 +9,9 @@ use std::time::Duration;
 use rdkafka::consumer::BaseConsumer;
 use streamproc::offsets::{self, GroupPosition, OffsetsError, PartitionEnds, QuietContext};
 
-type Reader = BaseConsumer<QuietContext>;
-
 use super::config::PipelineArgs;
+
+type Reader = BaseConsumer<QuietContext>;
 
 /// What Kafka answered in one probe.
 #[derive(Debug, Clone)]
@@ -21,7 +21,8 @@ pub struct KafkaSample {
     /// Records ever written to the dead-letter topic (0 before the first:
     /// the consumers create it then).
     pub dead_lettered: Option<i64>,
-    /// Each group's position, in the order of [`KafkaProbe::groups`].
+    /// Each group's position, in the order the groups were given to
+    /// [`KafkaProbe::new`].
     pub groups: Vec<Result<Vec<GroupPosition>, String>>,
 }
 

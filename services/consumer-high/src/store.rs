@@ -10,12 +10,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Inserts the ids that are new into `event_ids` and, in the same statement
 /// (so in one transaction), the rows of exactly those ids into `events` and
-/// their per-second totals into `events_per_second`. A redelivered or
-/// retried event finds its id taken and adds nothing to either.
+/// their totals into `events_per_second` and `events_per_hour`. A
+/// redelivered or retried event finds its id taken and adds nothing to any.
 ///
-/// The totals are upserted in ascending second order so that two instances
-/// writing overlapping seconds lock the rows in the same order and cannot
-/// deadlock. A data-modifying CTE runs even though nothing reads it.
+/// The totals are upserted in ascending order, seconds and hours alike, so
+/// that two instances writing overlapping seconds or hours lock the rows in
+/// the same order and cannot deadlock: every execution of this statement
+/// runs its data-modifying CTEs in the same order (PostgreSQL runs those
+/// nothing reads after the main query, one after the other), so each
+/// writer takes its second rows, then its hour rows, each ascending. A
+/// data-modifying CTE runs even though nothing reads it.
 const INSERT: &str = "
 WITH batch AS (
     SELECT DISTINCT ON (id) id, ms, amount
@@ -33,6 +37,18 @@ per_second AS (
     GROUP BY 1
     ORDER BY 1
     ON CONFLICT (second) DO UPDATE SET
+        events = total.events + excluded.events,
+        amount_sum = total.amount_sum + excluded.amount_sum,
+        amount_min = least(total.amount_min, excluded.amount_min),
+        amount_max = greatest(total.amount_max, excluded.amount_max)
+),
+per_hour AS (
+    INSERT INTO events_per_hour AS total (hour, events, amount_sum, amount_min, amount_max)
+    SELECT batch.ms / 3600000, count(*), sum(batch.amount), min(batch.amount), max(batch.amount)
+    FROM batch JOIN fresh USING (id)
+    GROUP BY 1
+    ORDER BY 1
+    ON CONFLICT (hour) DO UPDATE SET
         events = total.events + excluded.events,
         amount_sum = total.amount_sum + excluded.amount_sum,
         amount_min = least(total.amount_min, excluded.amount_min),

@@ -1,7 +1,8 @@
 //! consumer-high against a real tansu broker and a real PostgreSQL with
 //! TimescaleDB: exact routing, one row per event id whatever is redelivered,
 //! outages waited out, malformed records dead-lettered, records the store
-//! refuses isolated and dead-lettered alone, a stuck write reported by
+//! refuses isolated and dead-lettered alone, per-second and per-hour totals
+//! equal to the stored events, a stuck write reported by
 //! `/readyz`, clean shutdown.
 
 use std::process::{Child, Command, Stdio};
@@ -71,6 +72,11 @@ async fn assert_rows_settle_at(postgres: &Postgres, expected: i64) {
         "0",
         "events_per_second agrees with events"
     );
+    assert_eq!(
+        postgres.psql(HOUR_MISMATCHES).unwrap(),
+        "0",
+        "events_per_hour agrees with events"
+    );
 }
 
 /// Seconds where the per-second totals differ from the stored events.
@@ -82,6 +88,21 @@ select count(*) from (
     from events group by 1
 ) as stored
 full join events_per_second as total using (second)
+where total.events is distinct from stored.events
+   or total.amount_min is distinct from stored.amount_min
+   or total.amount_max is distinct from stored.amount_max
+   or abs(total.amount_sum - stored.amount_sum) > 1e-6
+   or total.amount_sum is null or stored.amount_sum is null";
+
+/// Hours where the per-hour totals differ from the stored events.
+const HOUR_MISMATCHES: &str = "
+select count(*) from (
+    select floor(extract(epoch from time) / 3600)::bigint as hour,
+           count(*) as events, sum(amount) as amount_sum,
+           min(amount) as amount_min, max(amount) as amount_max
+    from events group by 1
+) as stored
+full join events_per_hour as total using (hour)
 where total.events is distinct from stored.events
    or total.amount_min is distinct from stored.amount_min
    or total.amount_max is distinct from stored.amount_max
@@ -201,6 +222,81 @@ async fn two_instances_split_the_partitions_and_store_each_event_once() {
     assert_rows_settle_at(&postgres, produced as i64 * 40).await;
     a.stop().await;
     b.stop().await;
+}
+
+/// `n` events every 7 min 13.7 s from `start_ms` (about six days for 1 200),
+/// so batches span many hours and days.
+fn spread_events(prefix: &str, start_ms: i64, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            event_record(
+                &format!("{prefix}-{i}"),
+                start_ms + i as i64 * 433_700,
+                5.25 + (i % 7) as f64,
+            )
+        })
+        .collect()
+}
+
+/// Two instances write events spread over days, every one of them
+/// delivered twice (the second time in other batches, maybe to the other
+/// instance): the hour totals count each stored event once, hour by hour.
+#[tokio::test]
+async fn hour_totals_stay_exact_over_days_with_two_instances_and_redeliveries() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 4).await;
+    let postgres = Postgres::start();
+    let a = start(&broker.brokers(), &postgres, &[]).await;
+    let b = start(&broker.brokers(), &postgres, &[]).await;
+
+    let events = spread_events("spread", 1_700_000_000_000, 1_200);
+    produce(&broker.brokers(), TOPIC, &events).await;
+    let mut again = events.clone();
+    again.reverse();
+    produce(&broker.brokers(), TOPIC, &again).await;
+    assert_rows_settle_at(&postgres, 1_200).await;
+    let hours = count(&postgres, "select count(*) from events_per_hour");
+    assert!(hours > 100, "the events span {hours} hours: use more");
+    assert_eq!(
+        count(&postgres, "select sum(events) from events_per_hour"),
+        1_200
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An installation that stored events before hour totals existed: the
+/// migration adds them from the per-second totals, and writes that follow
+/// add to them.
+#[tokio::test]
+async fn the_migration_computes_hour_totals_of_the_events_stored_before() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 1).await;
+    let postgres = Postgres::start();
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
+    produce(
+        &broker.brokers(),
+        TOPIC,
+        &spread_events("before", 1_700_000_000_000, 100),
+    )
+    .await;
+    assert_rows_settle_at(&postgres, 100).await;
+    consumer.stop().await;
+    // Back to the schema of the release before: no hour totals, migration
+    // 0003 not applied.
+    postgres
+        .psql("drop table events_per_hour; delete from _sqlx_migrations where version = 3")
+        .unwrap();
+
+    let consumer = start(&broker.brokers(), &postgres, &[]).await;
+    produce(
+        &broker.brokers(),
+        TOPIC,
+        &spread_events("after", 1_700_000_000_000 + 3_600_000, 100),
+    )
+    .await;
+    assert_rows_settle_at(&postgres, 200).await;
+    consumer.stop().await;
 }
 
 #[tokio::test]
@@ -433,6 +529,14 @@ async fn only_the_refused_events_are_dead_lettered_and_the_rest_are_stored() {
         ),
         31,
         "the totals count exactly the stored events"
+    );
+    assert_eq!(
+        count(
+            &postgres,
+            "select events from events_per_hour where hour = 1700000000 / 3600"
+        ),
+        31,
+        "so do the hour totals"
     );
     assert!(consumer.get("/readyz").await.status().is_success());
     consumer.stop().await;

@@ -303,6 +303,8 @@ function renderPipeline() {
     item.dataset.status = stage.status;
     item.querySelector(".figure").textContent = stageFigure(stage);
     item.title = stage.reason ? `${stage.name} ${stage.status}: ${stage.reason}` : `${stage.name}: ok`;
+    // The colour in words, for screen readers.
+    item.setAttribute("aria-label", `${stage.name}: ${stage.status}; ${item.querySelector(".figure").textContent.replaceAll("\n", ", ")}`);
   }
   if (snapshot.problems.length === 0) {
     problems.textContent = "All stages ok.";

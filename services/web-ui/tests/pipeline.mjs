@@ -105,7 +105,8 @@ try {
     };
   });
   assert.equal(colours.border, colours.expected);
-  ok("the stage is coloured by its status");
+  assert.match(await item.getAttribute("aria-label"), new RegExp(`^${args.stage}: (degraded|down); `));
+  ok("the stage is coloured by its status, and says it to screen readers");
 
   const marked = await until("the period shaded on the chart", async () => {
     const p = await pipeline(page);

@@ -1,20 +1,36 @@
-//! Per-second totals of the stored events, in the measurement `event_1s`, so
-//! that the aggregator reads one point per second instead of every event.
-//! (InfluxDB 1.x takes seconds to group a million events in an hour into
-//! one-second buckets across the 1024 shard series; a rollup hour is 3 600
-//! points.)
+//! Totals of the stored events at two levels, so that readers never scan
+//! the events themselves: per second in the measurement `event_1s` (the
+//! aggregator's series read one point per second instead of every event;
+//! InfluxDB 1.x takes seconds to group a million events in an hour into
+//! one-second buckets across the 1024 shard series), and per hour in
+//! `event_1h`, computed from the seconds (the aggregator's totals read one
+//! point per hour of history instead of one per second).
 //!
-//! Totals are recomputed from the stored events, never incremented, so a
-//! redelivered event cannot count twice. Each second's point carries two
-//! numbers besides its totals: `dirty`, a random nonce that every write of
-//! events in that second replaces, and `clean`, the nonce the totals were
-//! computed under. The writer marks a second dirty only after its events
-//! are stored, and the maintainer reads the marks before the events, so any
-//! write the totals missed has left a newer mark: `dirty <> clean` until the
-//! next refresh. Marks are written before the batch's offsets are committed,
-//! so a crash leaves the seconds dirty in InfluxDB, where the next start
-//! finds them. Several instances may refresh the same second: each refresh
-//! is from the events themselves, and a stale one leaves the mark unequal.
+//! Totals are recomputed from the level below, never incremented, so a
+//! redelivered event cannot count twice. Each bucket's point carries two
+//! numbers besides its totals: `dirty`, a random nonce that every change
+//! below the bucket replaces, and `clean`, the nonce the totals were
+//! computed under. A bucket is marked dirty only after what it is computed
+//! from has changed, and the maintainer reads the marks before that source,
+//! so any change the totals missed has left a newer mark: `dirty <> clean`
+//! until the next refresh. Several instances may refresh the same bucket:
+//! each refresh is from the source itself, and a stale one leaves the mark
+//! unequal.
+//!
+//! - Seconds are marked by the writer once their events are stored, and
+//!   computed from the events.
+//! - Hours are marked by the writer once it has marked the seconds (so
+//!   that a crash anywhere after the events are stored leaves the hour
+//!   dirty), and again by the maintainer after it has written seconds'
+//!   totals; they are computed from the seconds' totals. An hour is written
+//!   clean only if none of its seconds is dirty at that moment, since a
+//!   dirty second's totals are about to change and the maintainer that
+//!   changes them could crash before marking the hour again. Otherwise its
+//!   totals are written as they stand (so the aggregator's totals keep up
+//!   under steady load) and the hour stays dirty.
+//!
+//! Marks are written before the batch's offsets are committed, so a crash
+//! leaves the buckets dirty in InfluxDB, where the next start finds them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -22,32 +38,98 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Seconds further apart than this are refreshed by separate queries, so a
-/// batch of scattered old events does not scan the days between them.
-const MAX_GAP_SECONDS: i64 = 60;
-/// Longest span one refresh query covers, so recovering a long dirty stretch
-/// is many bounded queries rather than one huge one.
-const MAX_RUN_SECONDS: i64 = 600;
-/// Runs up to this long are totalled by consumer-low from the amounts
-/// themselves (see `Rollups::totals`).
+/// Per-hour totals of `event_1s` (fields `count`, `sum`, `min`, `max`), read
+/// by the aggregator's totals (services/aggregator/src/stores/influx.rs
+/// names it too).
+pub const HOUR_MEASUREMENT: &str = "event_1h";
+
+/// One level of totals.
+struct Level {
+    /// Where its totals are written.
+    measurement: &'static str,
+    /// Seconds per bucket. Buckets are aligned to the epoch and named by
+    /// their index: Unix seconds, Unix hours.
+    width: i64,
+    /// Dirty buckets further apart than this (in buckets) are refreshed by
+    /// separate queries, so scattered old events do not make a query read
+    /// everything between them.
+    max_gap: i64,
+    /// Most buckets one refresh query covers, so recovering a long dirty
+    /// stretch is many bounded queries rather than one huge one.
+    max_run: i64,
+    /// For logs.
+    name: &'static str,
+}
+
+const SECONDS: Level = Level {
+    measurement: ROLLUP_MEASUREMENT,
+    width: 1,
+    max_gap: 60,
+    max_run: 600,
+    name: "second",
+};
+
+/// An hour reads up to 3 600 second points, so only neighbouring hours
+/// share a query, and a query reads at most a day of seconds.
+const HOURS: Level = Level {
+    measurement: HOUR_MEASUREMENT,
+    width: 3600,
+    max_gap: 1,
+    max_run: 24,
+    name: "hour",
+};
+
+/// Runs up to this many seconds are totalled by consumer-low from the
+/// amounts themselves (see `Rollups::event_totals`).
 const SUMMED_HERE_SECONDS: i64 = 5;
-/// How often, and how far back, a running instance looks for seconds that
+/// How often, and how far back, a running instance looks for buckets that
 /// others left dirty.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
 const RESCAN_LOOKBACK: Duration = Duration::from_secs(86_400);
 
+/// What one instance knows about a level.
+struct LevelState {
+    level: &'static Level,
+    /// Buckets this instance marked (or found) dirty and has not refreshed
+    /// since, each with the sequence number of its latest mark.
+    pending: Mutex<BTreeMap<i64, u64>>,
+    /// Pending buckets whose refresh InfluxDB refused, logged once each.
+    refused: Mutex<BTreeSet<i64>>,
+}
+
+impl LevelState {
+    fn new(level: &'static Level) -> Self {
+        Self {
+            level,
+            pending: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeSet::new()),
+        }
+    }
+}
+
+/// A bucket's totals and marks as read for one refresh.
+struct Reading {
+    /// Start (Unix ms) and `dirty` nonce of each dirty bucket.
+    marks: Vec<(i64, i64)>,
+    /// Totals by bucket start (Unix ms).
+    totals: BTreeMap<i64, Total>,
+    /// Buckets whose source is itself dirty: written, but not clean.
+    unsettled: BTreeSet<i64>,
+}
+
 pub struct Rollups {
     influx: Influx,
-    /// Seconds this instance marked dirty and has not refreshed since, each
-    /// with the sequence number of its latest mark.
-    pending: Mutex<BTreeMap<i64, u64>>,
     sequence: AtomicU64,
-    /// Pending seconds whose refresh InfluxDB refused, logged once each.
-    refused: Mutex<BTreeSet<i64>>,
+    seconds: LevelState,
+    hours: LevelState,
+    /// Counts the writers' marks, so that hour work can give way to seconds
+    /// newly marked (see `maintain`).
+    marks: AtomicU64,
     /// Wakes the maintainer as soon as seconds are marked, so new totals are
     /// visible one refresh after their events are stored.
     marked: Notify,
@@ -57,195 +139,364 @@ impl Rollups {
     pub fn new(influx: Influx) -> Self {
         Self {
             influx,
-            pending: Mutex::new(BTreeMap::new()),
             sequence: AtomicU64::new(0),
-            refused: Mutex::new(BTreeSet::new()),
+            seconds: LevelState::new(&SECONDS),
+            hours: LevelState::new(&HOURS),
+            marks: AtomicU64::new(0),
             marked: Notify::new(),
         }
     }
 
-    /// Marks `seconds` dirty in InfluxDB. Call after their events are
-    /// stored; on error, write the events again and retry.
+    /// Marks `seconds`, then their hours, dirty in InfluxDB. Call after
+    /// their events are stored; on error, write the events again and retry.
+    /// The maintainer is woken once the seconds are marked, so their
+    /// refresh does not wait for the hours' marks.
     pub async fn mark(&self, seconds: &BTreeSet<i64>) -> Result<(), InfluxError> {
+        self.write_marks(&SECONDS, seconds).await?;
+        self.add_pending(&self.seconds, seconds.iter().copied());
+        self.marks.fetch_add(1, Ordering::Relaxed);
+        self.marked.notify_one();
+        // Not pending here: the hours are refreshed once their seconds are
+        // (see `refresh_round`). This mark keeps them dirty in InfluxDB
+        // should that refresh never come.
+        self.write_marks(&HOURS, &hours_of(seconds.iter().copied()))
+            .await
+    }
+
+    /// Writes `dirty=<new nonce>,clean=0` for each of `buckets`.
+    async fn write_marks(&self, level: &Level, buckets: &BTreeSet<i64>) -> Result<(), InfluxError> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
         let nonce = rand::random::<u64>() >> 1 | 1;
-        let mut lines = String::with_capacity(seconds.len() * 48);
-        for second in seconds {
+        let mut lines = String::with_capacity(buckets.len() * 48);
+        for bucket in buckets {
             let _ = writeln!(
                 lines,
-                "{ROLLUP_MEASUREMENT} dirty={nonce}i,clean=0i {}",
-                second * 1_000_000_000
+                "{} dirty={nonce}i,clean=0i {}",
+                level.measurement,
+                bucket * level.width * 1_000_000_000
             );
         }
-        self.influx.write(lines).await?;
-        self.add_pending(seconds.iter().copied());
-        self.marked.notify_one();
+        self.influx.write(lines).await
+    }
+
+    /// Notes `buckets` for the next refresh, under a new sequence number.
+    fn add_pending(&self, state: &LevelState, buckets: impl Iterator<Item = i64>) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let mut pending = state.pending.lock().expect("not poisoned");
+        pending.extend(buckets.map(|bucket| (bucket, sequence)));
+    }
+
+    /// Refreshes every second and then every hour this instance has
+    /// pending.
+    pub async fn refresh(&self) -> Result<(), InfluxError> {
+        self.refresh_round(None).await
+    }
+
+    /// Refreshes the pending seconds, marks their hours dirty again (now
+    /// that the seconds' totals are written) and refreshes the pending
+    /// hours. With `give_way`, the hours stop, after at least one query,
+    /// as soon as a writer has marked seconds since `give_way` was read
+    /// from `marks`; the rest wait for the next round.
+    async fn refresh_round(&self, give_way: Option<u64>) -> Result<(), InfluxError> {
+        let refreshed = self.refresh_level(&self.seconds, None).await?;
+        let hours = hours_of(refreshed.into_iter());
+        if !hours.is_empty() {
+            // Pending first: should the mark fail, the writer's mark still
+            // keeps these hours dirty, and they are refreshed next round.
+            self.add_pending(&self.hours, hours.iter().copied());
+            self.write_marks(&HOURS, &hours).await?;
+        }
+        self.refresh_level(&self.hours, give_way).await?;
         Ok(())
     }
 
-    /// Notes `seconds` for the next refresh, under a new sequence number.
-    fn add_pending(&self, seconds: impl Iterator<Item = i64>) {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let mut pending = self.pending.lock().expect("not poisoned");
-        pending.extend(seconds.map(|second| (second, sequence)));
-    }
-
-    /// Refreshes every second this instance marked. A second whose totals
-    /// InfluxDB refuses to compute (a sum of stored amounts that overflows,
-    /// say) stays pending and is retried, but never holds back the others:
-    /// a refused run is refreshed again one second at a time. An outage
+    /// Refreshes the pending buckets of one level and returns those
+    /// refreshed. A bucket whose totals InfluxDB refuses to compute (a sum
+    /// of stored amounts that overflows, say) stays pending and is retried,
+    /// but never holds back the others: a refused run is refreshed again one
+    /// bucket at a time, and runs of refused buckets come last. An outage
     /// ends the round; everything left is retried on the next.
-    pub async fn refresh(&self) -> Result<(), InfluxError> {
+    async fn refresh_level(
+        &self,
+        state: &LevelState,
+        give_way: Option<u64>,
+    ) -> Result<Vec<i64>, InfluxError> {
         let snapshot: Vec<(i64, u64)> = {
-            let pending = self.pending.lock().expect("not poisoned");
-            pending.iter().map(|(s, q)| (*s, *q)).collect()
+            let pending = state.pending.lock().expect("not poisoned");
+            pending.iter().map(|(b, q)| (*b, *q)).collect()
         };
+        let mut runs = runs(state.level, snapshot.iter().map(|(bucket, _)| *bucket));
+        {
+            // Runs holding a refused bucket last, so that retrying them
+            // never comes before the others when hours give way (stable:
+            // otherwise in time order).
+            let failing = state.refused.lock().expect("not poisoned");
+            runs.sort_by_key(|(first, last)| failing.range(*first..=*last).next().is_some());
+        }
         let mut refused = BTreeSet::new();
-        for (first, last) in runs(snapshot.iter().map(|(second, _)| *second)) {
-            match self.refresh_range(first, last + 1).await {
-                Ok(()) => {}
+        let mut done = Vec::new();
+        for (queries, (first, last)) in runs.into_iter().enumerate() {
+            if queries > 0
+                && give_way.is_some_and(|seen| self.marks.load(Ordering::Relaxed) != seen)
+            {
+                break;
+            }
+            match self.refresh_range(state.level, first, last + 1).await {
+                Ok(()) => done.push((first, last)),
                 Err(InfluxError::Rejected { .. }) if first < last => {
-                    let seconds = snapshot.iter().map(|(s, _)| *s);
-                    for second in seconds.filter(|s| (first..=last).contains(s)) {
-                        match self.refresh_range(second, second + 1).await {
-                            Ok(()) => {}
+                    let buckets = snapshot.iter().map(|(b, _)| *b);
+                    for bucket in buckets.filter(|b| (first..=last).contains(b)) {
+                        match self.refresh_range(state.level, bucket, bucket + 1).await {
+                            Ok(()) => done.push((bucket, bucket)),
                             Err(error @ InfluxError::Rejected { .. }) => {
-                                self.note_refused(second, &error);
-                                refused.insert(second);
+                                self.note_refused(state, bucket, &error);
+                                refused.insert(bucket);
                             }
                             Err(error) => return Err(error),
                         }
                     }
                 }
                 Err(error @ InfluxError::Rejected { .. }) => {
-                    self.note_refused(first, &error);
+                    self.note_refused(state, first, &error);
                     refused.insert(first);
                 }
                 Err(error) => return Err(error),
             }
         }
-        let mut pending = self.pending.lock().expect("not poisoned");
-        let mut failing = self.refused.lock().expect("not poisoned");
-        for (second, sequence) in snapshot {
-            if refused.contains(&second) {
+        done.sort_unstable();
+        let was_done = |bucket: i64| {
+            let after = done.partition_point(|(first, _)| *first <= bucket);
+            after > 0 && done[after - 1].1 >= bucket
+        };
+        let mut refreshed = Vec::new();
+        let mut pending = state.pending.lock().expect("not poisoned");
+        let mut failing = state.refused.lock().expect("not poisoned");
+        for (bucket, sequence) in snapshot {
+            if refused.contains(&bucket) || !was_done(bucket) {
                 continue;
             }
-            failing.remove(&second);
-            // A second marked again meanwhile stays pending.
-            if pending.get(&second) == Some(&sequence) {
-                pending.remove(&second);
+            failing.remove(&bucket);
+            refreshed.push(bucket);
+            // A bucket marked again meanwhile stays pending.
+            if pending.get(&bucket) == Some(&sequence) {
+                pending.remove(&bucket);
             }
         }
-        Ok(())
+        Ok(refreshed)
     }
 
-    /// Logs a second whose totals InfluxDB refuses, once until it recovers.
-    fn note_refused(&self, second: i64, error: &InfluxError) {
-        if self.refused.lock().expect("not poisoned").insert(second) {
+    /// Logs a bucket whose totals InfluxDB refuses, once until it recovers.
+    fn note_refused(&self, state: &LevelState, bucket: i64, error: &InfluxError) {
+        if state.refused.lock().expect("not poisoned").insert(bucket) {
             tracing::error!(
-                "InfluxDB refuses the totals of second {second} ({error}); \
-                 retrying it without holding back the other seconds"
+                "InfluxDB refuses the totals of {} {bucket} ({error}); \
+                 retrying it without holding back the others",
+                state.level.name
             );
         }
     }
 
     /// Seconds whose totals InfluxDB currently refuses to compute.
     pub fn refused_seconds(&self) -> usize {
-        self.refused.lock().expect("not poisoned").len()
+        self.seconds.refused.lock().expect("not poisoned").len()
     }
 
-    /// Seconds left dirty in InfluxDB by any instance, for example by one
-    /// that crashed between storing events and refreshing their totals;
-    /// within `lookback` of now, or all of them.
-    pub async fn recover(&self, lookback: Option<Duration>) -> Result<usize, InfluxError> {
+    /// Seconds and hours left dirty in InfluxDB by any instance, for
+    /// example by one that crashed between storing events and refreshing
+    /// their totals; within `lookback` of now, or all of them. Returns how
+    /// many seconds and how many hours.
+    pub async fn recover(&self, lookback: Option<Duration>) -> Result<(usize, usize), InfluxError> {
         let since = lookback.map_or(String::new(), |d| {
             format!(" AND time > now() - {}s", d.as_secs())
         });
-        let answer = self
-            .influx
-            .query(&format!(
-                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE dirty <> clean{since}"
-            ))
-            .await?;
-        let seconds: Vec<i64> = rows(&answer)
-            .filter_map(|row| row.first()?.as_i64())
-            .map(|ms| ms.div_euclid(1000))
-            .collect();
-        self.add_pending(seconds.iter().copied());
-        Ok(seconds.len())
-    }
-
-    /// Totals for events stored before consumer-low kept them (an upgraded
-    /// installation): when no second has totals yet but events exist,
-    /// InfluxDB computes them itself (`SELECT … INTO`), a day at a time.
-    pub async fn backfill(&self) -> Result<(), InfluxError> {
-        let totalled = self
-            .influx
-            .query(&format!("SELECT count(count) FROM {ROLLUP_MEASUREMENT}"))
-            .await?;
-        if rows(&totalled).any(|row| row.get(1).and_then(|n| n.as_f64()) > Some(0.0)) {
-            return Ok(());
-        }
-        let time_of = |answer: serde_json::Value| rows(&answer).next()?.first()?.as_i64();
-        let first = self
-            .influx
-            .query(&format!("SELECT first(amount) FROM {MEASUREMENT}"))
-            .await?;
-        let last = self
-            .influx
-            .query(&format!("SELECT last(amount) FROM {MEASUREMENT}"))
-            .await?;
-        let (Some(first), Some(last)) = (time_of(first), time_of(last)) else {
-            return Ok(());
-        };
-        tracing::info!("computing the per-second totals of the events stored so far");
-        const DAY_MS: i64 = 86_400_000;
-        let mut day = first.div_euclid(DAY_MS) * DAY_MS;
-        while day <= last {
-            self.influx
+        let mut found = [0; 2];
+        for (state, found) in [&self.seconds, &self.hours].into_iter().zip(&mut found) {
+            let level = state.level;
+            let answer = self
+                .influx
                 .query(&format!(
-                    "SELECT count(amount) AS count, sum(amount) AS sum, min(amount) AS min, \
-                     max(amount) AS max INTO {ROLLUP_MEASUREMENT} FROM {MEASUREMENT} \
-                     WHERE time >= {day}ms AND time < {}ms GROUP BY time(1s) fill(none)",
-                    day + DAY_MS
+                    "SELECT dirty FROM {} WHERE dirty <> clean{since}",
+                    level.measurement
                 ))
                 .await?;
-            day += DAY_MS;
+            let buckets: Vec<i64> = rows(&answer)
+                .filter_map(|row| row.first()?.as_i64())
+                .map(|ms| ms.div_euclid(1000 * level.width))
+                .collect();
+            *found = buckets.len();
+            self.add_pending(state, buckets.into_iter());
+        }
+        Ok((found[0], found[1]))
+    }
+
+    /// Totals for what was stored before consumer-low kept them (an
+    /// upgraded installation), computed by InfluxDB itself (`SELECT …
+    /// INTO`): per second when no second has totals yet but events exist,
+    /// a day at a time; then per hour when no hour has totals yet but
+    /// seconds do, a week at a time.
+    pub async fn backfill(&self) -> Result<(), InfluxError> {
+        const DAY_MS: i64 = 86_400_000;
+        if !self.has_totals(ROLLUP_MEASUREMENT).await? {
+            if let Some((first, last)) = self.span(MEASUREMENT, "amount").await? {
+                tracing::info!("computing the per-second totals of the events stored so far");
+                self.select_into(first, last, DAY_MS, |from, to| {
+                    format!(
+                        "SELECT count(amount) AS count, sum(amount) AS sum, min(amount) AS min, \
+                         max(amount) AS max INTO {ROLLUP_MEASUREMENT} FROM {MEASUREMENT} \
+                         WHERE time >= {from}ms AND time < {to}ms GROUP BY time(1s) fill(none)"
+                    )
+                })
+                .await?;
+            }
+        }
+        if !self.has_totals(HOUR_MEASUREMENT).await? {
+            if let Some((first, last)) = self.span(ROLLUP_MEASUREMENT, "count").await? {
+                tracing::info!("computing the per-hour totals of the seconds stored so far");
+                self.select_into(first, last, 7 * DAY_MS, |from, to| {
+                    format!(
+                        "SELECT sum(count) AS count, sum(sum) AS sum, min(min) AS min, \
+                         max(max) AS max INTO {HOUR_MEASUREMENT} FROM {ROLLUP_MEASUREMENT} \
+                         WHERE time >= {from}ms AND time < {to}ms GROUP BY time(1h) fill(none)"
+                    )
+                })
+                .await?;
+            }
         }
         Ok(())
     }
 
-    /// Recomputes the totals of the dirty seconds in `from..to` (Unix
-    /// seconds) from the stored events.
-    async fn refresh_range(&self, from: i64, to: i64) -> Result<(), InfluxError> {
-        let range = format!("time >= {from}s AND time < {to}s");
-        // Marks first: see the module comment.
-        let marks = self
+    /// Whether any bucket of `measurement` has totals.
+    async fn has_totals(&self, measurement: &str) -> Result<bool, InfluxError> {
+        let answer = self
             .influx
-            .query(&format!(
-                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE {range} AND dirty <> clean"
-            ))
+            .query(&format!("SELECT count(count) FROM {measurement}"))
             .await?;
-        let marks: Vec<(i64, i64)> = rows(&marks)
-            .filter_map(|row| Some((row.first()?.as_i64()?, row.get(1)?.as_i64()?)))
-            .collect();
-        if marks.is_empty() {
+        let counted = rows(&answer).any(|row| row.get(1).and_then(|n| n.as_f64()) > Some(0.0));
+        Ok(counted)
+    }
+
+    /// The times (Unix ms) of the first and last values of `field`.
+    async fn span(
+        &self,
+        measurement: &str,
+        field: &str,
+    ) -> Result<Option<(i64, i64)>, InfluxError> {
+        let time_of = |answer: Value| rows(&answer).next()?.first()?.as_i64();
+        let first = self
+            .influx
+            .query(&format!("SELECT first({field}) FROM {measurement}"))
+            .await?;
+        let last = self
+            .influx
+            .query(&format!("SELECT last({field}) FROM {measurement}"))
+            .await?;
+        Ok(time_of(first).zip(time_of(last)))
+    }
+
+    /// Runs `query(from, to)` for each `chunk` (ms, epoch-aligned) from the
+    /// one holding `first` to the one holding `last`.
+    async fn select_into(
+        &self,
+        first: i64,
+        last: i64,
+        chunk: i64,
+        query: impl Fn(i64, i64) -> String,
+    ) -> Result<(), InfluxError> {
+        let mut from = first.div_euclid(chunk) * chunk;
+        while from <= last {
+            self.influx.query(&query(from, from + chunk)).await?;
+            from += chunk;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the totals of the dirty buckets in `from..to` (bucket
+    /// indices) of `level` from the level below.
+    async fn refresh_range(&self, level: &Level, from: i64, to: i64) -> Result<(), InfluxError> {
+        let reading = if level.width == 1 {
+            self.read_seconds(from, to).await?
+        } else {
+            self.read_hours(level, from, to).await?
+        };
+        if reading.marks.is_empty() {
             return Ok(());
         }
-        let totals = self.totals(from, to).await?;
         let mut lines = String::new();
-        for (ms, nonce) in marks {
-            let total = totals.get(&ms).copied().unwrap_or_default();
+        for (ms, nonce) in reading.marks {
+            let total = reading.totals.get(&ms).copied().unwrap_or_default();
             let _ = write!(
                 lines,
-                "{ROLLUP_MEASUREMENT} count={}i,sum={}",
-                total.count, total.sum
+                "{} count={}i,sum={}",
+                level.measurement, total.count, total.sum
             );
             if let (Some(min), Some(max)) = (total.min, total.max) {
                 let _ = write!(lines, ",min={min},max={max}");
             }
-            let _ = writeln!(lines, ",clean={nonce}i {}", ms * 1_000_000);
+            if !reading.unsettled.contains(&ms) {
+                let _ = write!(lines, ",clean={nonce}i");
+            }
+            let _ = writeln!(lines, " {}", ms * 1_000_000);
         }
         self.influx.write(lines).await
+    }
+
+    /// The marks of the dirty seconds in `from..to` (Unix seconds), then
+    /// the totals of their events.
+    async fn read_seconds(&self, from: i64, to: i64) -> Result<Reading, InfluxError> {
+        // Marks first: see the module comment.
+        let marks = self
+            .influx
+            .query(&format!(
+                "SELECT dirty FROM {ROLLUP_MEASUREMENT} WHERE time >= {from}s AND time < {to}s \
+                 AND dirty <> clean"
+            ))
+            .await?;
+        let marks = marks_of(&marks);
+        let totals = if marks.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.event_totals(from, to).await?
+        };
+        Ok(Reading {
+            marks,
+            totals,
+            unsettled: BTreeSet::new(),
+        })
+    }
+
+    /// In one request, whose statements InfluxDB runs in order: the marks
+    /// of the dirty hours in `from..to` (Unix hours), which of them hold
+    /// dirty seconds, and the totals of their seconds. One request keeps
+    /// an hour's refresh to one query (see `maintain`).
+    async fn read_hours(&self, level: &Level, from: i64, to: i64) -> Result<Reading, InfluxError> {
+        let range = format!(
+            "time >= {}s AND time < {}s",
+            from * level.width,
+            to * level.width
+        );
+        let answer = self
+            .influx
+            .query(&format!(
+                "SELECT dirty FROM {HOUR_MEASUREMENT} WHERE {range} AND dirty <> clean; \
+                 SELECT count(dirty) FROM {ROLLUP_MEASUREMENT} WHERE {range} AND dirty <> clean \
+                 GROUP BY time(1h) fill(none); \
+                 SELECT sum(count), sum(sum), min(min), max(max) FROM {ROLLUP_MEASUREMENT} \
+                 WHERE {range} GROUP BY time(1h) fill(none)"
+            ))
+            .await?;
+        // `rows` reads the first statement's answer.
+        let statement = |i: usize| serde_json::json!({ "results": [answer["results"][i]] });
+        let unsettled = rows(&statement(1))
+            .filter(|row| row.get(1).and_then(Value::as_i64) > Some(0))
+            .filter_map(|row| row.first()?.as_i64())
+            .collect();
+        Ok(Reading {
+            marks: marks_of(&statement(0)),
+            totals: totals_of(&statement(2)),
+            unsettled,
+        })
     }
 
     /// The totals of each second in `from..to` (Unix seconds) that holds
@@ -255,26 +506,9 @@ impl Rollups {
     /// about four times reading the amounts, and this refresh is on the
     /// path of every event to the chart. Longer runs (catching up) are
     /// totalled by InfluxDB, so a refresh never reads a backlog's points.
-    async fn totals(&self, from: i64, to: i64) -> Result<BTreeMap<i64, Total>, InfluxError> {
+    async fn event_totals(&self, from: i64, to: i64) -> Result<BTreeMap<i64, Total>, InfluxError> {
         let range = format!("time >= {from}s AND time < {to}s");
-        let mut totals: BTreeMap<i64, Total> = BTreeMap::new();
-        if to - from <= SUMMED_HERE_SECONDS {
-            let answer = self
-                .influx
-                .query(&format!("SELECT amount FROM {MEASUREMENT} WHERE {range}"))
-                .await?;
-            for row in rows(&answer) {
-                if let (Some(ms), Some(amount)) = (
-                    row.first().and_then(|t| t.as_i64()),
-                    row.get(1).and_then(|a| a.as_f64()),
-                ) {
-                    totals
-                        .entry(ms.div_euclid(1000) * 1000)
-                        .or_default()
-                        .add(amount);
-                }
-            }
-        } else {
+        if to - from > SUMMED_HERE_SECONDS {
             let answer = self
                 .influx
                 .query(&format!(
@@ -282,19 +516,22 @@ impl Rollups {
                      FROM {MEASUREMENT} WHERE {range} GROUP BY time(1s) fill(none)"
                 ))
                 .await?;
-            for row in rows(&answer) {
-                let number = |i: usize| row.get(i).and_then(|n| n.as_f64());
-                if let Some(ms) = row.first().and_then(|t| t.as_i64()) {
-                    totals.insert(
-                        ms,
-                        Total {
-                            count: number(1).unwrap_or(0.0) as u64,
-                            sum: number(2).unwrap_or(0.0),
-                            min: number(3),
-                            max: number(4),
-                        },
-                    );
-                }
+            return Ok(totals_of(&answer));
+        }
+        let answer = self
+            .influx
+            .query(&format!("SELECT amount FROM {MEASUREMENT} WHERE {range}"))
+            .await?;
+        let mut totals: BTreeMap<i64, Total> = BTreeMap::new();
+        for row in rows(&answer) {
+            if let (Some(ms), Some(amount)) = (
+                row.first().and_then(|t| t.as_i64()),
+                row.get(1).and_then(|a| a.as_f64()),
+            ) {
+                totals
+                    .entry(ms.div_euclid(1000) * 1000)
+                    .or_default()
+                    .add(amount);
             }
         }
         Ok(totals)
@@ -302,8 +539,11 @@ impl Rollups {
 
     /// Refreshes as soon as seconds are marked (marks that arrive during a
     /// refresh are taken together by the next), and every `interval` to
-    /// retry what failed, until `stop`, then once more. Looks for seconds
-    /// other instances left dirty: all of them at start (after a backfill if
+    /// retry what failed, until `stop`, then once more. Each round refreshes
+    /// the seconds, then the hours; the hours give way to seconds marked in
+    /// the meantime after one query, so that hour work delays the next
+    /// seconds' refresh by one hour query at most. Looks for buckets other
+    /// instances left dirty: all of them at start (after a backfill if
     /// needed), then those of the last day every `RESCAN_INTERVAL` (a full
     /// scan reads one point per second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
@@ -323,17 +563,23 @@ impl Rollups {
                     self.recover(lookback).await
                 };
                 match scan.await {
-                    Ok(found) => {
-                        if found > 0 {
-                            tracing::info!("refreshing the totals of {found} seconds left dirty");
+                    Ok((seconds, hours)) => {
+                        if seconds + hours > 0 {
+                            tracing::info!(
+                                "refreshing the totals of {seconds} seconds and {hours} hours \
+                                 left dirty"
+                            );
                         }
                         last_scan = Some(Instant::now());
                     }
-                    Err(e) => tracing::warn!("looking for dirty seconds failed: {e}"),
+                    Err(e) => tracing::warn!("looking for dirty totals failed: {e}"),
                 }
             }
-            if let Err(e) = self.refresh().await {
-                tracing::warn!("refreshing per-second totals failed (will retry): {e}");
+            // Stopping: everything, so that what this instance wrote is
+            // totalled before it exits.
+            let give_way = (!stopping).then(|| self.marks.load(Ordering::Relaxed));
+            if let Err(e) = self.refresh_round(give_way).await {
+                tracing::warn!("refreshing totals failed (will retry): {e}");
             }
             if stopping {
                 return;
@@ -342,7 +588,40 @@ impl Rollups {
     }
 }
 
-/// One second's totals.
+/// The hours of some Unix seconds.
+fn hours_of(seconds: impl Iterator<Item = i64>) -> BTreeSet<i64> {
+    seconds
+        .map(|second| second.div_euclid(HOURS.width))
+        .collect()
+}
+
+/// `(bucket start in ms, dirty nonce)` of each row of a marks query.
+fn marks_of(answer: &Value) -> Vec<(i64, i64)> {
+    rows(answer)
+        .filter_map(|row| Some((row.first()?.as_i64()?, row.get(1)?.as_i64()?)))
+        .collect()
+}
+
+/// Totals by bucket start (ms) from rows of `time, count, sum, min, max`.
+fn totals_of(answer: &Value) -> BTreeMap<i64, Total> {
+    rows(answer)
+        .filter_map(|row| {
+            let number = |i: usize| row.get(i).and_then(Value::as_f64);
+            let ms = row.first()?.as_i64()?;
+            Some((
+                ms,
+                Total {
+                    count: number(1).unwrap_or(0.0) as u64,
+                    sum: number(2).unwrap_or(0.0),
+                    min: number(3),
+                    max: number(4),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// One bucket's totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Total {
     count: u64,
@@ -360,18 +639,18 @@ impl Total {
     }
 }
 
-/// Sorted seconds as `(first, last)` runs, split where they are more than
-/// `MAX_GAP_SECONDS` apart or a run would span more than `MAX_RUN_SECONDS`.
-fn runs(seconds: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+/// Sorted buckets as `(first, last)` runs, split where they are more than
+/// `max_gap` apart or a run would span more than `max_run`.
+fn runs(level: &Level, buckets: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
     let mut runs: Vec<(i64, i64)> = Vec::new();
-    for second in seconds {
+    for bucket in buckets {
         match runs.last_mut() {
             Some((first, last))
-                if second - *last <= MAX_GAP_SECONDS && second - *first < MAX_RUN_SECONDS =>
+                if bucket - *last <= level.max_gap && bucket - *first < level.max_run =>
             {
-                *last = second
+                *last = bucket
             }
-            _ => runs.push((second, second)),
+            _ => runs.push((bucket, bucket)),
         }
     }
     runs
@@ -385,10 +664,21 @@ mod tests {
     fn close_seconds_share_a_query_and_distant_ones_do_not() {
         let seconds = [10, 11, 70, 200, 201, 10_000];
         assert_eq!(
-            runs(seconds.into_iter()),
+            runs(&SECONDS, seconds.into_iter()),
             [(10, 70), (200, 201), (10_000, 10_000)]
         );
         let long = (0..1500).step_by(50);
-        assert_eq!(runs(long), [(0, 550), (600, 1150), (1200, 1450)]);
+        assert_eq!(runs(&SECONDS, long), [(0, 550), (600, 1150), (1200, 1450)]);
+    }
+
+    #[test]
+    fn only_neighbouring_hours_share_a_query_and_at_most_a_day() {
+        let hours = [5, 6, 8, 9, 10];
+        assert_eq!(runs(&HOURS, hours.into_iter()), [(5, 6), (8, 10)]);
+        assert_eq!(runs(&HOURS, 0..50), [(0, 23), (24, 47), (48, 49)]);
+        assert_eq!(
+            hours_of([3599, 3600, 7_199, 86_400].into_iter()),
+            BTreeSet::from([0, 1, 24])
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! consumer-low against a real tansu broker and a real InfluxDB 1.x: exact
-//! routing, one point per event id, an InfluxDB outage waited out, a partial
-//! write isolated to the refused points; and, with
+//! routing, one point per event id, per-second and per-hour totals equal to
+//! the stored events, an InfluxDB outage waited out, a partial write
+//! isolated to the refused points; and, with
 //! consumer-high beside it, every event in exactly one store.
 
 use std::time::Duration;
@@ -67,30 +68,49 @@ async fn assert_points_settle_at(influx: &InfluxDb, expected: i64) {
     assert_rollups_agree(influx).await;
 }
 
-/// `(second, count, sum, min, max)` per second: from the stored events, and
-/// from the per-second totals.
-async fn per_second(influx: &InfluxDb) -> (Vec<Value>, Vec<Value>) {
+/// `(bucket, count, sum, min, max)` per `width` ("1s", "1h"): from the
+/// stored events, and from the totals in `measurement`.
+async fn per_bucket(influx: &InfluxDb, width: &str, measurement: &str) -> (Vec<Value>, Vec<Value>) {
     let values = |answer: Value| answer["results"][0]["series"][0]["values"].clone();
     let events = influx
         .query(
             "streamproc",
-            "SELECT count(amount), sum(amount), min(amount), max(amount) FROM event \
-             WHERE time >= 0 AND time < 4000000000000000000 GROUP BY time(1s) fill(none)",
+            &format!(
+                "SELECT count(amount), sum(amount), min(amount), max(amount) FROM event \
+                 WHERE time >= 0 AND time < 4000000000000000000 GROUP BY time({width}) fill(none)"
+            ),
         )
         .await;
     let totals = influx
         .query(
             "streamproc",
-            "SELECT count, sum, min, max FROM event_1s WHERE count > 0",
+            &format!("SELECT count, sum, min, max FROM {measurement} WHERE count > 0"),
         )
         .await;
     let rows = |v: Value| v.as_array().cloned().unwrap_or_default();
     (rows(values(events)), rows(values(totals)))
 }
 
-/// The per-second totals match the stored events, second by second: times
-/// and counts exactly, sums to the last bits (InfluxDB adds in no fixed
-/// order).
+async fn per_second(influx: &InfluxDb) -> (Vec<Value>, Vec<Value>) {
+    per_bucket(influx, "1s", "event_1s").await
+}
+
+async fn per_hour(influx: &InfluxDb) -> (Vec<Value>, Vec<Value>) {
+    per_bucket(influx, "1h", "event_1h").await
+}
+
+/// Buckets whose totals are dirty (`dirty <> clean`) in `measurement`.
+async fn dirty(influx: &InfluxDb, measurement: &str) -> i64 {
+    count(
+        influx,
+        &format!("SELECT count(dirty) FROM {measurement} WHERE dirty <> clean"),
+    )
+    .await
+}
+
+/// The per-second and per-hour totals match the stored events, bucket by
+/// bucket: times and counts exactly, sums to the last bits (InfluxDB adds
+/// in no fixed order); and once they do, no bucket is left dirty.
 async fn assert_rollups_agree(influx: &InfluxDb) {
     let close = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
         (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
@@ -113,6 +133,20 @@ async fn assert_rollups_agree(influx: &InfluxDb) {
     assert!(
         agreed,
         "per-second totals differ:\nevents {events:?}\ntotals {totals:?}"
+    );
+    let agreed = eventually(Duration::from_secs(20), || async {
+        let (events, totals) = per_hour(influx).await;
+        agree(&events, &totals)
+            && dirty(influx, "event_1s").await == 0
+            && dirty(influx, "event_1h").await == 0
+    })
+    .await;
+    let (events, totals) = per_hour(influx).await;
+    assert!(
+        agreed,
+        "per-hour totals differ or stay dirty ({} seconds, {} hours):\nevents {events:?}\ntotals {totals:?}",
+        dirty(influx, "event_1s").await,
+        dirty(influx, "event_1h").await,
     );
 }
 
@@ -216,6 +250,15 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
         .await
         .unwrap();
     assert_eq!(written.status(), 204);
+    // And the older events' hour left dirty with wrong totals, as by a
+    // crash after its seconds were refreshed and before it was.
+    let written = reqwest::Client::new()
+        .post(format!("{}/write?db=streamproc&precision=s", influx.url()))
+        .body("event_1h count=999i,sum=1,min=1,max=1,dirty=7i,clean=0i 1699898400")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 204);
     let (stored, totals) = per_second(&influx).await;
     assert_eq!(
         (stored.len(), totals.len()),
@@ -226,6 +269,80 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
     let consumer = start_low(&broker.brokers(), &influx).await;
     assert_rollups_agree(&influx).await;
     consumer.stop().await;
+}
+
+/// An installation that kept per-second totals before per-hour totals
+/// existed: the next consumer-low to start computes the hours from the
+/// seconds.
+#[tokio::test]
+async fn hour_totals_are_computed_at_start_where_only_seconds_have_them() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 2).await;
+    let influx = InfluxDb::start();
+    let consumer = start_low(&broker.brokers(), &influx).await;
+    produce(&broker.brokers(), TOPIC, &spread_events("before", 300)).await;
+    assert_points_settle_at(&influx, 300).await;
+    consumer.stop().await;
+    influx
+        .query("streamproc", "DROP MEASUREMENT event_1h")
+        .await;
+    assert_eq!(per_hour(&influx).await.1.len(), 0, "no hour totals");
+
+    let consumer = start_low(&broker.brokers(), &influx).await;
+    assert_rollups_agree(&influx).await;
+    consumer.stop().await;
+}
+
+/// `n` events every 7 min 13.7 s (about a day and a half for 300), so that
+/// batches span many hours and several days.
+fn spread_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            event_record(
+                &format!("{prefix}-{i}"),
+                1_700_000_000_000 + i as i64 * 433_700,
+                (i % 5) as f64 + 0.5,
+            )
+        })
+        .collect()
+}
+
+/// Two instances write events spread over days, in batches that touch the
+/// same hours from different partitions, and every event is delivered
+/// twice: per-second and per-hour totals count each stored event once.
+#[tokio::test]
+async fn two_instances_writing_the_same_hours_over_days_keep_hour_totals_exact() {
+    let broker = Tansu::start();
+    broker.create_topic(TOPIC, 4).await;
+    let influx = InfluxDb::start();
+    let a = start_low(&broker.brokers(), &influx).await;
+    let b = start_low(&broker.brokers(), &influx).await;
+
+    let rounds = produce_until_all_busy(&broker.brokers(), TOPIC, &[&a, &b], |n| {
+        // Each round's events interleave with the others' in time.
+        (0..60)
+            .map(|i| {
+                event_record(
+                    &format!("round{n}-{i}"),
+                    1_700_000_000_000 + i * 4_337_000 + n as i64 * 1_000,
+                    (i % 5) as f64 + 0.5,
+                )
+            })
+            .collect()
+    })
+    .await;
+    let events = spread_events("spread", 300);
+    produce(&broker.brokers(), TOPIC, &events).await;
+    produce(&broker.brokers(), TOPIC, &events).await;
+    assert_points_settle_at(&influx, rounds as i64 * 60 + 300).await;
+    let (_, hours) = per_hour(&influx).await;
+    assert!(
+        hours.len() > 24,
+        "{} hours: spread the events more",
+        hours.len()
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Two instances write events of the same seconds from different
@@ -420,9 +537,13 @@ async fn a_partial_write_dead_letters_only_the_refused_points() {
     assert!(stored, "the good events and the next one are stored");
     let totals = eventually(Duration::from_secs(20), || async {
         count(&influx, "SELECT sum(count) FROM event_1s").await == 21
+            && count(&influx, "SELECT sum(count) FROM event_1h").await == 21
     })
     .await;
-    assert!(totals, "the per-second totals count the stored events");
+    assert!(
+        totals,
+        "the per-second and per-hour totals count the stored events"
+    );
     assert!(consumer.metric("sink_write_rejections_total").await >= 1.0);
     consumer.stop().await;
 }

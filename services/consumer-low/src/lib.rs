@@ -1,7 +1,7 @@
 //! consumer-low: events with amount at or below the watermark, into
 //! InfluxDB. See the README beside this crate.
 
-mod line;
+pub mod line;
 mod rollup;
 mod store;
 

@@ -1,0 +1,76 @@
+//! The InfluxDB sink baseline: consumer-low's points, encoded by its own
+//! encoder, written in large requests one after another.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::events::{self, Side};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// InfluxDB 1.x base URL, http://host:port
+    #[arg(long)]
+    influx_url: String,
+    /// Database to write to; created if missing. Keep it apart from
+    /// consumer-low's, whose counts the benchmark reads.
+    #[arg(long)]
+    db: String,
+    /// Points to write, timed.
+    #[arg(long)]
+    events: usize,
+    /// Points per /write request.
+    #[arg(long, default_value_t = 5_000)]
+    per_request: usize,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    if args.per_request == 0 {
+        bail!("--per-request must be at least 1");
+    }
+    let base = args.influx_url.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/query"))
+        .query(&[("q", format!("CREATE DATABASE \"{}\"", args.db))])
+        .send()
+        .await
+        .with_context(|| format!("reaching InfluxDB at {base}"))?;
+    if !created.status().is_success() {
+        bail!("creating database {}: {}", args.db, created.status());
+    }
+
+    let points = events::generate(&events::run_id(), args.events, Side::Low)?;
+    // Encoded before the clock starts: this is the store's rate for the
+    // bytes consumer-low sends, and encoding is consumer-low's own work.
+    let bodies: Vec<String> = points
+        .chunks(args.per_request)
+        .map(consumer_low::line::encode)
+        .collect();
+    let write = format!("{base}/write");
+    let started = Instant::now();
+    for body in bodies {
+        let answer = http
+            .post(&write)
+            .query(&[("db", args.db.as_str()), ("precision", "ns")])
+            .body(body)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            let status = answer.status();
+            bail!("/write answered {status}: {}", answer.text().await?);
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok(crate::report(
+        "line",
+        "points/s",
+        args.events,
+        elapsed,
+        serde_json::json!({
+            "per_request": args.per_request,
+            "db": args.db,
+            "encoder": "consumer_low::line::encode",
+        }),
+    ))
+}

@@ -1,0 +1,78 @@
+//! native-baseline: what the machine and its broker and stores reach
+//! without StreamProc in the way, so that the benchmark scripts can show
+//! each service as a ratio of it, measured in the same run. Each subcommand
+//! prints one JSON line with its figure; see this crate's README.
+
+mod consume;
+mod copy;
+mod events;
+mod line;
+mod post;
+mod produce;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Produce N events to Kafka with event-api's producer and its delivery
+    /// settings, at most K unacknowledged at once. Prints events/s.
+    Produce(produce::Args),
+    /// Read N records of a topic from the beginning of every partition, as
+    /// fast as librdkafka fetches them. Prints records/s.
+    Consume(consume::Args),
+    /// Binary COPY of N rows shaped like consumer-high's into a fresh table
+    /// like its `events` table. Prints rows/s.
+    Copy(copy::Args),
+    /// Write N points in consumer-low's line protocol to InfluxDB in bulk
+    /// requests. Prints points/s.
+    Line(line::Args),
+    /// Load client for event-api: POST N events over C keep-alive
+    /// connections, a fixed number per request. Prints events/s and request
+    /// latencies.
+    Post(post::Args),
+}
+
+// One thread: every subcommand either waits on librdkafka's own threads or
+// on the network, and a load client that takes less CPU leaves more of this
+// 2-core machine to what it measures.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let report = match Cli::parse().command {
+        Command::Produce(args) => produce::run(args).await?,
+        Command::Consume(args) => consume::run(args).await?,
+        Command::Copy(args) => copy::run(args).await?,
+        Command::Line(args) => line::run(args).await?,
+        Command::Post(args) => post::run(args).await?,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// The one line a subcommand prints: its figure as a rate of `count` items
+/// over `elapsed`, and what it was measured with.
+fn report(
+    baseline: &str,
+    unit: &str,
+    count: usize,
+    elapsed: Duration,
+    settings: serde_json::Value,
+) -> serde_json::Value {
+    let seconds = elapsed.as_secs_f64();
+    serde_json::json!({
+        "baseline": baseline,
+        "rate": count as f64 / seconds,
+        "unit": unit,
+        "count": count,
+        "seconds": seconds,
+        "settings": settings,
+    })
+}

@@ -56,8 +56,11 @@ def start(binary: str, env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def seed_postgres(port: int, start_ms: int, end_ms: int, n: int) -> None:
-    """n events evenly over [start, end), with their per-second totals, as
-    consumer-high's insert statement leaves them."""
+    """n events evenly over [start, end), with their per-second and per-hour
+    totals, as consumer-high's insert statement leaves them. Hours are added
+    to: two calls may share the hour at their boundary."""
+    window = (f"time >= timestamptz 'epoch' + {start_ms} * interval '1 ms' "
+              f"AND time < timestamptz 'epoch' + {end_ms} * interval '1 ms'")
     psql(port, DATABASE, f"""
         INSERT INTO events (time, amount, id)
         SELECT timestamptz 'epoch' + ({start_ms} + i * {end_ms - start_ms}::bigint / {n}) * interval '1 ms',
@@ -65,15 +68,25 @@ def seed_postgres(port: int, start_ms: int, end_ms: int, n: int) -> None:
         FROM generate_series(0, {n - 1}) AS i;
         INSERT INTO events_per_second (second, events, amount_sum, amount_min, amount_max)
         SELECT floor(extract(epoch FROM time))::bigint, count(*), sum(amount), min(amount), max(amount)
-        FROM events WHERE time >= timestamptz 'epoch' + {start_ms} * interval '1 ms'
-                      AND time < timestamptz 'epoch' + {end_ms} * interval '1 ms'
+        FROM events WHERE {window}
         GROUP BY 1;
+        INSERT INTO events_per_hour AS total (hour, events, amount_sum, amount_min, amount_max)
+        SELECT floor(extract(epoch FROM time) / 3600)::bigint, count(*), sum(amount), min(amount), max(amount)
+        FROM events WHERE {window}
+        GROUP BY 1
+        ON CONFLICT (hour) DO UPDATE SET
+            events = total.events + excluded.events,
+            amount_sum = total.amount_sum + excluded.amount_sum,
+            amount_min = least(total.amount_min, excluded.amount_min),
+            amount_max = greatest(total.amount_max, excluded.amount_max);
         ANALYZE;""")
 
 
 def seed_influx(port: int, start_ms: int, end_ms: int, n: int) -> None:
     """n points evenly over [start, end) in consumer-low's shape, and a dirty
-    mark per second, as its sink leaves them before the totals are refreshed."""
+    mark per second and per hour, as its sink leaves them before the totals
+    are refreshed (consumer-low refreshes the hours after their seconds, and
+    before it exits)."""
     lines = []
     for i in range(n):
         ms = start_ms + i * (end_ms - start_ms) // n
@@ -85,6 +98,8 @@ def seed_influx(port: int, start_ms: int, end_ms: int, n: int) -> None:
     if lines:
         influx(port, "/write", {"db": DATABASE, "precision": "ns"}, "\n".join(lines).encode())
     marks = [f"event_1s dirty=1i,clean=0i {s}" for s in range(start_ms // 1000, (end_ms + 999) // 1000)]
+    marks += [f"event_1h dirty=1i,clean=0i {h * 3600}"
+              for h in range(start_ms // HOUR_MS, (end_ms + HOUR_MS - 1) // HOUR_MS)]
     for i in range(0, len(marks), 5000):
         influx(port, "/write", {"db": DATABASE, "precision": "s"}, "\n".join(marks[i:i + 5000]).encode())
 

@@ -1,12 +1,16 @@
 //! The low series from InfluxDB, read from the per-second totals that
-//! consumer-low maintains (`event_1s`, refreshed within about a second of
-//! each write), by InfluxQL `GROUP BY time()`, whose buckets are aligned to
-//! the epoch like the TimescaleDB ones. Only numbers from a validated
-//! [`Grid`] enter a query.
+//! consumer-low maintains (`event_1s`, refreshed right after each write),
+//! by InfluxQL `GROUP BY time()`, whose buckets are aligned to the epoch
+//! like the TimescaleDB ones; the totals from its per-hour totals
+//! (`event_1h`, refreshed right after the seconds). Only numbers from a
+//! validated [`Grid`] enter a query.
 
 use streamproc::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 
 use super::{Buckets, Totals};
+
+/// consumer-low's per-hour totals of `event_1s` (its `rollup` module).
+const HOUR_MEASUREMENT: &str = "event_1h";
 use crate::grid::Grid;
 use crate::series::Stats;
 
@@ -57,9 +61,11 @@ impl InfluxReader {
     pub async fn totals(&self) -> Result<Totals, String> {
         let query =
             |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
+        // Count and sum from one point per hour of history rather than one
+        // per second, so the cost does not grow with the events stored.
         let (totals, last) = tokio::try_join!(
             query(format!(
-                "SELECT sum(count), sum(sum) FROM {ROLLUP_MEASUREMENT}"
+                "SELECT sum(count), sum(sum) FROM {HOUR_MEASUREMENT}"
             )),
             query(format!("SELECT last(count) FROM {ROLLUP_MEASUREMENT}")),
         )?;

@@ -60,8 +60,9 @@ pub struct Config {
     #[arg(long, env = "QUERY_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,
 
-    /// How often /api/v1/stream sends the newest buckets.
-    #[arg(long, env = "STREAM_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How often /api/v1/stream sends the newest buckets: the chart shows an
+    /// event at most this long after the aggregator could count it.
+    #[arg(long, env = "STREAM_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub stream_interval: Duration,
 
     /// Most /api/v1/stream connections open at once; past it a new one is

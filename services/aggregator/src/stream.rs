@@ -1,10 +1,12 @@
 //! `GET /api/v1/stream`: Server-Sent Events carrying the newest buckets of
 //! both series, for live charts. Each tick sends a `series` event whose data
 //! is the same JSON as `/api/v1/series` answers, for the last `last` buckets
-//! of `step` (the bucket in progress included), then a `pipeline` event with
-//! the same JSON as `/api/v1/pipeline` (once the first probe has finished).
+//! of `step` (the bucket in progress included), then, when the pipeline was
+//! probed since the last one, a `pipeline` event with the same JSON as
+//! `/api/v1/pipeline`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,6 +19,7 @@ use tokio_stream::wrappers::IntervalStream;
 use crate::api::{now_ms, ApiError, SeriesBody};
 use crate::grid::{parse_natural, parse_step, take, Grid, GridError, MAX_POINTS};
 use crate::metrics::Rejection;
+use crate::pipeline::Snapshot;
 use crate::AppState;
 
 const DEFAULT_STEP_MS: i64 = 1_000;
@@ -54,10 +57,20 @@ pub async fn stream(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = ClientCount::open(&state, permit);
     let pipeline = state.pipeline.clone();
+    // The pipeline is probed less often than a fast stream ticks: each
+    // snapshot is sent once, with the first tick after it was taken.
+    let mut last_sent: Option<Arc<Snapshot>> = None;
     let events = IntervalStream::new(ticks)
         .then(move |_| {
             let stores = stores.clone();
-            let pipeline = pipeline.as_ref().and_then(|latest| latest.borrow().clone());
+            let newest = pipeline.as_ref().and_then(|latest| latest.borrow().clone());
+            let pipeline = match (&newest, &last_sent) {
+                (Some(new), Some(old)) if Arc::ptr_eq(new, old) => None,
+                _ => newest,
+            };
+            if pipeline.is_some() {
+                last_sent.clone_from(&pipeline);
+            }
             // Naming `client` moves it into this closure, so the count and
             // the stream's place among MAX_STREAMS last exactly as long as
             // the stream.

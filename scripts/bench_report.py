@@ -4,8 +4,8 @@ table and one machine-readable file.
 
 A row is a JSON object with `name`, `figure` and `unit`, and optionally a
 baseline measured in the same run (`baseline_name`, `baseline`, `ratio`),
-a goal (`target_ratio`: the ratio must reach it; `limit`: the figure must
-not exceed it) and the `settings` it ran with. Prints every row with
+a goal (`target_ratio`: the ratio must reach it; `max_ratio`: the ratio
+must not exceed it; `limit`: the figure must not exceed it) and the `settings` it ran with. Prints every row with
 whether it meets its goal, and writes them with the date and the machine.
 Exits 0 even when a goal is missed: figures depend on the machine, and the
 table says which goals were missed.
@@ -34,9 +34,11 @@ def machine() -> dict:
 
 def met(row: dict) -> bool | None:
     if row.get("figure") is None:
-        return False if ("target_ratio" in row or "limit" in row) else None
+        return False if any(row.get(k) is not None for k in ("target_ratio", "max_ratio", "limit")) else None
     if row.get("target_ratio") is not None:
         return row.get("ratio") is not None and row["ratio"] >= row["target_ratio"]
+    if row.get("max_ratio") is not None:
+        return row.get("ratio") is not None and row["ratio"] <= row["max_ratio"]
     if row.get("limit") is not None:
         return row["figure"] <= row["limit"]
     return None
@@ -52,6 +54,8 @@ def number(value, unit: str = "") -> str:
 def goal(row: dict) -> str:
     if row.get("target_ratio") is not None:
         return f">= {row['target_ratio']}x"
+    if row.get("max_ratio") is not None:
+        return f"<= {row['max_ratio']}x"
     if row.get("limit") is not None:
         return f"<= {number(row['limit'], row['unit'])}"
     return ""

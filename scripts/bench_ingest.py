@@ -1,124 +1,104 @@
 #!/usr/bin/env python3
-"""Ingest benchmark: events/s through event-api (HTTP -> Kafka, acknowledged)
-against a baseline measured in the same run, on the same broker: the same
-events produced straight to Kafka by confluent-kafka with the same delivery
-settings (idempotent, acks=all). Prints figures and the ratio.
+"""Ingest benchmark: events/s through event-api (HTTP -> Kafka, answered
+once acknowledged) against a native librdkafka producer measured in the same
+run, on the same broker, with event-api's own producer settings (acks=all,
+linger.ms 5, its idempotence default) and the same number of events in
+flight. Two phases:
+
+- batch ingest: 20 connections POSTing 500 events a request, against the
+  native producer keeping the same 10 000 events in flight;
+- single-event POSTs: 64 keep-alive connections, one event per request,
+  against the native producer with 64 in flight.
+
+Both sides are driven by crates/bench's `native-baseline` (`post` is the
+load client, `produce` the baseline), so no Python code is on the hot path.
+Each pair runs --rounds times, interleaved, and the medians are compared;
+the CPU used by the broker, event-api and the client is reported in cores
+so that a ratio below its goal can be told to be bound by the broker, the
+service or the client. Also reports event-api's peak RSS.
 
 Starts its own tansu (memory storage) and a release event-api on free ports;
-run through scripts/bench.sh, which builds and installs what it needs.
+run through scripts/bench.sh, which builds what it needs.
 """
 
 import argparse
-import http.client
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
+import urllib.request
 
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench_native import cores_text, free_port, native, print_table, ratio_row, rss_row, wait_port, write_rows
 
 
-def wait_port(port: int, what: str, seconds: float = 30) -> None:
+def wait_ready(port: int, seconds: float = 30) -> None:
+    """event-api is ready once its topic exists and Kafka answers."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
         except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on port {port}")
+            pass
+        time.sleep(0.1)
+    sys.exit("event-api did not become ready")
 
 
-def events(n: int, run: str) -> list[dict]:
-    now = int(time.time() * 1000)
-    return [{"id": f"{run}-{i}", "time": now + i, "amount": (i % 1000) / 100} for i in range(n)]
+def pair(args, phase: str, produce: dict, post: dict, watch: dict) -> tuple[list[dict], list[dict]]:
+    """Runs the baseline and the service --rounds times, alternately, so a
+    disturbance on the shared machine hits both."""
+    baselines, services = [], []
+    for _ in range(args.rounds):
+        baselines.append(native(args.bin_dir, "produce", {"tansu": watch["tansu"]}, **produce))
+        services.append(native(args.bin_dir, "post", watch, **post))
+        print(f"  {phase}: native producer {baselines[-1]['rate']:,.0f} events/s, "
+              f"event-api {services[-1]['rate']:,.0f} events/s", file=sys.stderr)
+    return baselines, services
 
 
-def baseline(brokers: str, topic: str, batch: list[dict]) -> float:
-    producer = Producer({
-        "bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all",
-        "linger.ms": 5, "broker.address.family": "v4", "log_level": 3,
-    })
-    failures = []
-    def report(err, _msg):
-        if err is not None:
-            failures.append(err)
-    started = time.perf_counter()
-    for event in batch:
-        while True:
-            try:
-                producer.produce(topic, json.dumps(event, separators=(",", ":")).encode(), key=event["id"], callback=report)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
-    producer.flush(60)
-    elapsed = time.perf_counter() - started
-    if failures:
-        sys.exit(f"baseline: {len(failures)} deliveries failed: {failures[0]}")
-    return len(batch) / elapsed
+def median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
 
 
-def through_api(port: int, batch: list[dict], per_request: int, clients: int) -> tuple[float, list[float]]:
-    bodies = [json.dumps(batch[i:i + per_request]).encode() for i in range(0, len(batch), per_request)]
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    def worker(mine: list[bytes]) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for body in mine:
-            started = time.perf_counter()
-            connection.request("POST", "/v1/events", body, {"content-type": "application/json"})
-            response = connection.getresponse()
-            answer = response.read()
-            with lock:
-                latencies.append(time.perf_counter() - started)
-                if response.status != 200:
-                    errors.append(f"{response.status} {answer[:200]!r}")
-    threads = [threading.Thread(target=worker, args=(bodies[k::clients],)) for k in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        sys.exit(f"event-api: {len(errors)} requests failed, first: {errors[0]}")
-    return len(batch) / elapsed, latencies
+def rates(runs: list[dict]) -> str:
+    return ", ".join(f"{run['rate']:,.0f}" for run in runs)
 
 
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def phase_row(name: str, baselines: list[dict], services: list[dict], in_flight: int, how: str) -> dict:
+    base, service = median_run(baselines), median_run(services)
+    latency = service["request_ms"]
+    settings = (f"{how}; native producer {in_flight} in flight; median of {len(services)} rounds "
+                f"(event-api {rates(services)}; native {rates(baselines)}); "
+                f"request p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms; "
+                f"cores: {cores_text(service['cores'])} | native: {cores_text(base['cores'])}")
+    return ratio_row(name, service["rate"], "events/s", f"native producer, {in_flight} in flight",
+                     base["rate"], 0.8, settings)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--per-request", type=int, default=500)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--events", type=int, default=100_000, help="events per batch-ingest run [100000]")
+    parser.add_argument("--per-request", type=int, default=500, help="events per batch request [500]")
+    parser.add_argument("--clients", type=int, default=20,
+                        help="connections for batch ingest; the native producer keeps clients x per-request "
+                             "events in flight, as many as event-api then has [20]")
+    parser.add_argument("--single-events", type=int, default=20_000, help="events per single-event run [20000]")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="connections for single-event POSTs, and the native producer's in flight [64]")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side per phase; medians compared [3]")
+    parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for event-api's peak RSS [64]")
     parser.add_argument("--tansu", required=True)
-    parser.add_argument("--event-api", required=True)
+    parser.add_argument("--bin-dir", required=True, help="release binaries: event-api, native-baseline")
+    parser.add_argument("--json", help="write the figures here, as rows for scripts/bench_report.py")
     args = parser.parse_args()
 
+    batch_in_flight = args.clients * args.per_request
     kafka_port, api_port = free_port(), free_port()
     brokers = f"127.0.0.1:{kafka_port}"
+    url = f"http://127.0.0.1:{api_port}/v1/events"
     workdir = tempfile.mkdtemp(prefix="streamproc-bench-")
     tansu = subprocess.Popen(
         [args.tansu, "broker", "--listener-url", f"tcp://{brokers}", "--advertised-listener-url", f"tcp://{brokers}",
@@ -127,30 +107,35 @@ def main() -> int:
     api = None
     try:
         wait_port(kafka_port, "tansu")
-        admin = AdminClient({"bootstrap.servers": brokers})
-        for topic in ("baseline", "events"):
-            admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(10)
         api = subprocess.Popen(
-            [args.event_api, "--port", str(api_port), "--kafka-brokers", brokers],
+            [os.path.join(args.bin_dir, "event-api"), "--port", str(api_port), "--kafka-brokers", brokers],
             env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
         wait_port(api_port, "event-api")
+        wait_ready(api_port)
+        watch = {"tansu": tansu.pid, "event-api": api.pid}
 
-        run = uuid.uuid4().hex[:8]
-        # One warm-up round each, so connections and topic metadata are ready.
-        baseline(brokers, "baseline", events(2_000, run + "w"))
-        through_api(api_port, events(2_000, run + "w"), args.per_request, args.clients)
+        batch = pair(
+            args, "batch",
+            {"brokers": brokers, "topic": "baseline", "events": args.events, "in_flight": batch_in_flight},
+            {"url": url, "connections": args.clients, "per_request": args.per_request, "events": args.events,
+             "warmup_requests": 20},
+            watch)
+        single = pair(
+            args, "single",
+            {"brokers": brokers, "topic": "baseline", "events": args.single_events, "in_flight": args.connections},
+            {"url": url, "connections": args.connections, "per_request": 1, "events": args.single_events,
+             "warmup_requests": 1_000},
+            watch)
 
-        direct = baseline(brokers, "baseline", events(args.events, run + "b"))
-        via_api, latencies = through_api(api_port, events(args.events, run + "a"), args.per_request, args.clients)
-        latencies.sort()
-        p50 = statistics.median(latencies) * 1000
-        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-        print(f"events: {args.events}, {args.per_request} per request, {args.clients} concurrent clients")
-        print(f"baseline  confluent-kafka -> Kafka  {direct:>10,.0f} events/s")
-        print(f"event-api HTTP -> Kafka (acked)     {via_api:>10,.0f} events/s   "
-              f"request p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-        print(f"ratio     event-api / baseline      {via_api / direct:>10.2f}")
-        print(f"event-api peak memory (VmHWM)       {peak_rss_mib(api.pid):>10.1f} MiB")
+        rows = [
+            phase_row("event-api batch ingest", *batch, batch_in_flight,
+                      f"{args.events} events, {args.per_request} per request, {args.clients} connections"),
+            phase_row("event-api single-event POSTs", *single, args.connections,
+                      f"{args.single_events} events, 1 per request, {args.connections} keep-alive connections"),
+            rss_row("event-api", api.pid, args.max_rss_mib, "VmHWM over the ingest benchmark"),
+        ]
+        print_table(rows)
+        write_rows(args.json, rows)
         return 0
     finally:
         if api is not None:

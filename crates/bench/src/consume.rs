@@ -7,6 +7,8 @@ use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::cpu::Watch;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Bootstrap brokers, host:port[,host:port…].
@@ -25,12 +27,12 @@ pub struct Args {
     timeout_seconds: u64,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+pub async fn run(args: Args, watch: Watch) -> anyhow::Result<serde_json::Value> {
     // librdkafka's poll blocks its thread; nothing else runs meanwhile.
-    tokio::task::spawn_blocking(move || read(&args)).await?
+    tokio::task::spawn_blocking(move || read(&args, &watch)).await?
 }
 
-fn read(args: &Args) -> anyhow::Result<serde_json::Value> {
+fn read(args: &Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("broker.address.family", "v4")
@@ -64,7 +66,7 @@ fn read(args: &Args) -> anyhow::Result<serde_json::Value> {
     consumer.assign(&assignment)?;
 
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
-    let mut first = None;
+    let mut stopwatch = None;
     let mut seen = 0;
     while seen < args.expect {
         if Instant::now() > deadline {
@@ -74,20 +76,20 @@ fn read(args: &Args) -> anyhow::Result<serde_json::Value> {
             Some(Ok(_record)) => {
                 // Timed from the first record, as the consumers are, so the
                 // metadata and first fetch round trips are left out.
-                first.get_or_insert_with(Instant::now);
+                stopwatch.get_or_insert_with(|| watch.start());
                 seen += 1;
             }
             Some(Err(error)) => bail!("reading {}: {error}", args.topic),
             None => {}
         }
     }
-    let elapsed = first.map_or(Duration::ZERO, |t| t.elapsed());
+    let timed = stopwatch.context("--expect 0: nothing to time")?.stop();
     // The first record is not part of a rate timed from its arrival.
     Ok(crate::report(
         "consume",
         "records/s",
         args.expect.saturating_sub(1),
-        elapsed,
+        timed,
         serde_json::json!({
             "partitions": partitions,
             "fetch_wait_max_ms": args.fetch_wait_max_ms,

@@ -1,7 +1,7 @@
 //! The TimescaleDB sink baseline: binary COPY, PostgreSQL's fastest way in,
 //! of the rows consumer-high stores, into a table like its `events`.
 
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use futures_util::pin_mut;
@@ -9,6 +9,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::NoTls;
 
+use crate::cpu::Watch;
 use crate::events::{self, Side};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +25,7 @@ pub struct Args {
     table: String,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
     if !args
         .table
         .chars()
@@ -77,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .get(0);
 
     let rows = events::generate(&events::run_id(), args.events, Side::High)?;
-    let started = Instant::now();
+    let stopwatch = watch.start();
     let sink = client
         .copy_in(&format!(
             "COPY {table} (time, amount, id) FROM STDIN (FORMAT binary)"
@@ -93,7 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         writer.as_mut().write(&row).await?;
     }
     let copied = writer.finish().await?;
-    let elapsed = started.elapsed();
+    let timed = stopwatch.stop();
     if copied != args.events as u64 {
         bail!("copied {copied} rows of {}", args.events);
     }
@@ -104,7 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "copy",
         "rows/s",
         args.events,
-        elapsed,
+        timed,
         serde_json::json!({
             "table": table,
             "hypertable": hypertable,

@@ -1,10 +1,9 @@
 //! The InfluxDB sink baseline: consumer-low's points, encoded by its own
 //! encoder, written in large requests one after another.
 
-use std::time::Instant;
-
 use anyhow::{bail, Context};
 
+use crate::cpu::Watch;
 use crate::events::{self, Side};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +23,7 @@ pub struct Args {
     per_request: usize,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
     if args.per_request == 0 {
         bail!("--per-request must be at least 1");
     }
@@ -48,7 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .map(consumer_low::line::encode)
         .collect();
     let write = format!("{base}/write");
-    let started = Instant::now();
+    let stopwatch = watch.start();
     for body in bodies {
         let answer = http
             .post(&write)
@@ -61,12 +60,12 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             bail!("/write answered {status}: {}", answer.text().await?);
         }
     }
-    let elapsed = started.elapsed();
+    let timed = stopwatch.stop();
     Ok(crate::report(
         "line",
         "points/s",
         args.events,
-        elapsed,
+        timed,
         serde_json::json!({
             "per_request": args.per_request,
             "db": args.db,

@@ -5,12 +5,11 @@
 
 mod consume;
 mod copy;
+mod cpu;
 mod events;
 mod line;
 mod post;
 mod produce;
-
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +18,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    watch: cpu::Watch,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,33 +47,37 @@ enum Command {
 // 2-core machine to what it measures.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let report = match Cli::parse().command {
-        Command::Produce(args) => produce::run(args).await?,
-        Command::Consume(args) => consume::run(args).await?,
-        Command::Copy(args) => copy::run(args).await?,
-        Command::Line(args) => line::run(args).await?,
-        Command::Post(args) => post::run(args).await?,
+    let cli = Cli::parse();
+    let watch = &cli.watch;
+    let report = match cli.command {
+        Command::Produce(args) => produce::run(args, watch).await?,
+        Command::Consume(args) => consume::run(args, watch.clone()).await?,
+        Command::Copy(args) => copy::run(args, watch).await?,
+        Command::Line(args) => line::run(args, watch).await?,
+        Command::Post(args) => post::run(args, watch).await?,
     };
     println!("{report}");
     Ok(())
 }
 
 /// The one line a subcommand prints: its figure as a rate of `count` items
-/// over `elapsed`, and what it was measured with.
+/// over the timed part, the CPU used meanwhile, and what it was measured
+/// with.
 fn report(
     baseline: &str,
     unit: &str,
     count: usize,
-    elapsed: Duration,
+    timed: cpu::Timed,
     settings: serde_json::Value,
 ) -> serde_json::Value {
-    let seconds = elapsed.as_secs_f64();
+    let seconds = timed.elapsed.as_secs_f64();
     serde_json::json!({
         "baseline": baseline,
         "rate": count as f64 / seconds,
         "unit": unit,
         "count": count,
         "seconds": seconds,
+        "cores": timed.cores,
         "settings": settings,
     })
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use futures_util::future::try_join_all;
 use streamproc::Event;
 
+use crate::cpu::Watch;
 use crate::events::{self, Side};
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +32,7 @@ pub struct Args {
     warmup_requests: usize,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
     if args.connections == 0 || args.per_request == 0 {
         bail!("--connections and --per-request must be at least 1");
     }
@@ -53,13 +54,13 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .await
         .context("warm-up")?;
 
-    let timed = bodies(
+    let requests = bodies(
         &events::generate(&run, args.events, Side::Both)?,
         args.per_request,
     );
-    let started = Instant::now();
-    let mut latencies = load(&http, &args.url, &timed, args.connections).await?;
-    let elapsed = started.elapsed();
+    let stopwatch = watch.start();
+    let mut latencies = load(&http, &args.url, &requests, args.connections).await?;
+    let timed = stopwatch.stop();
 
     latencies.sort_unstable();
     let percentile = |p: f64| {
@@ -71,11 +72,11 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "post",
         "events/s",
         args.events,
-        elapsed,
+        timed,
         serde_json::json!({
             "connections": args.connections,
             "per_request": args.per_request,
-            "requests": timed.len(),
+            "requests": requests.len(),
         }),
     );
     report["request_ms"] = serde_json::json!({

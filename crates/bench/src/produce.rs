@@ -2,7 +2,7 @@
 //! memory. What event-api adds (HTTP, parsing, validation) is exactly the
 //! difference between this and its figure.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -12,6 +12,7 @@ use rdkafka::producer::FutureRecord;
 use streamproc::kafka::{self, ProducerArgs, ReliableProducer};
 use streamproc::Event;
 
+use crate::cpu::Watch;
 use crate::events::{self, Side};
 
 /// event-api's default KAFKA_DELIVERY_TIMEOUT. It only bounds how long a
@@ -47,7 +48,7 @@ pub struct Args {
     producer: ProducerArgs,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
     if args.in_flight == 0 {
         bail!("--in-flight must be at least 1");
     }
@@ -68,16 +69,16 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     produce(&producer, &args.topic, &warmup, args.in_flight)
         .await
         .context("warm-up")?;
-    let timed = events::generate(&run, args.events, Side::Both)?;
-    let started = Instant::now();
-    produce(&producer, &args.topic, &timed, args.in_flight).await?;
-    let elapsed = started.elapsed();
+    let measured = events::generate(&run, args.events, Side::Both)?;
+    let stopwatch = watch.start();
+    produce(&producer, &args.topic, &measured, args.in_flight).await?;
+    let timed = stopwatch.stop();
 
     Ok(crate::report(
         "produce",
         "events/s",
         args.events,
-        elapsed,
+        timed,
         serde_json::json!({
             "in_flight": args.in_flight,
             "acks": "all",

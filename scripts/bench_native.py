@@ -1,0 +1,97 @@
+"""What the ingest and consume benchmarks share: running the native
+baselines (crates/bench, the `native-baseline` binary), the CPU and peak
+memory of the processes around them, and the rows they report.
+
+Rows are what scripts/bench_report.py merges: name, figure, unit, the
+baseline measured in the same run (baseline_name, baseline, ratio), a goal
+(target_ratio: the ratio must reach it; limit: the figure must not exceed
+it) and the settings, as one line of text.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on port {port}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def native(bin_dir: str, subcommand: str, watch: dict[str, int], **options) -> dict:
+    """Runs `native-baseline SUBCOMMAND --option value…` and returns the JSON
+    line it prints. Its `cores` holds the CPU that each process in `watch`
+    (name -> pid) and the baseline itself used over the timed part, in
+    cores, so that a figure can be told to be bound by the broker, the
+    service or the client."""
+    command = [os.path.join(bin_dir, "native-baseline"), subcommand, "--clock-ticks", str(os.sysconf("SC_CLK_TCK"))]
+    for name, pid in watch.items():
+        command += ["--watch", f"{name}={pid}"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        command += [flag] if value is True else [flag, str(value)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr.strip()}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cores_text(cores: dict) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in cores.items() if value is not None)
+
+
+def ratio_row(name: str, figure: float, unit: str, baseline_name: str, baseline: float,
+              target_ratio: float | None, settings: str) -> dict:
+    return {"name": name, "figure": round(figure), "unit": unit, "baseline_name": baseline_name,
+            "baseline": round(baseline), "ratio": round(figure / baseline, 3), "target_ratio": target_ratio,
+            "settings": settings}
+
+
+def rss_row(service: str, pid: int, limit_mib: float, settings: str) -> dict:
+    return {"name": f"{service} peak RSS", "figure": round(peak_rss_mib(pid), 1), "unit": "MiB",
+            "baseline_name": None, "baseline": None, "ratio": None, "target_ratio": None,
+            "limit": limit_mib, "settings": settings}
+
+
+def print_table(rows: list[dict]) -> None:
+    def number(value) -> str:
+        return "-" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    header = ["figure", "value", "unit", "baseline", "ratio", "goal", "settings"]
+    table = [[r["name"], number(r["figure"]), r["unit"],
+              f"{r['baseline_name']}: {number(r['baseline'])}" if r["baseline"] is not None else "",
+              f"{r['ratio']:.2f}" if r["ratio"] is not None else "",
+              f">= {r['target_ratio']}x" if r["target_ratio"] is not None
+              else f"<= {r['limit']:g}" if r.get("limit") is not None else "",
+              r["settings"]] for r in rows]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *table)]
+    for line in [header, *table]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+def write_rows(path: str | None, rows: list[dict]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=2)

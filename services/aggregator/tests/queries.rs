@@ -2,7 +2,7 @@
 //! known events, written by consumer-high's and consumer-low's own sinks:
 //! exact buckets, aligned series, zero-fill, bucket edges, the 400s (also
 //! for hostile numbers), a store that is down, the live stream, the limits
-//! on concurrent work and DISABLE.
+//! on concurrent work and DISABLE, totals across hours and days.
 
 use std::time::Duration;
 
@@ -818,5 +818,50 @@ async fn a_busy_aggregator_refuses_instead_of_queueing_and_stays_ready() {
     );
     lock.rollback().await.unwrap();
     assert_eq!(get_json(&aggregator, &path).await.0, 200);
+    aggregator.stop().await;
+}
+
+/// Events spread over eight days, every one stored twice (a redelivery):
+/// each store's totals, read from its per-hour totals, count the events it
+/// holds once each, whatever hours and days they fall in.
+#[tokio::test]
+async fn totals_count_every_stored_event_once_across_hours_and_days() {
+    let stores = Stores::start();
+    let events: Vec<Event> = (0..400)
+        .map(|i| {
+            Event::new(
+                EventId::parse(&format!("spread-{i}")).unwrap(),
+                EventTime::from_millis(T0 + i * 1_733_000).unwrap(),
+                Amount::new((i % 10) as f64 + 0.5).unwrap(),
+            )
+        })
+        .collect();
+    let (high, low): (Vec<Event>, Vec<Event>) = events
+        .iter()
+        .cloned()
+        .partition(|event| event.amount.value() > 5.0);
+    for _ in 0..2 {
+        stores.high.write(&high).await.unwrap();
+        stores.low.write(&low).await.unwrap();
+    }
+    stores.low.rollups().refresh().await.unwrap();
+    let stored = stores.postgres.psql("select count(*) from events").unwrap();
+    assert_eq!(stored, high.len().to_string());
+
+    let aggregator = stores.aggregator(&[]).await;
+    let (status, totals) = get_json(&aggregator, "/api/v1/totals").await;
+    assert_eq!(status, 200, "{totals}");
+    // Halves add up exactly in any order.
+    let sum = |events: &[Event]| events.iter().map(|e| e.amount.value()).sum::<f64>();
+    assert_eq!(totals["high"]["count"], json!(high.len()));
+    assert_eq!(totals["high"]["sum"], json!(sum(&high)));
+    assert_eq!(totals["low"]["count"], json!(low.len()));
+    assert_eq!(totals["low"]["sum"], json!(sum(&low)));
+    let newest = |events: &[Event]| events.iter().map(|e| e.time.as_millis()).max();
+    assert_eq!(totals["high"]["last_time"], json!(newest(&high)));
+    assert_eq!(
+        totals["low"]["last_time"],
+        json!(newest(&low).map(|ms| ms / 1000 * 1000))
+    );
     aggregator.stop().await;
 }

@@ -4,6 +4,7 @@
 //! configuration, build its state, serve its routes next to [`ops`], and stop
 //! on [`shutdown::signal`].
 
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod consume;

@@ -97,9 +97,9 @@ impl Token {
 /// sends to event-api (event-producer): `API_TOKEN` or `API_TOKEN_FILE`.
 #[derive(Clone, Default, Args)]
 pub struct ApiTokenArgs {
-    /// Bearer token the API requires (see the service's README); unset, the
-    /// API is open. Prefer API_TOKEN_FILE: a setting shows in the process's
-    /// environment.
+    /// Bearer token of the API: the one event-api or the aggregator requires,
+    /// the one event-producer sends. Unset, none is required or sent. Prefer
+    /// API_TOKEN_FILE: a setting shows in the process's environment.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use streamproc::auth::ApiTokenArgs;
 use streamproc::config::{EventBoundsArgs, KafkaArgs, ServeArgs};
 
 /// event-api: takes events over HTTP and writes them to Kafka.
@@ -59,4 +60,10 @@ pub struct Config {
     /// plus KAFKA_DELIVERY_TIMEOUT, so that it is a backstop only.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// When set, every ingest request (POST / and POST /v1/events) must
+    /// carry `Authorization: Bearer <token>`; others are answered 401.
+    /// Probes, metrics and /openapi.json stay open.
+    #[command(flatten)]
+    pub token: ApiTokenArgs,
 }

@@ -1,6 +1,8 @@
 //! Every way a request can fail, and the status and JSON body each gets.
 //! Client mistakes are 4xx; overload (429, 503) and Kafka trouble (503) come
-//! with Retry-After.
+//! with Retry-After. A missing or wrong bearer token (API_TOKEN) is
+//! answered 401 by `streamproc::auth`, in the same shape (`error`,
+//! `message`).
 
 use std::time::Duration;
 

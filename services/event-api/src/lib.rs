@@ -17,6 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post, MethodRouter};
 use axum::{BoxError, Router};
+use streamproc::auth::{self, Token};
 use streamproc::kafka;
 use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
@@ -50,6 +51,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let token = config.token.token()?;
     let mut registry = Registry::default();
     let metrics = ApiMetrics::register(&mut registry);
 
@@ -90,7 +92,10 @@ pub async fn run(
         body_read_timeout: config.body_read_timeout,
         metrics: metrics.clone(),
     };
-    let ingest = ingest_route(&config, metrics);
+    if token.is_some() {
+        tracing::info!("ingest requires a bearer token (API_TOKEN)");
+    }
+    let ingest = ingest_route(&config, metrics, token);
     let app = Router::new()
         .route("/", get(ops::root_ok).merge(ingest.clone()))
         .route("/v1/events", ingest)
@@ -116,7 +121,13 @@ pub async fn run(
 /// at once over both ingest paths (one shared semaphore; past it 503 at once,
 /// never a queue), each within `request_timeout`. Probes, metrics and the
 /// document are routed around these bounds, so they answer under any load.
-fn ingest_route(config: &Config, metrics: ApiMetrics) -> MethodRouter<IngestState> {
+/// With a token, a request without it is answered 401 before it takes a
+/// place or has its body read.
+fn ingest_route(
+    config: &Config,
+    metrics: ApiMetrics,
+    token: Option<Token>,
+) -> MethodRouter<IngestState> {
     let limit = config.max_concurrent_requests;
     let timeout = config.request_timeout;
     let on_limit = move |error: BoxError| {
@@ -132,13 +143,14 @@ fn ingest_route(config: &Config, metrics: ApiMetrics) -> MethodRouter<IngestStat
             }
         }
     };
-    post(ingest::ingest).layer(
+    let bounded = post(ingest::ingest).layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(on_limit))
             .layer(LoadShedLayer::new())
             .layer(GlobalConcurrencyLimitLayer::new(limit as usize))
             .layer(TimeoutLayer::new(timeout)),
-    )
+    );
+    auth::protect_method(bounded, token)
 }
 
 async fn openapi() -> ([(header::HeaderName, &'static str); 1], &'static str) {

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Consume benchmark: how fast each consumer drains a topic of N events into
-its store (read, route, write, commit), against baselines measured in the
-same run: reading the same topic with confluent-kafka (the broker's read
-rate, the ceiling for any consumer), and writing the same rows straight to
-each store (psql COPY; line protocol POSTs of 1 000 points to InfluxDB).
-Rates are timed from the first stored event to the last, so the consumer
-group's join time is left out. Each consumer reads all N records and stores
-the half that is its own.
+its store (read, route, write, commit), against native baselines measured in
+the same run by crates/bench's `native-baseline`: librdkafka reading the same
+topic (the broker's read rate, the ceiling for any consumer), and writing
+the same rows straight to each store (binary COPY into a table like
+consumer-high's; consumer-low's points in bulk line-protocol requests).
+Each consumer is compared with the lower of the two, in records/s: each
+stores one record in two, so a sink writing R rows/s lets it drain 2R
+records/s. Rates are timed from the first stored event to the last, so the
+consumer group's join time is left out. Also reports each consumer's peak
+RSS and the CPU it and the whole machine used while it drained.
 
 Expects scripts/infra.sh to have started tansu, PostgreSQL and InfluxDB on
 the ports given; run through scripts/bench.sh.
@@ -22,35 +25,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-
-
-def produce(brokers: str, topic: str, events: list[dict]) -> None:
-    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "broker.address.family": "v4", "log_level": 3})
-    for event in events:
-        while True:
-            try:
-                producer.produce(topic, json.dumps(event).encode(), key=event["id"])
-                break
-            except BufferError:
-                producer.poll(0.01)
-    producer.flush(120)
-
-
-def read_rate(brokers: str, topic: str, expected: int) -> float:
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "bench-reader", "enable.auto.commit": False,
-                         "broker.address.family": "v4", "log_level": 3})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-    seen, started = 0, None
-    while seen < expected:
-        for message in consumer.consume(1000, 1.0):
-            if message.error() is None:
-                started = started or time.perf_counter()
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return expected / elapsed
+from bench_native import (cores_text, cpu_seconds, machine_busy_seconds, native, peak_rss_mib, print_table,
+                          ratio_row, write_rows)
 
 
 def psql(port: int, database: str, sql: str, stdin: str | None = None) -> str:
@@ -58,6 +34,30 @@ def psql(port: int, database: str, sql: str, stdin: str | None = None) -> str:
         ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", database, "-qtAc", sql],
         input=stdin, capture_output=True, text=True, check=True)
     return result.stdout.strip()
+
+
+class PsqlSession:
+    """One psql process for many queries. A poll every 50 ms that started
+    psql each time would take about a core of this machine (~40 ms of CPU
+    a start) away from what it measures."""
+
+    def __init__(self, port: int, database: str):
+        self.process = subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", database, "-qtA"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def query(self, sql: str) -> list[str]:
+        """The result's lines; none when the query failed (psql goes on)."""
+        self.process.stdin.write(f"{sql};\n\\echo END-OF-RESULT\n")
+        self.process.stdin.flush()
+        lines = []
+        while (line := self.process.stdout.readline()) and line.rstrip("\n") != "END-OF-RESULT":
+            lines.append(line.rstrip("\n"))
+        return lines
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)
 
 
 def influx(port: int, path: str, params: dict, body: bytes | None = None) -> bytes:
@@ -72,16 +72,30 @@ def influx_count(port: int, database: str, measurement: str) -> int:
     return series[0]["values"][0][1] if series else 0
 
 
-def drain(binary: str, args: list[str], count, expected: int, env: dict) -> float:
+def infra_pid(state: str | None, name: str) -> int | None:
+    try:
+        with open(os.path.join(state or "", "run", f"{name}.pid")) as f:
+            pid = int(f.read().strip())
+        return pid if os.path.exists(f"/proc/{pid}") else None
+    except (OSError, ValueError):
+        return None
+
+
+def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, int]) -> dict:
     """Starts a consumer; records read per second from its first stored event
-    until its store holds `expected` (half of the records it reads)."""
-    process = subprocess.Popen([binary, *args], env={**os.environ, **env, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    until its store holds `expected` (half of the records it reads), the
+    cores it, the processes in `watch` and the machine used meanwhile, and
+    its peak RSS."""
+    process = subprocess.Popen([binary, *args], env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    watch = {os.path.basename(binary): process.pid, **watch}
     try:
         launched = time.perf_counter()
         started = None
         while (stored := count()) < expected:
             if stored > 0 and started is None:
                 started, first = time.perf_counter(), stored
+                cpu_before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+                busy_before = machine_busy_seconds()
             if process.poll() is not None:
                 sys.exit(f"{binary} exited with {process.returncode}")
             if time.perf_counter() - launched > 600:
@@ -89,74 +103,92 @@ def drain(binary: str, args: list[str], count, expected: int, env: dict) -> floa
             time.sleep(0.05)
         if started is None:
             sys.exit(f"{binary} stored everything in one batch: use more events")
-        return 2 * (expected - first) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cores = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in watch.items()}
+        cores["machine"] = (machine_busy_seconds() - busy_before) / elapsed
+        return {"rate": 2 * (expected - first) / elapsed, "cores": cores, "rss_mib": peak_rss_mib(process.pid)}
     finally:
         process.terminate()
         process.wait(30)
 
 
+def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what: str, max_rss_mib: float) -> list:
+    # The sink's rate in records of this topic: one record in two is stored.
+    sink_records = 2 * sink["rate"]
+    baseline_name, baseline = min(
+        (f"native read ({read['rate']:,.0f} records/s)", read["rate"]),
+        (f"{sink_what} ({sink['rate']:,.0f} {sink['unit']} x 2)", sink_records),
+        key=lambda named: named[1])
+    settings = (f"read, route, store half, commit; lower of native read {read['rate']:,.0f} records/s and "
+                f"{sink_what} {sink['rate']:,.0f} {sink['unit']} x 2 = {sink_records:,.0f} records/s; "
+                f"cores while draining: {cores_text(drained['cores'])} | native read: {cores_text(read['cores'])} "
+                f"| {sink_what}: {cores_text(sink['cores'])}")
+    return [
+        ratio_row(f"{service} drain", drained["rate"], "records/s", baseline_name, baseline, 0.8, settings),
+        {"name": f"{service} peak RSS", "figure": round(drained["rss_mib"], 1), "unit": "MiB",
+         "baseline_name": None, "baseline": None, "ratio": None, "target_ratio": None, "limit": max_rss_mib,
+         "settings": "VmHWM while draining the topic"},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for each consumer's peak RSS [64]")
     parser.add_argument("--kafka-port", type=int, required=True)
     parser.add_argument("--postgres-port", type=int, required=True)
     parser.add_argument("--influxdb-port", type=int, required=True)
-    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--state", default=os.environ.get("STREAMPROC_STATE"),
+                        help="infra.sh's state directory, for its pid files [$STREAMPROC_STATE]")
+    parser.add_argument("--bin-dir", required=True, help="release binaries: the consumers, native-baseline")
+    parser.add_argument("--json", help="write the figures here, as rows for scripts/bench_report.py")
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:8]
     brokers = f"127.0.0.1:{args.kafka_port}"
     topic = f"bench-{run}"
-    admin = AdminClient({"bootstrap.servers": brokers})
-    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(10)
-    now = int(time.time() * 1000)
-    # Half high, half low: each consumer stores N/2 and skips N/2.
-    events = [{"id": f"{run}-{i}", "time": now + i, "amount": 2.5 if i % 2 else 7.5} for i in range(args.events)]
-    produce(brokers, topic, events)
+    # The broker's and InfluxDB's CPU is reported beside each figure, when
+    # infra.sh's pid files say which processes they are.
+    pids = {name: pid for name, pid in ((n, infra_pid(args.state, n)) for n in ("tansu", "influxdb")) if pid}
+    broker = {k: v for k, v in pids.items() if k == "tansu"}
+    # Half high, half low (native-baseline alternates amounts either side of
+    # the watermark): each consumer stores N/2 and skips N/2.
+    native(args.bin_dir, "produce", {}, brokers=brokers, topic=topic, events=args.events, in_flight=10_000,
+           warmup=0)
     half = args.events // 2
-    topic_rate = read_rate(brokers, topic, args.events)
+    read = native(args.bin_dir, "consume", broker, brokers=brokers, topic=topic, expect=args.events)
     database = f"bench_{run}"
     psql(args.postgres_port, "postgres", f"CREATE DATABASE {database}")
     common = ["--port", "0", "--kafka-brokers", brokers, "--kafka-topic", topic]
 
-    # TimescaleDB: baseline COPY of the same rows, then consumer-high.
-    psql(args.postgres_port, database, "CREATE TABLE baseline (time timestamptz, amount float8, id text)")
-    rows = "".join(f"{e['time']}\t{e['amount']}\t{e['id']}\n" for e in events if e["amount"] > 5)
-    started = time.perf_counter()
-    psql(args.postgres_port, database,
-         "CREATE TEMP TABLE raw (ms bigint, amount float8, id text); COPY raw FROM STDIN; "
-         "INSERT INTO baseline SELECT to_timestamp(ms / 1000.0), amount, id FROM raw", stdin=rows)
-    copy_rate = half / (time.perf_counter() - started)
-    high_rate = drain(
+    # TimescaleDB: binary COPY of as many rows, then consumer-high.
+    copy = native(args.bin_dir, "copy", {},
+                  postgres_url=f"postgres://postgres@127.0.0.1:{args.postgres_port}/{database}", events=half)
+    session = PsqlSession(args.postgres_port, database)
+    high = drain(
         os.path.join(args.bin_dir, "consumer-high"),
         common + ["--kafka-group-id", f"bench-high-{run}", "--postgres-port", str(args.postgres_port),
                   "--postgres-db", database],
-        lambda: int(psql(args.postgres_port, database, "SELECT count(*) FROM events") or 0)
-        if psql(args.postgres_port, database, "SELECT to_regclass('events') IS NOT NULL") == "t" else 0,
-        half, {})
+        # Until consumer-high has created `events`, the count fails: 0.
+        lambda: int((session.query("SELECT count(*) FROM events") or ["0"])[0]),
+        half, broker)
+    session.close()
 
-    # InfluxDB: baseline POSTs of the same points, then consumer-low.
-    influx(args.influxdb_port, "/query", {"q": f'CREATE DATABASE "{database}"'})
-    lines = [f"baseline,shard={i % 1024} amount={e['amount']},id=\"{e['id']}\" {e['time'] * 1_000_000 + i % 1_000_000}"
-             for i, e in enumerate(events) if e["amount"] <= 5]
-    started = time.perf_counter()
-    for i in range(0, len(lines), 1000):
-        influx(args.influxdb_port, "/write", {"db": database, "precision": "ns"}, "\n".join(lines[i:i + 1000]).encode())
-    write_rate = len(lines) / (time.perf_counter() - started)
-    low_rate = drain(
+    # InfluxDB: bulk line protocol of as many points (a database of its own,
+    # so consumer-low's count is its own), then consumer-low.
+    line = native(args.bin_dir, "line", pids, influx_url=f"http://127.0.0.1:{args.influxdb_port}",
+                  db=f"{database}_baseline", events=half)
+    low = drain(
         os.path.join(args.bin_dir, "consumer-low"),
         common + ["--kafka-group-id", f"bench-low-{run}", "--influxdb-host", f"http://127.0.0.1:{args.influxdb_port}",
                   "--influxdb-db", database],
-        lambda: influx_count(args.influxdb_port, database, "event"), half, {})
+        lambda: influx_count(args.influxdb_port, database, "event"), half, pids)
 
-    print(f"events on the topic: {args.events} ({half} high, {half} low), 3 partitions")
-    print(f"baseline      confluent-kafka reads the topic   {topic_rate:>10,.0f} records/s")
-    print(f"baseline      psql COPY -> PostgreSQL           {copy_rate:>10,.0f} rows/s")
-    print(f"baseline      HTTP /write -> InfluxDB           {write_rate:>10,.0f} points/s")
-    print(f"consumer-high read, store half, commit          {high_rate:>10,.0f} records/s   "
-          f"ratio to topic read {high_rate / topic_rate:.2f}")
-    print(f"consumer-low  read, store half, commit          {low_rate:>10,.0f} records/s   "
-          f"ratio to topic read {low_rate / topic_rate:.2f}")
+    print(f"events on the topic: {args.events} ({half} high, {half} low), {read['settings']['partitions']} partitions")
+    rows = [*consumer_rows("consumer-high", high, read, copy, "binary COPY", args.max_rss_mib),
+            *consumer_rows("consumer-low", low, read, line, "line protocol", args.max_rss_mib)]
+    print_table(rows)
+    write_rows(args.json, rows)
     return 0
 
 

@@ -23,7 +23,6 @@ run through scripts/bench.sh, which builds what it needs.
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

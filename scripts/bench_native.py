@@ -33,6 +33,22 @@ def wait_port(port: int, what: str, seconds: float = 30) -> None:
     sys.exit(f"{what} did not listen on port {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a running process, all its threads."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name, field 2, may hold spaces: count from after it.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent on anything but idle and I/O wait, all cores: the
+    stores' processes included, which no single pid shows."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:

@@ -47,11 +47,33 @@ fn ticks(process: &str) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
+/// CPU ticks of the whole machine spent on anything but idle and I/O wait:
+/// the stores' many processes included, which no single pid shows.
+fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .context("an empty /proc/stat")?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal
+    let (idle, iowait) = (fields.get(3).copied(), fields.get(4).copied());
+    let (Some(idle), Some(iowait)) = (idle, iowait) else {
+        anyhow::bail!("a short cpu line in /proc/stat");
+    };
+    Ok(fields.iter().sum::<u64>() - idle - iowait)
+}
+
 pub struct Stopwatch<'a> {
     watch: &'a Watch,
     started: Instant,
     before: Vec<anyhow::Result<u64>>,
     own: anyhow::Result<u64>,
+    machine: anyhow::Result<u64>,
 }
 
 /// How long the timed part took and the cores each process used meanwhile.
@@ -71,6 +93,7 @@ impl Watch {
             watch: self,
             before,
             own: ticks("self"),
+            machine: machine_busy_ticks(),
             started: Instant::now(),
         }
     }
@@ -80,13 +103,17 @@ impl Stopwatch<'_> {
     pub fn stop(self) -> Timed {
         let elapsed = self.started.elapsed();
         let seconds = elapsed.as_secs_f64() * f64::from(self.watch.clock_ticks);
-        let used = |before: &anyhow::Result<u64>, process: &str| match (before, ticks(process)) {
+        let share = |before: &anyhow::Result<u64>, after: anyhow::Result<u64>| match (before, after)
+        {
             (Ok(before), Ok(after)) => {
-                serde_json::json!(((after - before) as f64 / seconds * 100.0).round() / 100.0)
+                serde_json::json!(
+                    (after.saturating_sub(*before) as f64 / seconds * 100.0).round() / 100.0
+                )
             }
             // A process that exited meanwhile: say so rather than guess.
             _ => serde_json::Value::Null,
         };
+        let used = |before: &anyhow::Result<u64>, process: &str| share(before, ticks(process));
         let mut cores: serde_json::Map<_, _> = self
             .watch
             .processes
@@ -95,6 +122,7 @@ impl Stopwatch<'_> {
             .map(|((name, pid), before)| (name.clone(), used(before, &pid.to_string())))
             .collect();
         cores.insert("native-baseline".into(), used(&self.own, "self"));
+        cores.insert("machine".into(), share(&self.machine, machine_busy_ticks()));
         Timed { elapsed, cores }
     }
 }

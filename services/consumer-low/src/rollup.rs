@@ -91,6 +91,9 @@ const SUMMED_HERE_SECONDS: i64 = 5;
 /// others left dirty.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
 const RESCAN_LOOKBACK: Duration = Duration::from_secs(86_400);
+/// Dirty buckets read per recovery query, below InfluxDB's row limit
+/// (`max-row-limit`, often 10 000).
+const RECOVER_PAGE: usize = 5_000;
 
 /// What one instance knows about a level.
 struct LevelState {
@@ -314,19 +317,34 @@ impl Rollups {
         let mut found = [0; 2];
         for (state, found) in [&self.seconds, &self.hours].into_iter().zip(&mut found) {
             let level = state.level;
-            let answer = self
-                .influx
-                .query(&format!(
-                    "SELECT dirty FROM {} WHERE dirty <> clean{since}",
-                    level.measurement
-                ))
-                .await?;
-            let buckets: Vec<i64> = rows(&answer)
-                .filter_map(|row| row.first()?.as_i64())
-                .map(|ms| ms.div_euclid(1000 * level.width))
-                .collect();
-            *found = buckets.len();
-            self.add_pending(state, buckets.into_iter());
+            // A page at a time: InfluxDB cuts longer answers short (its
+            // row limit), and a long outage or a crash under load leaves
+            // more dirty seconds than that.
+            let mut after = String::new();
+            loop {
+                let answer = self
+                    .influx
+                    .query(&format!(
+                        "SELECT dirty FROM {} WHERE dirty <> clean{since}{after} \
+                         LIMIT {RECOVER_PAGE}",
+                        level.measurement
+                    ))
+                    .await?;
+                let times: Vec<i64> = rows(&answer)
+                    .filter_map(|row| row.first()?.as_i64())
+                    .collect();
+                *found += times.len();
+                self.add_pending(
+                    state,
+                    times.iter().map(|ms| ms.div_euclid(1000 * level.width)),
+                );
+                match times.last() {
+                    Some(last) if times.len() == RECOVER_PAGE => {
+                        after = format!(" AND time > {last}ms");
+                    }
+                    _ => break,
+                }
+            }
         }
         Ok((found[0], found[1]))
     }

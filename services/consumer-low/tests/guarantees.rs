@@ -259,6 +259,19 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
         .await
         .unwrap();
     assert_eq!(written.status(), 204);
+    // And more dirty seconds than InfluxDB answers in one query (its row
+    // limit), as a crash during a long catch-up leaves them (their events
+    // are gone: a retention policy, say).
+    let marks: String = (0..12_000)
+        .map(|i| format!("event_1s dirty=3i,clean=0i {}\n", 1_690_000_000 + i))
+        .collect();
+    let written = reqwest::Client::new()
+        .post(format!("{}/write?db=streamproc&precision=s", influx.url()))
+        .body(marks)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 204);
     let (stored, totals) = per_second(&influx).await;
     assert_eq!(
         (stored.len(), totals.len()),

@@ -93,15 +93,41 @@ impl Token {
     }
 }
 
+/// A token as a setting gives it, not yet checked (that is [`Token::new`],
+/// whose error never quotes it). Its `Debug` prints `<redacted>`, so a clap
+/// configuration holding one can derive `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 /// The token a service requires of its clients (event-api, aggregator) or
 /// sends to event-api (event-producer): `API_TOKEN` or `API_TOKEN_FILE`.
-#[derive(Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ApiTokenArgs {
     /// Bearer token of the API: the one event-api or the aggregator requires,
     /// the one event-producer sends. Unset, none is required or sent. Prefer
     /// API_TOKEN_FILE: a setting shows in the process's environment.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
 
     /// File holding the bearer token, e.g. a mounted Secret; surrounding
     /// white space is ignored. Not together with API_TOKEN.
@@ -109,20 +135,11 @@ pub struct ApiTokenArgs {
     pub api_token_file: Option<PathBuf>,
 }
 
-impl fmt::Debug for ApiTokenArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiTokenArgs")
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
-            .field("api_token_file", &self.api_token_file)
-            .finish()
-    }
-}
-
 impl ApiTokenArgs {
     /// The configured token, read from its file if it is in one.
     pub fn token(&self) -> anyhow::Result<Option<Token>> {
         Token::resolve(
-            self.api_token.as_deref(),
+            self.api_token.as_ref().map(Secret::expose),
             self.api_token_file.as_deref(),
             "API_TOKEN",
         )

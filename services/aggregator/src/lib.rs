@@ -18,6 +18,7 @@ use axum::http::header;
 use axum::routing::get;
 use axum::{middleware, Router};
 use clap::Parser;
+use streamproc::auth::{self, ApiTokenArgs};
 use streamproc::config::ServeArgs;
 use streamproc::influx::InfluxArgs;
 use streamproc::metrics::Registry;
@@ -80,6 +81,13 @@ pub struct Config {
     /// that a slow store is named rather than cut off.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// When set, /api and every /api/v1/* path (the stream and the
+    /// pipeline included) require `Authorization: Bearer <token>` and answer
+    /// 401 without it. Probes, metrics and /openapi.json stay open. (API_URL
+    /// and its kin name event-api; this token is the aggregator's own.)
+    #[command(flatten)]
+    pub token: ApiTokenArgs,
 }
 
 #[derive(Clone)]
@@ -111,6 +119,7 @@ pub async fn run(
         humantime::format_duration(config.request_timeout),
         humantime::format_duration(config.query_timeout)
     );
+    let token = config.token.token()?;
     let mut registry = Registry::default();
     let metrics = StoreMetrics::register(&mut registry);
 
@@ -168,13 +177,19 @@ pub async fn run(
         .route("/api/v1/totals", get(api::totals))
         .route_layer(middleware::from_fn_with_state(state.clone(), api::bounded));
     // The stream has its own limit, and /readyz (added below) none of
-    // these, so that a probe is never queued behind user queries.
-    let app = Router::new()
-        .route("/", get(ops::root_ok))
+    // these, so that a probe is never queued behind user queries. The token
+    // is checked before any limit: a refused request takes no place.
+    let api = Router::new()
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/pipeline", get(pipeline::endpoint))
+        .merge(queries);
+    if token.is_some() {
+        tracing::info!("/api requires a bearer token (API_TOKEN)");
+    }
+    let app = Router::new()
+        .route("/", get(ops::root_ok))
         .route("/openapi.json", get(openapi))
-        .merge(queries)
+        .merge(auth::protect(api, token))
         .with_state(state);
     let app = ops::with_probes_and_metrics(app, registry, ready);
 

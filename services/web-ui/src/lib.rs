@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
+use streamproc::auth::{Secret, Token};
 use streamproc::config::ServeArgs;
 use streamproc::metrics::Registry;
 use streamproc::ops::{self, ReadinessCheck};
@@ -37,6 +38,17 @@ pub struct Config {
     #[arg(long, env = "AGGREGATOR_URL", default_value = "http://127.0.0.1:9995")]
     pub aggregator_url: String,
 
+    /// Bearer token to send the aggregator, when its API_TOKEN is set. Only
+    /// web-ui sends it: the browser never sees it. Prefer
+    /// AGGREGATOR_TOKEN_FILE.
+    #[arg(long, env = "AGGREGATOR_TOKEN", hide_env_values = true)]
+    pub aggregator_token: Option<Secret>,
+
+    /// File holding that token, e.g. a mounted Secret; surrounding white
+    /// space is ignored. Not together with AGGREGATOR_TOKEN.
+    #[arg(long, env = "AGGREGATOR_TOKEN_FILE")]
+    pub aggregator_token_file: Option<PathBuf>,
+
     /// Folder of the page's files [default: this crate's assets/ folder].
     #[arg(long, env = "ASSETS_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets"))]
     pub assets_dir: PathBuf,
@@ -48,6 +60,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let token = Token::resolve(
+        config.aggregator_token.as_ref().map(Secret::expose),
+        config.aggregator_token_file.as_deref(),
+        "AGGREGATOR_TOKEN",
+    )?;
     if let Err(missing) = check_assets(&config.assets_dir) {
         tracing::error!("{missing}");
     }
@@ -57,8 +74,13 @@ pub async fn run(
             .route("/api", get(proxy::disabled))
             .route("/api/{*path}", get(proxy::disabled))
     } else {
-        let proxy = Proxy::new(&config.aggregator_url, shutdown.clone())?;
-        tracing::info!("forwarding /api to {}", proxy.upstream());
+        let with_token = if token.is_some() {
+            " with a bearer token (AGGREGATOR_TOKEN)"
+        } else {
+            ""
+        };
+        let proxy = Proxy::new(&config.aggregator_url, token, shutdown.clone())?;
+        tracing::info!("forwarding /api to {}{with_token}", proxy.upstream());
         Router::new()
             .route("/api", get(proxy::forward))
             .route("/api/{*path}", get(proxy::forward))

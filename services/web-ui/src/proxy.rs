@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde_json::json;
+use streamproc::auth::Token;
 use tokio_util::sync::CancellationToken;
 
 /// Headers of the aggregator's answer that the page needs.
@@ -26,11 +27,18 @@ pub struct Proxy {
     client: reqwest::Client,
     /// The aggregator's base URL, without a trailing slash.
     upstream: String,
+    /// The aggregator's token (AGGREGATOR_TOKEN), sent with every request
+    /// to it; never passed back to the browser.
+    token: Option<Token>,
     shutdown: CancellationToken,
 }
 
 impl Proxy {
-    pub fn new(upstream: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub fn new(
+        upstream: &str,
+        token: Option<Token>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         // No overall timeout: /api/v1/stream never ends. The aggregator has
         // its own per-store time limits.
         let client = reqwest::Client::builder()
@@ -39,6 +47,7 @@ impl Proxy {
         Ok(Self {
             client,
             upstream: upstream.trim_end_matches('/').to_owned(),
+            token,
             shutdown,
         })
     }
@@ -55,6 +64,11 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
     if let Some(accept) = headers.get(header::ACCEPT) {
         request = request.header(header::ACCEPT, accept);
     }
+    // The browser's own Authorization header is not forwarded: the
+    // aggregator's token is web-ui's to send.
+    if let Some(token) = &proxy.token {
+        request = request.header(header::AUTHORIZATION, token.authorization());
+    }
     let upstream = match request.send().await {
         Ok(response) => response,
         Err(error) => {
@@ -68,6 +82,12 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
                 .into_response();
         }
     };
+    if upstream.status() == reqwest::StatusCode::UNAUTHORIZED {
+        tracing::warn!(
+            "the aggregator at {} refused {path} with 401: set AGGREGATOR_TOKEN to its API_TOKEN",
+            proxy.upstream
+        );
+    }
     let mut response = Response::builder().status(upstream.status().as_u16());
     for name in FORWARDED {
         if let Some(value) = upstream.headers().get(&name) {

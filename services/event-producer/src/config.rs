@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use streamproc::auth::ApiTokenArgs;
 use streamproc::config::ServeArgs;
 
 /// event-producer: generates events at a steady rate and POSTs them to
@@ -24,6 +25,11 @@ pub struct Config {
     /// event-api port, used when API_URL is not set.
     #[arg(long, env = "API_PORT", default_value_t = 9998)]
     pub api_port: u16,
+
+    /// event-api's ingest token (its API_TOKEN), sent as
+    /// `Authorization: Bearer <token>` with every batch.
+    #[command(flatten)]
+    pub token: ApiTokenArgs,
 
     /// Events generated per second.
     #[arg(long, env = "RATE", default_value_t = 1.0, value_parser = positive_rate)]

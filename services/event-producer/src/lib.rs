@@ -44,6 +44,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Summary> {
     config.validate()?;
+    // Read before anything starts: a token that cannot be read stops the run.
+    let token = config.token.token()?;
     let mut registry = Registry::default();
     let metrics = ProducerMetrics::register(&mut registry);
     let app = ops::with_probes_and_metrics(
@@ -93,6 +95,7 @@ pub async fn run(
             config.target_url(),
             config.plain_text,
             config.request_timeout,
+            token,
         )?;
         let delivery = Delivery {
             sender,

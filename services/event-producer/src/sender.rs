@@ -1,10 +1,12 @@
 //! POSTs batches to event-api and classifies what comes back: sent, worth
-//! retrying (connection trouble, 429, 5xx), or rejected for good (other 4xx).
+//! retrying (connection trouble, 429, 5xx, and 401, which is about the
+//! token, not the batch), or rejected for good (other 4xx).
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use streamproc::auth::Token;
 use streamproc::Event;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,24 +25,36 @@ pub struct Sender {
     client: reqwest::Client,
     url: String,
     plain_text: bool,
+    /// event-api's ingest token (API_TOKEN), when it requires one.
+    token: Option<Token>,
 }
 
 impl Sender {
-    pub fn new(url: String, plain_text: bool, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        url: String,
+        plain_text: bool,
+        timeout: Duration,
+        token: Option<Token>,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Self {
             client,
             url,
             plain_text,
+            token,
         })
     }
 
     pub async fn send(&self, events: &[Event]) -> Result<(), SendError> {
         let (content_type, body) = encode(events, self.plain_text);
-        let response = self
+        let mut request = self
             .client
             .post(&self.url)
-            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, token.authorization());
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -59,7 +73,16 @@ impl Sender {
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs);
         let body = response.text().await.unwrap_or_default();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        if status == StatusCode::UNAUTHORIZED {
+            // The token is wrong or missing, not the batch: keep the events
+            // (within MAX_BUFFERED_EVENTS) until event-api takes the token.
+            Err(SendError::Retry {
+                reason: format!(
+                    "event-api refused the token ({status}): set API_TOKEN to event-api's; {body}"
+                ),
+                after,
+            })
+        } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Err(SendError::Retry {
                 reason: format!("event-api answered {status}: {body}"),
                 after,

@@ -8,7 +8,8 @@ from a render of the chart (scripts/check_chart.py calls run_all):
   replication factor differs;
 - the helm test pod's script, against a stand-in event-api and aggregator on
   127.0.0.1: it passes when the event is counted, and fails at once, saying
-  why, on a 503 from the aggregator, a refused post or DISABLE;
+  why, on a 503 from the aggregator, a refused post or DISABLE; with tokens
+  required (auth.enabled), it passes when it has them and fails on a 401;
 - the read-only user Job's two scripts, against a PostgreSQL (TimescaleDB
   when installed) and an InfluxDB started here on free ports: the reader can
   read what the aggregator reads, every write is refused, a second run (an
@@ -157,7 +158,15 @@ def topics_check(c: dict):
 
 class StandIn(BaseHTTPRequestHandler):
     """event-api's POST /v1/events and the aggregator's GET /api/v1/totals,
-    answering as the real ones do in the mode the server is in."""
+    answering as the real ones do in the mode the server is in; with
+    server.tokens (path prefix → token) set, as they do with API_TOKEN."""
+
+    def refused(self) -> bool:
+        token = next((t for prefix, t in self.server.tokens.items() if self.path.startswith(prefix)), None)
+        if token is None or self.headers.get("authorization") == f"Bearer {token}":
+            return False
+        self.answer(401, {"error": "unauthorized", "message": "the bearer token is not the one this service accepts"})
+        return True
 
     def answer(self, status: int, body: dict) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()  # as serde writes it
@@ -171,6 +180,8 @@ class StandIn(BaseHTTPRequestHandler):
         server = self.server
         if self.path != "/api/v1/totals":
             return self.answer(404, {"message": "not found"})
+        if self.refused():
+            return None
         if server.mode == "aggregator disabled":
             return self.answer(503, {"message": "processing disabled, did nothing"})
         part = {"available": True, "count": server.high, "sum": 7.5 * server.high, "last_time": None}
@@ -182,6 +193,8 @@ class StandIn(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path != "/v1/events":
             return self.answer(404, {"message": "not found"})
+        if self.refused():
+            return None
         if server.mode == "event-api disabled":
             return self.answer(200, {"message": "processing disabled, did nothing"})
         if server.mode == "event-api unavailable":
@@ -201,19 +214,32 @@ def helm_test_checks(c: dict):
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     env = {"EVENT_API": url, "AGGREGATOR": url}
-    # mode: (exit code, text the output must have, at most this many seconds)
+    # With auth.enabled the pod has the tokens (from the Secret) in these.
+    # One holds the characters curl's configuration needs escaped.
+    ingest, aggregator = "ingest-0123456789", 'aggr"eg\\ator-0123456789'
+    tokens = {"/v1/events": ingest, "/api/": aggregator}
+    with_tokens = {"INGEST_TOKEN": ingest, "AGGREGATOR_TOKEN": aggregator}
+    # (mode, server tokens, pod tokens): (exit code, text the output must
+    # have, at most this many seconds)
     cases = {
-        "counted": (0, "the event went through", 10),
-        "aggregator disabled": (1, 'answered HTTP 503: {"message":"processing disabled', 10),
-        "event-api unavailable": (1, "event-api did not take the event", 10),
-        "event-api disabled": (1, "event-api has DISABLE set", 10),
+        ("counted", None, None): (0, "the event went through", 10),
+        ("aggregator disabled", None, None): (1, 'answered HTTP 503: {"message":"processing disabled', 10),
+        ("event-api unavailable", None, None): (1, "event-api did not take the event", 10),
+        ("event-api disabled", None, None): (1, "event-api has DISABLE set", 10),
+        ("counted", "tokens", "tokens"): (0, "the event went through", 10),
+        ("counted", "tokens", None): (1, "answered HTTP 401", 10),
+        ("counted", "tokens", "wrong ingest token"): (1, "event-api did not take the event", 10),
     }
     try:
-        for mode, (code, text, seconds) in cases.items():
+        for (mode, server_tokens, pod_tokens), (code, text, seconds) in cases.items():
             server.mode, server.high = mode, 4
-            status, output, took = run_sh(script, env, timeout=30)
+            server.tokens = tokens if server_tokens else {}
+            pod_env = {"tokens": with_tokens, "wrong ingest token": {**with_tokens, "INGEST_TOKEN": ingest + "x"},
+                       None: {}}[pod_tokens]
+            status, output, took = run_sh(script, {**env, **pod_env}, timeout=30)
             ok = status == code and text in output and took <= seconds
-            yield ok, f"helm test script, {mode}: exit {status} after {took:.1f} s", \
+            label = mode if server_tokens is None else f"{mode}, tokens required, {pod_tokens or 'none'} sent"
+            yield ok, f"helm test script, {label}: exit {status} after {took:.1f} s", \
                 [] if ok else [f"expected exit {code} within {seconds} s, saying {text!r}; it said:", *output.splitlines()[-8:]]
     finally:
         server.shutdown()

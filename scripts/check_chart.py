@@ -273,6 +273,8 @@ def reference_problems(r: Render) -> list[str]:
                     check_object("ConfigMap", volume["configMap"]["name"], owner, item["key"])
             if "secret" in volume:
                 check_object("Secret", volume["secret"]["secretName"], owner, optional=volume["secret"].get("optional", False))
+                for item in volume["secret"].get("items", []):
+                    check_object("Secret", volume["secret"]["secretName"], owner, item["key"], volume["secret"].get("optional", False))
         for container in spec.get("initContainers", []) + spec["containers"]:
             where = f"{owner} container {container['name']}"
             for source in container.get("envFrom", []):

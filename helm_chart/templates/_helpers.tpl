@@ -103,6 +103,21 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/* The bearer token a service needs while auth.enabled: (list key setting)
+of the credentials Secret's key and the setting naming the file it is
+mounted as; empty when none. */}}
+{{- define "streamproc.authToken" -}}
+{{- if .root.Values.auth.enabled }}
+{{- $tokens := dict "event-api" (list "ingest-token" "API_TOKEN_FILE") "event-producer" (list "ingest-token" "API_TOKEN_FILE") "aggregator" (list "aggregator-token" "API_TOKEN_FILE") "web-ui" (list "aggregator-token" "AGGREGATOR_TOKEN_FILE") }}
+{{- with get $tokens .name }}{{ join " " . }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Where a service's bearer token file is mounted. */}}
+{{- define "streamproc.authDir" -}}
+/var/run/secrets/streamproc
+{{- end }}
+
 {{/* Settings of one service, as environment variables (not credentials). */}}
 {{- define "streamproc.env" -}}
 {{- $root := .root }}
@@ -157,6 +172,10 @@ RATE: {{ $svc.rate | quote }}
 {{- end }}
 {{- if eq .name "web-ui" }}
 AGGREGATOR_URL: {{ include "streamproc.serviceUrl" (dict "root" $root "name" "aggregator") | quote }}
+{{- end }}
+{{- with include "streamproc.authToken" (dict "root" $root "name" .name) }}
+{{- $token := splitList " " . }}
+{{ index $token 1 }}: {{ printf "%s/%s" (include "streamproc.authDir" $root) (index $token 0) | quote }}
 {{- end }}
 {{- range $key, $value := $svc.env }}
 {{ $key }}: {{ $value | quote }}

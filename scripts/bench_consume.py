@@ -119,7 +119,8 @@ def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what
         (f"native read ({read['rate']:,.0f} records/s)", read["rate"]),
         (f"{sink_what} ({sink['rate']:,.0f} {sink['unit']} x 2)", sink_records),
         key=lambda named: named[1])
-    settings = (f"read, route, store half, commit; lower of native read {read['rate']:,.0f} records/s and "
+    settings = (f"read, route, store half, commit; lower of native read {read['rate']:,.0f} records/s "
+                f"({read['rate_from_assignment']:,.0f} with its first fetch) and "
                 f"{sink_what} {sink['rate']:,.0f} {sink['unit']} x 2 = {sink_records:,.0f} records/s; "
                 f"cores while draining: {cores_text(drained['cores'])} | native read: {cores_text(read['cores'])} "
                 f"| {sink_what}: {cores_text(sink['cores'])}")
@@ -133,7 +134,8 @@ def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=200_000,
+                        help="events on the topic; enough for many fetches of 1 MB a partition [200000]")
     parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for each consumer's peak RSS [64]")
     parser.add_argument("--kafka-port", type=int, required=True)
     parser.add_argument("--postgres-port", type=int, required=True)

@@ -47,6 +47,15 @@ enum Command {
 // 2-core machine to what it measures.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    // librdkafka's warnings (and its debug log, with `--set debug=…` and
+    // RUST_LOG=debug) on stderr; stdout carries only the figure.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let cli = Cli::parse();
     let watch = &cli.watch;
     let report = match cli.command {

@@ -863,5 +863,20 @@ async fn totals_count_every_stored_event_once_across_hours_and_days() {
         totals["low"]["last_time"],
         json!(newest(&low).map(|ms| ms / 1000 * 1000))
     );
+
+    // A consumer-low of an earlier release keeps no hours: the totals come
+    // from the seconds then.
+    stores
+        .influx
+        .query("streamproc", "DROP MEASUREMENT event_1h")
+        .await;
+    let (status, totals) = get_json(&aggregator, "/api/v1/totals").await;
+    assert_eq!(status, 200, "{totals}");
+    assert_eq!(totals["low"]["count"], json!(low.len()));
+    assert_eq!(totals["low"]["sum"], json!(sum(&low)));
+    assert_eq!(
+        totals["low"]["last_time"],
+        json!(newest(&low).map(|ms| ms / 1000 * 1000))
+    );
     aggregator.stop().await;
 }

@@ -63,27 +63,53 @@ impl InfluxReader {
             |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
         // Count and sum from one point per hour of history rather than one
         // per second, so the cost does not grow with the events stored.
-        let (totals, last) = tokio::try_join!(
+        let (mut totals, last_time) = tokio::try_join!(
             query(format!(
                 "SELECT sum(count), sum(sum) FROM {HOUR_MEASUREMENT}"
             )),
-            query(format!("SELECT last(count) FROM {ROLLUP_MEASUREMENT}")),
+            self.last_time(),
         )?;
+        if rows(&totals).next().is_none() {
+            // No hour has totals yet: a consumer-low of an earlier release,
+            // or one still computing them from the seconds at its first
+            // start. The seconds are right, only slower to sum.
+            totals = query(format!(
+                "SELECT sum(count), sum(sum) FROM {ROLLUP_MEASUREMENT}"
+            ))
+            .await?;
+        }
         let row = rows(&totals).next();
         let number = |i: usize| {
             row.and_then(|r| r.get(i))
                 .and_then(serde_json::Value::as_f64)
         };
-        // The start of the newest second holding events.
-        let last_time = rows(&last)
-            .next()
-            .and_then(|r| r.first())
-            .and_then(serde_json::Value::as_i64);
         Ok(Totals {
             count: number(1).unwrap_or(0.0) as u64,
             sum: number(2).unwrap_or(0.0),
             last_time,
         })
+    }
+
+    /// The start of the newest second holding events. InfluxDB 1.x reads
+    /// every point for an unbounded `last()`, so the newest hour is found
+    /// first (one point per hour), then the newest second from that hour
+    /// on: seconds after it whose hour has no totals yet count too.
+    async fn last_time(&self) -> Result<Option<i64>, String> {
+        let first_time = |answer: &serde_json::Value| {
+            rows(answer)
+                .next()
+                .and_then(|r| r.first())
+                .and_then(serde_json::Value::as_i64)
+        };
+        let query =
+            |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
+        let hour = query(format!("SELECT last(count) FROM {HOUR_MEASUREMENT}")).await?;
+        let since = first_time(&hour).map_or(String::new(), |ms| format!(" WHERE time >= {ms}ms"));
+        let last = query(format!(
+            "SELECT last(count) FROM {ROLLUP_MEASUREMENT}{since}"
+        ))
+        .await?;
+        Ok(first_time(&last))
     }
 
     pub async fn ping(&self) -> Result<(), String> {

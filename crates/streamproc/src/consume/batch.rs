@@ -66,8 +66,13 @@ impl Batch {
     ) {
         metrics.consumed.inc();
         if let Some(created_ms) = message.timestamp().to_millis() {
-            let waited_ms = EventTime::now().as_millis().saturating_sub(created_ms).max(0);
-            metrics.record_wait_seconds.observe(waited_ms as f64 / 1000.0);
+            let waited_ms = EventTime::now()
+                .as_millis()
+                .saturating_sub(created_ms)
+                .max(0);
+            metrics
+                .record_wait_seconds
+                .observe(waited_ms as f64 / 1000.0);
         }
         self.records += 1;
         let source = Source {

@@ -159,11 +159,15 @@ impl Rollups {
         self.add_pending(&self.seconds, seconds.iter().copied());
         self.marks.fetch_add(1, Ordering::Relaxed);
         self.marked.notify_one();
-        // Not pending here: the hours are refreshed once their seconds are
-        // (see `refresh_round`). This mark keeps them dirty in InfluxDB
-        // should that refresh never come.
-        self.write_marks(&HOURS, &hours_of(seconds.iter().copied()))
-            .await
+        // This mark keeps the hours dirty in InfluxDB should the seconds'
+        // refresh never come (see the module comment). It may land after
+        // that refresh has marked and refreshed the hours, so they are
+        // pending again: otherwise they would stay dirty (with right
+        // totals) until a rescan.
+        let hours = hours_of(seconds.iter().copied());
+        self.write_marks(&HOURS, &hours).await?;
+        self.add_pending(&self.hours, hours.into_iter());
+        Ok(())
     }
 
     /// Writes `dirty=<new nonce>,clean=0` for each of `buckets`.

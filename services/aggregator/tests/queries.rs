@@ -864,6 +864,35 @@ async fn totals_count_every_stored_event_once_across_hours_and_days() {
         json!(newest(&low).map(|ms| ms / 1000 * 1000))
     );
 
+    // Series of whole hours are read from the hours: the same counts and
+    // sums as the events, hour by hour and two hours by two.
+    let from = T0 / 3_600_000 * 3_600_000;
+    let to = T0 + 400 * 1_733_000;
+    for step_hours in [1, 2] {
+        let step = step_hours * 3_600_000;
+        let path = format!("/api/v1/series?from={from}&to={to}&step={step_hours}h");
+        let (status, body) = get_json(&aggregator, &path).await;
+        assert_eq!(status, 200, "{body}");
+        for (series, events) in [("high", &high), ("low", &low)] {
+            let mut expected = std::collections::BTreeMap::<i64, (u64, f64)>::new();
+            for event in events.iter() {
+                let bucket = expected
+                    .entry(event.time.as_millis() / step * step)
+                    .or_default();
+                *bucket = (bucket.0 + 1, bucket.1 + event.amount.value());
+            }
+            let stored: Vec<(i64, u64, f64)> = points(&body, series)
+                .into_iter()
+                .filter(|p| p.1 > 0)
+                .collect();
+            let expected: Vec<(i64, u64, f64)> = expected
+                .into_iter()
+                .map(|(start, (count, sum))| (start, count, sum))
+                .collect();
+            assert_eq!(stored, expected, "{series} at {step_hours} h");
+        }
+    }
+
     // A consumer-low of an earlier release keeps no hours: the totals come
     // from the seconds then.
     stores

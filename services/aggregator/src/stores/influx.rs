@@ -1,9 +1,9 @@
 //! The low series from InfluxDB, read from the per-second totals that
 //! consumer-low maintains (`event_1s`, refreshed right after each write),
 //! by InfluxQL `GROUP BY time()`, whose buckets are aligned to the epoch
-//! like the TimescaleDB ones; the totals from its per-hour totals
-//! (`event_1h`, refreshed right after the seconds). Only numbers from a
-//! validated [`Grid`] enter a query.
+//! like the TimescaleDB ones; the totals, and buckets of whole hours, from
+//! its per-hour totals (`event_1h`, refreshed right after the seconds).
+//! Only numbers from a validated [`Grid`] enter a query.
 
 use streamproc::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 
@@ -26,8 +26,15 @@ impl InfluxReader {
     }
 
     pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
+        // Buckets of whole hours from the hours: a point per hour read
+        // instead of up to 3 600.
+        let measurement = if whole_hours(grid) {
+            HOUR_MEASUREMENT
+        } else {
+            ROLLUP_MEASUREMENT
+        };
         let query = format!(
-            "SELECT sum(count), sum(sum), min(min), max(max) FROM {ROLLUP_MEASUREMENT} \
+            "SELECT sum(count), sum(sum), min(min), max(max) FROM {measurement} \
              WHERE time >= {}ms AND time < {}ms GROUP BY time({}ms) fill(none)",
             grid.start_ms(),
             grid.end_ms(),
@@ -115,4 +122,11 @@ impl InfluxReader {
     pub async fn ping(&self) -> Result<(), String> {
         self.influx.ping().await.map_err(|e| e.to_string())
     }
+}
+
+/// Whether `grid`'s buckets are whole hours (its start is a multiple of its
+/// step, so of an hour too; checked all the same).
+fn whole_hours(grid: &Grid) -> bool {
+    const HOUR_MS: i64 = 3_600_000;
+    grid.step_ms() % HOUR_MS == 0 && grid.start_ms() % HOUR_MS == 0
 }

@@ -134,8 +134,8 @@ def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000,
-                        help="events on the topic; enough for many fetches of 1 MB a partition [200000]")
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="events on the topic (about 10 MB: several fetches of 1 MB a partition) [100000]")
     parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for each consumer's peak RSS [64]")
     parser.add_argument("--kafka-port", type=int, required=True)
     parser.add_argument("--postgres-port", type=int, required=True)

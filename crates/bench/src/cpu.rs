@@ -126,3 +126,21 @@ impl Stopwatch<'_> {
         Timed { elapsed, cores }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_takes_name_equals_pid() {
+        assert_eq!(parse_watch("tansu=42"), Ok(("tansu".into(), 42)));
+        assert!(parse_watch("tansu").is_err());
+        assert!(parse_watch("tansu=x").is_err());
+    }
+
+    #[test]
+    fn this_process_and_the_machine_have_cpu_counters() {
+        ticks("self").unwrap();
+        machine_busy_ticks().unwrap();
+    }
+}

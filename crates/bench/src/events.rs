@@ -53,3 +53,34 @@ pub fn run_id() -> String {
         .map_or(0, |d| d.as_nanos());
     format!("nb{:x}", nanos & 0xffff_ffff_ffff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamproc::{Route, Watermark};
+
+    fn routes(side: Side) -> Vec<Route> {
+        generate("t", 500, side)
+            .unwrap()
+            .iter()
+            .map(|e| Watermark::DEFAULT.route(e.amount))
+            .collect()
+    }
+
+    #[test]
+    fn each_side_is_stored_by_its_consumer_and_both_alternate() {
+        assert!(routes(Side::High).iter().all(|r| *r == Route::High));
+        assert!(routes(Side::Low).iter().all(|r| *r == Route::Low));
+        let both = routes(Side::Both);
+        assert_eq!(both.iter().filter(|r| **r == Route::High).count(), 250);
+        assert_eq!(both[0], Route::High);
+        assert_eq!(both[1], Route::Low);
+    }
+
+    #[test]
+    fn ids_count_up_and_times_are_one_millisecond_apart() {
+        let events = generate("run", 3, Side::Both).unwrap();
+        assert_eq!(events[2].id.as_str(), "run-2");
+        assert_eq!(events[2].time.as_millis() - events[0].time.as_millis(), 2);
+    }
+}

@@ -92,7 +92,7 @@ fn bodies(events: &[Event], per_request: usize) -> Vec<Vec<u8>> {
     events
         .chunks(per_request)
         .map(|chunk| match chunk {
-            [one] => one.to_json_bytes(),
+            [one] if per_request == 1 => one.to_json_bytes(),
             many => {
                 let mut body = b"[".to_vec();
                 for (i, event) in many.iter().enumerate() {
@@ -149,4 +149,28 @@ async fn load(
     };
     let per_worker = try_join_all((0..connections).map(|_| worker())).await?;
     Ok(per_worker.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamproc::EventBounds;
+
+    #[test]
+    fn bodies_are_one_object_or_an_array_that_event_api_accepts() {
+        let events = events::generate("t", 5, Side::Both).unwrap();
+        let bounds = EventBounds::DEFAULT.now();
+        let single = bodies(&events, 1);
+        assert_eq!(single.len(), 5);
+        assert_eq!(
+            Event::from_json_bytes(&single[3], &bounds).unwrap(),
+            events[3]
+        );
+        let batches = bodies(&events, 2);
+        assert_eq!(batches.len(), 3);
+        let second: Vec<serde_json::Value> = serde_json::from_slice(&batches[1]).unwrap();
+        assert_eq!(second.len(), 2);
+        let last: Vec<serde_json::Value> = serde_json::from_slice(&batches[2]).unwrap();
+        assert_eq!(last.len(), 1, "a last chunk of one is still an array");
+    }
 }

@@ -116,8 +116,8 @@ def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what
     # The sink's rate in records of this topic: one record in two is stored.
     sink_records = 2 * sink["rate"]
     baseline_name, baseline = min(
-        (f"native read ({read['rate']:,.0f} records/s)", read["rate"]),
-        (f"{sink_what} ({sink['rate']:,.0f} {sink['unit']} x 2)", sink_records),
+        ("native read", read["rate"]),
+        (f"{sink_what} x 2", sink_records),
         key=lambda named: named[1])
     settings = (f"read, route, store half, commit; lower of native read {read['rate']:,.0f} records/s "
                 f"({read['rate_from_assignment']:,.0f} with its first fetch) and "

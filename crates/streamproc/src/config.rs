@@ -129,8 +129,11 @@ pub struct ConsumerArgs {
     #[arg(long, env = "WATERMARK", default_value_t = Watermark::DEFAULT.value(), value_parser = parse_watermark)]
     pub watermark: f64,
 
-    /// Most events in one sink write.
-    #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 1000)]
+    /// Most records in one batch. Batches are only this large when a
+    /// backlog waits; then a larger batch spreads the write's and the
+    /// commit's round trips over more records (draining 100 000 records
+    /// here: consumer-high 25 500/s at 1 000, 38 200/s at 5 000).
+    #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 5000)]
     pub batch_max_events: usize,
 
     /// Longest a batch keeps gathering records that arrive after its first.

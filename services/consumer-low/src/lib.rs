@@ -57,9 +57,10 @@ pub async fn run(
         settings,
         config.serve.disable,
         listener,
-        |_| {
+        |registry| {
             let sink = InfluxSink::new(influx)?;
             let rollups = sink.rollups();
+            rollups.register(registry);
             let stop = stop_rollups.clone();
             let interval = config.rollup_interval;
             maintainer = Some(tokio::spawn(async move {

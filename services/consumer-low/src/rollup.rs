@@ -38,8 +38,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
+use streamproc::metrics::{latency_histogram, Registry};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +138,9 @@ pub struct Rollups {
     /// Wakes the maintainer as soon as seconds are marked, so new totals are
     /// visible one refresh after their events are stored.
     marked: Notify,
+    /// Time of each refresh of pending seconds: the last step before a new
+    /// event is counted by the aggregator.
+    seconds_refresh: Histogram,
 }
 
 impl Rollups {
@@ -147,7 +152,17 @@ impl Rollups {
             hours: LevelState::new(&HOURS),
             marks: AtomicU64::new(0),
             marked: Notify::new(),
+            seconds_refresh: latency_histogram(),
         }
+    }
+
+    /// Adds `rollup_refresh_seconds` to consumer-low's metrics.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "rollup_refresh_seconds",
+            "Time of one refresh of the per-second totals of newly written seconds",
+            self.seconds_refresh.clone(),
+        );
     }
 
     /// Marks `seconds`, then their hours, dirty in InfluxDB. Call after
@@ -207,7 +222,12 @@ impl Rollups {
     /// as soon as a writer has marked seconds since `give_way` was read
     /// from `marks`; the rest wait for the next round.
     async fn refresh_round(&self, give_way: Option<u64>) -> Result<(), InfluxError> {
+        let started = Instant::now();
         let refreshed = self.refresh_level(&self.seconds, None).await?;
+        if !refreshed.is_empty() {
+            self.seconds_refresh
+                .observe(started.elapsed().as_secs_f64());
+        }
         let hours = hours_of(refreshed.into_iter());
         if !hours.is_empty() {
             // Pending first: should the mark fail, the writer's mark still

@@ -118,12 +118,16 @@ def postgres_query_seconds(port: int, sql: str) -> float:
 
 
 def wait_for_totals(port: int) -> float:
+    """Seconds until no second and no hour is left dirty."""
     started = time.perf_counter()
     while True:
-        answer = json.loads(influx(port, "/query", {
-            "db": DATABASE, "q": "SELECT count(dirty) FROM event_1s WHERE dirty <> clean"}))
-        series = answer["results"][0].get("series")
-        if not series or series[0]["values"][0][1] == 0:
+        dirty = 0
+        for measurement in ("event_1s", "event_1h"):
+            answer = json.loads(influx(port, "/query", {
+                "db": DATABASE, "q": f"SELECT count(dirty) FROM {measurement} WHERE dirty <> clean"}))
+            series = answer["results"][0].get("series")
+            dirty += series[0]["values"][0][1] if series else 0
+        if dirty == 0:
             return time.perf_counter() - started
         if time.perf_counter() - started > 900:
             sys.exit("consumer-low did not refresh the totals within 15 minutes")
@@ -255,7 +259,8 @@ def main() -> int:
 
     # The pipeline watch would add its own queries to the ones timed here.
     aggregator, aggregator_url = start(f"{args.bin_dir}/aggregator",
-                                       {**stores, "QUERY_TIMEOUT": "120s", "PIPELINE_WATCH": "false"})
+                                       {**stores, "QUERY_TIMEOUT": "120s", "REQUEST_TIMEOUT": "180s",
+                                        "PIPELINE_WATCH": "false"})
     try:
         end_ms = int(time.time()) // 60 * 60_000
         start_ms = end_ms - HOUR_MS

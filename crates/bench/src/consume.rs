@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     expect: usize,
     /// librdkafka's fetch.wait.max.ms; the consumers' default FETCH_WAIT_MAX.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 25)]
     fetch_wait_max_ms: u32,
     /// Any other librdkafka setting, KEY=VALUE (repeatable): to see what a
     /// setting changes, or `debug=fetch` to see where the time goes.

@@ -15,7 +15,7 @@ log "shellcheck"
 shellcheck -x scripts/*.sh .ci/run
 log "hadolint Dockerfile"
 "$VENV/bin/hadolint" --config .hadolint.yaml Dockerfile
-log "helm chart: strict lint with every values file, invalid values refused"
+log "helm chart: lint and render with Helm's engine for every values file, objects validated, references and pod scripts checked, invalid values refused"
 "$VENV/bin/python" scripts/check_chart.py
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use serde_json::json;
 use testkit::{eventually, produce, read_topic, InProcess, InfluxDb, Postgres, Tansu};
 use tokio::sync::Mutex;
@@ -103,15 +102,7 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     let brokers = broker.brokers();
 
     // The services' defaults: KAFKA_IDEMPOTENCE off, as against tansu.
-    let config = event_api::Config::try_parse_from([
-        "event-api",
-        "--kafka-brokers",
-        &brokers,
-        "--kafka-delivery-timeout",
-        "2s",
-    ])
-    .unwrap();
-    let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
+    let event_api = common::start_event_api(&brokers, &["--kafka-delivery-timeout", "2s"]).await;
     let (high, low) = common::start_consumers(
         &brokers,
         &postgres,

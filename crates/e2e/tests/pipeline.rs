@@ -53,27 +53,11 @@ async fn events_flow_from_the_producer_to_the_page() {
     let influx = InfluxDb::start();
     let brokers = broker.brokers();
 
-    let config =
-        event_api::Config::try_parse_from(["event-api", "--kafka-brokers", &brokers]).unwrap();
-    let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
+    let event_api = common::start_event_api(&brokers, &[]).await;
     let (high, low) =
         common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    let config = aggregator::Config::try_parse_from([
-        "aggregator",
-        "--postgres-url",
-        &postgres.url(),
-        "--influxdb-host",
-        &influx.url(),
-        "--kafka-brokers",
-        &brokers,
-        "--api-url",
-        &event_api.url,
-    ])
-    .unwrap();
-    let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
-    let config =
-        web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
-    let web_ui = InProcess::spawn(|l, s| web_ui::run(config, l, s)).await;
+    let (aggregator, web_ui) =
+        common::start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
 
     // A seeded producer run to completion: it drains before returning.
     let config = event_producer::Config::try_parse_from([

@@ -143,34 +143,12 @@ async fn each_stage_shows_its_state_within_15_seconds() {
     let influx = InfluxDb::start();
     let brokers = broker.brokers();
 
-    let config = event_api::Config::try_parse_from([
-        "event-api",
-        "--kafka-brokers",
-        &brokers,
-        "--kafka-delivery-timeout",
-        "2s",
-    ])
-    .unwrap();
-    let event_api = InProcess::spawn(|l, s| event_api::run(config, l, s)).await;
+    let event_api = common::start_event_api(&brokers, &["--kafka-delivery-timeout", "2s"]).await;
     let (high, low) =
         common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
     // The default thresholds and interval: what the 15 s are measured with.
-    let config = aggregator::Config::try_parse_from([
-        "aggregator",
-        "--postgres-url",
-        &postgres.url(),
-        "--influxdb-host",
-        &influx.url(),
-        "--kafka-brokers",
-        &brokers,
-        "--api-url",
-        &event_api.url,
-    ])
-    .unwrap();
-    let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
-    let config =
-        web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
-    let web_ui = InProcess::spawn(|l, s| web_ui::run(config, l, s)).await;
+    let (aggregator, web_ui) =
+        common::start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
 
     // Known counts: KNOWN events, half for each store, in one request.
     let events: Vec<Value> = (0..KNOWN)

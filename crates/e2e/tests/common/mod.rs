@@ -1,4 +1,7 @@
-//! What both end-to-end tests start the same way.
+//! What the end-to-end tests start the same way.
+
+// Each test file is its own crate and uses only some of these.
+#![allow(dead_code)]
 
 use clap::Parser;
 use testkit::{InProcess, InfluxDb, Postgres};
@@ -33,4 +36,42 @@ pub async fn start_consumers(
     .unwrap();
     let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
     (high, low)
+}
+
+/// event-api in this process, writing to `brokers`, with `extra` flags.
+pub async fn start_event_api(brokers: &str, extra: &[&str]) -> InProcess {
+    let config = event_api::Config::try_parse_from(
+        ["event-api", "--kafka-brokers", brokers]
+            .iter()
+            .chain(extra),
+    )
+    .unwrap();
+    InProcess::spawn(|l, s| event_api::run(config, l, s)).await
+}
+
+/// The aggregator (reading both stores, watching `brokers` and the
+/// event-api at `api_url`) and web-ui in front of it, with their defaults.
+pub async fn start_read_side(
+    brokers: &str,
+    postgres: &Postgres,
+    influx: &InfluxDb,
+    api_url: &str,
+) -> (InProcess, InProcess) {
+    let config = aggregator::Config::try_parse_from([
+        "aggregator",
+        "--postgres-url",
+        &postgres.url(),
+        "--influxdb-host",
+        &influx.url(),
+        "--kafka-brokers",
+        brokers,
+        "--api-url",
+        api_url,
+    ])
+    .unwrap();
+    let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
+    let config =
+        web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
+    let web_ui = InProcess::spawn(|l, s| web_ui::run(config, l, s)).await;
+    (aggregator, web_ui)
 }

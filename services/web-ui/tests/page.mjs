@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { checksPassed, launchBrowser, ok, until } from "./browser.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -23,38 +23,7 @@ const { values: args } = parseArgs({
   },
 });
 
-// As root and on a machine without outside network, Chromium needs these.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-let checks = 0;
-function ok(what) {
-  checks += 1;
-  console.log(`ok ${checks} - ${what}`);
-}
-
-/** Polls `probe` in Node until it returns a truthy value. */
-async function until(what, probe, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (last) return last;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const browser = await launchBrowser();
 
 const snapshot = (page) => page.evaluate(() => window.streamproc.snapshot());
 const total = (values) => values.reduce((sum, v) => sum + (v ?? 0), 0);
@@ -196,7 +165,7 @@ try {
 
   assert.deepEqual(errors, [], "no script errors on the page");
   ok("no script errors");
-  console.log(`page: ${checks} passed, 0 failed`);
+  console.log(`page: ${checksPassed()} passed, 0 failed`);
 } catch (error) {
   console.error(`not ok - ${error.stack ?? error}`);
   process.exitCode = 1;

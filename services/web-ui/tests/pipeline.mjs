@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { checksPassed, launchBrowser, ok, until } from "./browser.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -28,36 +28,7 @@ const { values: args } = parseArgs({
 });
 const STAGES = ["event-api", "kafka", "consumer-high", "consumer-low", "timescaledb", "influxdb"];
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_BIN ?? "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-let checks = 0;
-function ok(what) {
-  checks += 1;
-  console.log(`ok ${checks} - ${what}`);
-}
-
-async function until(what, probe, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (last) return last;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
-}
+const browser = await launchBrowser();
 
 const pipeline = async (page) => (await page.evaluate(() => window.streamproc.snapshot())).pipeline;
 // "consumer-high: 12 400 events behind, 38 s" (spaces group the thousands).
@@ -149,7 +120,7 @@ try {
 
   assert.deepEqual(errors, [], "no script errors on the page");
   ok("no script errors");
-  console.log(`pipeline page: ${checks} passed, 0 failed`);
+  console.log(`pipeline page: ${checksPassed()} passed, 0 failed`);
 } catch (error) {
   console.error(`not ok - ${error.stack ?? error}`);
   process.exitCode = 1;

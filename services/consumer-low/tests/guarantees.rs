@@ -150,18 +150,29 @@ async fn assert_rollups_agree(influx: &InfluxDb) {
     );
 }
 
-fn low_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    // Ten events per millisecond: distinct events in one millisecond must
-    // not overwrite each other.
+/// `n` low events named `<prefix>-<i>`, the i-th at `time_ms(i)`, with
+/// amounts from `base_amount` to `base_amount + 4`.
+fn low_events_at(
+    prefix: &str,
+    n: usize,
+    time_ms: impl Fn(usize) -> i64,
+    base_amount: f64,
+) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             event_record(
                 &format!("{prefix}-{i}"),
-                1_700_000_000_000 + (i / 10) as i64,
-                (i % 5) as f64 + 0.25,
+                time_ms(i),
+                (i % 5) as f64 + base_amount,
             )
         })
         .collect()
+}
+
+/// Ten events per millisecond: distinct events in one millisecond must not
+/// overwrite each other.
+fn low_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    low_events_at(prefix, n, |i| 1_700_000_000_000 + (i / 10) as i64, 0.25)
 }
 
 #[tokio::test]
@@ -309,15 +320,7 @@ async fn hour_totals_are_computed_at_start_where_only_seconds_have_them() {
 /// `n` events every 7 min 13.7 s (about a day and a half for 300), so that
 /// batches span many hours and several days.
 fn spread_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            event_record(
-                &format!("{prefix}-{i}"),
-                1_700_000_000_000 + i as i64 * 433_700,
-                (i % 5) as f64 + 0.5,
-            )
-        })
-        .collect()
+    low_events_at(prefix, n, |i| 1_700_000_000_000 + i as i64 * 433_700, 0.5)
 }
 
 /// Two instances write events spread over days, in batches that touch the

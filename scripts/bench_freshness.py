@@ -30,6 +30,8 @@ import threading
 import time
 import uuid
 
+from bench_native import peak_rss_mib
+
 HIGH_AMOUNT, LOW_AMOUNT = 100.0, 1.0
 POLL_SECONDS = 0.002
 
@@ -207,17 +209,15 @@ def phase(args, label: str, base_ms: int, rate: float) -> dict:
 SERVICES = ("event-api", "consumer-high", "consumer-low", "aggregator", "web-ui", "event-producer")
 
 
-def peak_rss_mib(state: str) -> dict[str, float]:
+def service_peaks_mib(state: str) -> dict[str, float]:
+    """Each running service's peak RSS, found by the pid files under run/."""
     peaks = {}
     for service in SERVICES:
         try:
             with open(os.path.join(state, "run", f"{service}.pid")) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/status") as f:
-                kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-        except (OSError, ValueError, StopIteration):
+                peaks[service] = peak_rss_mib(int(f.read().strip()))
+        except (OSError, ValueError):
             continue
-        peaks[service] = kib / 1024
     return peaks
 
 
@@ -276,7 +276,7 @@ def main() -> int:
                 print(f"  {result['phase']:<16} {series:<5} {stage:<50} {ms!s:>7}")
     table = rows(results, args)
     if args.state:
-        for service, mib in peak_rss_mib(args.state).items():
+        for service, mib in service_peaks_mib(args.state).items():
             print(f"  peak RSS {service:<15} {mib:6.1f} MiB")
             table.append({"name": f"{service} peak RSS", "figure": round(mib, 1), "unit": "MiB",
                           "limit": args.max_rss_mib, "settings": "VmHWM over the freshness run"})

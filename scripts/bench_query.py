@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ import time
 import urllib.request
 
 from bench_consume import influx, psql
+from bench_native import cpu_seconds, free_port
 from confluent_kafka.admin import AdminClient, NewTopic
 
 DATABASE = "bench_query"
 HOUR_MS = 3_600_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(binary: str, env: dict) -> tuple[subprocess.Popen, str]:
@@ -132,12 +126,6 @@ def wait_for_totals(port: int) -> float:
         if time.perf_counter() - started > 900:
             sys.exit("consumer-low did not refresh the totals within 15 minutes")
         time.sleep(0.5)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(label: str) -> None:

@@ -21,11 +21,11 @@ require_docker_engine
 REGISTRY_NAME=$CLUSTER_NAME-registry.localhost
 REGISTRY=k3d-$REGISTRY_NAME:$REGISTRY_PORT
 
-if ! k3d registry list 2>/dev/null | grep -q "k3d-$REGISTRY_NAME"; then
+if ! k3d registry list 2>/dev/null | grep "k3d-$REGISTRY_NAME" >/dev/null; then
   log "creating the registry $REGISTRY"
   k3d registry create "$REGISTRY_NAME" --port "$REGISTRY_PORT"
 fi
-if k3d cluster list 2>/dev/null | awk 'NR > 1 { print $1 }' | grep -qx "$CLUSTER_NAME"; then
+if k3d cluster list 2>/dev/null | awk 'NR > 1 { print $1 }' | grep -x "$CLUSTER_NAME" >/dev/null; then
   log "k3d cluster $CLUSTER_NAME exists"
 else
   log "creating k3d cluster $CLUSTER_NAME"

@@ -26,7 +26,7 @@ if [[ $(docker inspect -f '{{.State.Running}}' "$REGISTRY_NAME" 2>/dev/null || t
   docker run -d --restart=always --name "$REGISTRY_NAME" -p "127.0.0.1:$REGISTRY_PORT:5000" registry:2 >/dev/null
 fi
 
-if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+if kind get clusters 2>/dev/null | grep -x "$CLUSTER_NAME" >/dev/null; then
   log "kind cluster $CLUSTER_NAME exists"
 else
   log "creating kind cluster $CLUSTER_NAME"

@@ -52,8 +52,12 @@ wait_until 30 "every accepted event stored once" reconciled || {
 
 # The page is served, and the aggregator, asked through web-ui, counts every
 # accepted event (InfluxDB's per-second totals follow within a second).
-curl -fsS --max-time 5 "http://127.0.0.1:$WEB_UI_PORT/" | grep -q '<title>StreamProc</title>' ||
+# The page is read whole before it is searched: `curl | grep -q` fails under
+# pipefail once grep stops reading early and curl cannot write the rest.
+page="$(curl -fsS --max-time 5 "http://127.0.0.1:$WEB_UI_PORT/")" ||
   die "web-ui does not serve the page"
+[[ "$page" == *'<title>StreamProc</title>'* ]] ||
+  die "web-ui serves a page without the StreamProc title"
 aggregated() {
   local counts totals
   counts=$("$REPO_ROOT/scripts/counts.sh" --json)

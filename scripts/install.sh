@@ -7,15 +7,21 @@
 # hadolint), and the web page's npm packages (its charting library; the
 # browser test's driver).
 #
-# Usage: scripts/install.sh [--help]
+# Usage: scripts/install.sh [--podman]
+#   --podman  only the container tools instead: podman 4.3 with runc,
+#             mmdebstrap (for scripts/base_images.sh), and podman's settings
+#             for this kind of host (see install_podman below)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  usage
-  exit 0
-fi
+only_podman=0
+case ${1:-} in
+  -h | --help) usage; exit 0 ;;
+  --podman) only_podman=1 ;;
+  "") ;;
+  *) usage >&2; exit 2 ;;
+esac
 
 SUDO=()
 if ((EUID != 0)); then
@@ -136,6 +142,29 @@ install_cargo_fuzz() {
   log "cargo-fuzz: building (about 2 minutes on two cores, once per machine)"
   cargo install --root "$CACHE_DIR/cargo-fuzz" cargo-fuzz --version "$version" --locked
 }
+
+# podman as root on a host like the CI machines: crun refuses their hybrid
+# cgroup layout, so runc; and root cannot raise its open-files and process
+# limits past these, so containers ask for no more than that.
+install_podman() {
+  APT_PACKAGES=(podman runc slirp4netns netavark aardvark-dns iptables uidmap mmdebstrap)
+  install_debian_packages
+  local conf=/etc/containers/containers.conf.d/streamproc.conf
+  if [[ ! -f $conf ]]; then
+    "${SUDO[@]}" mkdir -p "$(dirname "$conf")"
+    printf '%s\n' '[containers]' 'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]' \
+      '[engine]' 'runtime = "runc"' | "${SUDO[@]}" tee "$conf" >/dev/null
+    log "podman: settings written to $conf"
+  fi
+  podman info --format '{{.Host.OCIRuntime.Name}}' 2>/dev/null | grep -x runc >/dev/null ||
+    die "podman does not run with runc; see $conf"
+  log "podman $(podman version --format '{{.Client.Version}}'): ready"
+}
+
+if ((only_podman)); then
+  install_podman
+  exit 0
+fi
 
 install_debian_packages
 install_timescaledb

@@ -11,9 +11,6 @@ CHART_DIR=$REPO_ROOT/helm_chart
 # What the cluster scripts made: its tool, registry and ingress class.
 CLUSTER_ENV=$REPO_ROOT/.state/cluster.env
 IMAGE_SERVICES=(event-api event-producer consumer-high consumer-low aggregator web-ui)
-# Images are tagged with the chart's appVersion, which the chart deploys by
-# default; IMAGE_TAG overrides both.
-IMAGE_TAG=${IMAGE_TAG:-$(awk '/^appVersion:/ { gsub(/"/, "", $2); print $2 }' "$CHART_DIR/Chart.yaml")}
 
 # require_tools TOOL...: dies naming every missing tool and where to get it.
 require_tools() {

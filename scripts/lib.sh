@@ -10,6 +10,9 @@ TANSU_VERSION=0.6.0
 TANSU_BIN=${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 VENV=$CACHE_DIR/venv
+# Images are tagged with the chart's appVersion, which the chart deploys by
+# default; IMAGE_TAG overrides both.
+IMAGE_TAG=${IMAGE_TAG:-$(awk '/^appVersion:/ { gsub(/"/, "", $2); print $2 }' "$REPO_ROOT/helm_chart/Chart.yaml")}
 
 # Prints the comment block at the top of the running script: its usage.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }

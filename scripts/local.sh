@@ -19,6 +19,11 @@
 # Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
 # EVENT_API_PORT [9998], CONSUMER_HIGH_PORT [9996], CONSUMER_LOW_PORT [9997],
 # AGGREGATOR_PORT [9995], WEB_UI_PORT [8080], EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [release].
+# STREAMPROC_RUN=podman runs the services from their images
+# (streamproc/<service>:IMAGE_TAG, made by scripts/build_images.sh --podman)
+# instead, hardened as the chart runs them: uid 10001, read-only root
+# filesystem, no capabilities, no privilege escalation; on the host's
+# network, so the addresses stay the same.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +43,8 @@ EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-9999}
 # dev to reuse the test build.
 PROFILE=${STREAMPROC_PROFILE:-release}
 BIN=$REPO_ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+RUN=${STREAMPROC_RUN:-process}
+[[ $RUN == process || $RUN == podman ]] || die "STREAMPROC_RUN is '$RUN'; one of: process, podman"
 
 # Start order; stopped in reverse. Each is "name port".
 SERVICES=(
@@ -77,17 +84,43 @@ start_service() {
   port_open "$port" && die "port $port is taken by another program; set the ${name^^} port variable (see --help)"
   local env_vars
   read -r -a env_vars <<<"$(service_env "$name" "$port")"
-  env "${env_vars[@]}" nohup "$BIN/$name" >>"$STATE/logs/$name.log" 2>&1 &
+  if [[ $RUN == podman ]]; then
+    # `podman run` in the foreground passes SIGTERM on to the service, so
+    # stopping works as for a process; --rm cleans up after it.
+    local container
+    container=$(container_name "$name")
+    podman rm --force --ignore "$container" >/dev/null
+    nohup podman run --rm --name "$container" --network host \
+      --user 10001:10001 --read-only --read-only-tmpfs=false \
+      --cap-drop all --security-opt no-new-privileges \
+      --env HOST=127.0.0.1 "${env_vars[@]/#/--env=}" \
+      "streamproc/$name:$IMAGE_TAG" >>"$STATE/logs/$name.log" 2>&1 &
+  else
+    env "${env_vars[@]}" nohup "$BIN/$name" >>"$STATE/logs/$name.log" 2>&1 &
+  fi
   echo $! >"$pidfile"
   wait_until 30 "$name (http://127.0.0.1:$port)" http_ok "http://127.0.0.1:$port/readyz" ||
     die "$name did not become ready within 30 s; see $STATE/logs/$name.log"
 }
 
+# container_name SERVICE: unique per state directory, so the test stacks and
+# the developer's stack never share one.
+container_name() { echo "streamproc-$(basename "$STATE")-$1"; }
+
 up() {
   "$REPO_ROOT/scripts/install.sh"
   "$REPO_ROOT/scripts/infra.sh" start
-  log "building the services ($PROFILE profile)"
-  (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked --bins -q)
+  if [[ $RUN == podman ]]; then
+    local service missing=()
+    for service in "${SERVICES[@]}"; do
+      podman image exists "streamproc/${service%% *}:$IMAGE_TAG" || missing+=("${service%% *}")
+    done
+    ((${#missing[@]} == 0)) ||
+      die "no image streamproc/<service>:$IMAGE_TAG for ${missing[*]}: scripts/build_images.sh --podman"
+  else
+    log "building the services ($PROFILE profile)"
+    (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked --bins -q)
+  fi
   mkdir -p "$STATE/logs" "$STATE/run"
   for service in "${SERVICES[@]}"; do
     # shellcheck disable=SC2086  # "name port" splits into two arguments
@@ -131,7 +164,14 @@ status() {
   return "$ok"
 }
 
-stop_service() { stop_pid "$STATE/run/$1.pid" "$1" "$2"; }
+stop_service() {
+  # The container first, so that a service that will not stop is killed in
+  # it, not left running behind a killed `podman run`.
+  if [[ $RUN == podman ]]; then
+    podman stop --ignore --time 15 "$(container_name "$1")" >/dev/null
+  fi
+  stop_pid "$STATE/run/$1.pid" "$1" "$2"
+}
 
 # service_entry NAME [OTHER...]: the "name port" entry of SERVICES for NAME;
 # an unknown NAME fails, listing the services and the OTHER names allowed.

@@ -15,6 +15,23 @@ export STREAMPROC_PROFILE=${STREAMPROC_PROFILE:-dev}
 
 up_own_stack
 "$REPO_ROOT/scripts/local.sh" status
+checks=3
+
+# With STREAMPROC_RUN=podman (scripts/test_images.sh) each service runs from
+# its image: check that it does, hardened as the chart runs it.
+if [[ ${STREAMPROC_RUN:-process} == podman ]]; then
+  for service in event-api consumer-high consumer-low aggregator web-ui event-producer; do
+    container=streamproc-smoke-$service # local.sh: streamproc-<state dir>-<service>
+    facts=$(podman inspect --format '{{.State.Running}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}' "$container") ||
+      die "$service does not run in a container"
+    [[ $facts == "true true [CAP_"* ]] || die "$container: running, read-only, dropped capabilities: $facts"
+    uid=$(podman exec "$container" id -u)
+    ((uid == 10001)) || die "$container runs as uid $uid"
+    podman exec "$container" touch /written 2>/dev/null && die "$container can write to its root filesystem"
+  done
+  log "each service runs in its container as uid 10001, read-only, without capabilities"
+  checks=4
+fi
 
 # Infrastructure answers: TimescaleDB is loaded, InfluxDB takes queries.
 timescale=$("$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d streamproc -qtA \
@@ -58,6 +75,8 @@ page="$(curl -fsS --max-time 5 "http://127.0.0.1:$WEB_UI_PORT/")" ||
   die "web-ui does not serve the page"
 [[ "$page" == *'<title>StreamProc</title>'* ]] ||
   die "web-ui serves a page without the StreamProc title"
+http_ok "http://127.0.0.1:$WEB_UI_PORT/vendor/uPlot.esm.js" ||
+  die "web-ui does not serve the charting library the page imports (vendor/uPlot.esm.js)"
 aggregated() {
   local counts totals
   counts=$("$REPO_ROOT/scripts/counts.sh" --json)
@@ -66,4 +85,4 @@ aggregated() {
 }
 wait_until 15 "the aggregator's totals equal the stored events" aggregated ||
   die "aggregator totals: $(curl -sS "http://127.0.0.1:$WEB_UI_PORT/api/v1/totals")"
-echo "smoke: 3 passed, 0 failed"
+echo "smoke: $checks passed, 0 failed"

@@ -4,13 +4,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Router};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,11 +47,28 @@ pub fn with_probes_and_metrics(
     ready: ReadinessCheck,
 ) -> Router {
     let http_metrics = HttpMetrics::register(&mut registry);
+    register_start_time(&mut registry);
     app.merge(router(Arc::new(registry), ready))
         .layer(middleware::from_fn_with_state(
             http_metrics,
             HttpMetrics::track,
         ))
+}
+
+/// `process_start_time_seconds`, the usual Prometheus name: a change tells a
+/// restart (after a crash, or a new binary in the development loop) even
+/// when the counters happen to match.
+fn register_start_time(registry: &mut Registry) {
+    let started: Gauge<f64, AtomicU64> = Gauge::default();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    started.set(since_epoch.as_secs_f64());
+    registry.register(
+        "process_start_time_seconds",
+        "When this process started serving, in seconds since the Unix epoch",
+        started,
+    );
 }
 
 /// Routes for `/healthz`, `/readyz` and `/metrics`.
@@ -146,5 +166,19 @@ mod tests {
         let (code, body) = status(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("widgets_total 1"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_tell_when_the_process_started() {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let app = with_probes_and_metrics(Router::new(), Registry::default(), always_ready());
+        let (_, body) = status(app, "/metrics").await;
+        let started: f64 = body
+            .lines()
+            .find_map(|line| line.strip_prefix("process_start_time_seconds "))
+            .unwrap_or_else(|| panic!("no start time in {body}"))
+            .parse()
+            .unwrap();
+        assert!((started - before.as_secs_f64()).abs() < 5.0, "{started}");
     }
 }

@@ -101,9 +101,11 @@ ENTRYPOINT ["sh", "-c", "exec watchexec --restart --watch /src/crates --watch /s
 
 # dev-binary: the repository is mounted at /src, with binaries built on the
 # developer's machine (Debian 12, like this image) in target/release;
-# watchexec restarts SERVICE whenever its binary changes.
+# watchexec restarts SERVICE whenever its binary changes. watchexec stops at
+# once without an existing HOME, and would skip target/ as the mounted
+# .gitignore says, hence HOME and the two --no-*-ignore flags.
 FROM runtime AS dev-binary
 COPY --from=dev /usr/local/cargo/bin/watchexec /usr/local/bin/watchexec
-ENV SERVICE=event-api
+ENV SERVICE=event-api HOME=/tmp
 WORKDIR /src
-ENTRYPOINT ["sh", "-c", "exec watchexec --restart --watch /src/target/release --filter \"$SERVICE\" -- \"/src/target/release/$SERVICE\""]
+ENTRYPOINT ["sh", "-c", "exec watchexec --restart --no-vcs-ignore --no-project-ignore --watch /src/target/release --filter \"$SERVICE\" -- \"/src/target/release/$SERVICE\""]

@@ -8,8 +8,9 @@
 # browser test's driver).
 #
 # Usage: scripts/install.sh [--podman]
-#   --podman  only the container tools instead: podman 4.3 with runc,
-#             mmdebstrap (for scripts/base_images.sh), and podman's settings
+#   --podman  only the container tools instead: podman 4.3 with runc and
+#             iptables (for its bridge network), mmdebstrap (for
+#             scripts/base_images.sh), and podman's settings
 #             for this kind of host (see install_podman below)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

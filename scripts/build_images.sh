@@ -55,5 +55,6 @@ for target in "${targets[@]}"; do
 done
 log "built (tag $IMAGE_TAG; the first image's time includes the workspace build):"
 printf '  %s\n' "${report[@]}" >&2
-[[ $engine == docker ]] && log "next: scripts/push_images.sh"
-exit 0
+if [[ $engine == docker ]]; then
+  log "next: scripts/push_images.sh"
+fi

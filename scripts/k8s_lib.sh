@@ -10,7 +10,6 @@ REGISTRY_PORT=${REGISTRY_PORT:-5001}
 CHART_DIR=$REPO_ROOT/helm_chart
 # What the cluster scripts made: its tool, registry and ingress class.
 CLUSTER_ENV=$REPO_ROOT/.state/cluster.env
-IMAGE_SERVICES=(event-api event-producer consumer-high consumer-low aggregator web-ui)
 
 # require_tools TOOL...: dies naming every missing tool and where to get it.
 require_tools() {

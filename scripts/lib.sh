@@ -13,6 +13,17 @@ VENV=$CACHE_DIR/venv
 # Images are tagged with the chart's appVersion, which the chart deploys by
 # default; IMAGE_TAG overrides both.
 IMAGE_TAG=${IMAGE_TAG:-$(awk '/^appVersion:/ { gsub(/"/, "", $2); print $2 }' "$REPO_ROOT/helm_chart/Chart.yaml")}
+IMAGE_SERVICES=(event-api event-producer consumer-high consumer-low aggregator web-ui)
+# `podman run` flags for a service container, as the chart's securityContext
+# runs the pod: uid 10001, read-only root filesystem (no writable tmpfs
+# either), every capability dropped, no privilege escalation.
+HARDENED_RUN=(--user 10001:10001 --read-only --read-only-tmpfs=false
+  --cap-drop all --security-opt no-new-privileges)
+
+# container_name STATE_DIR SERVICE: the podman container of SERVICE for the
+# stack in STATE_DIR; unique per state directory, so the test stacks and the
+# developer's stack never share one.
+container_name() { echo "streamproc-$(basename "$1")-$2"; }
 
 # Prints the comment block at the top of the running script: its usage.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }

@@ -88,11 +88,9 @@ start_service() {
     # `podman run` in the foreground passes SIGTERM on to the service, so
     # stopping works as for a process; --rm cleans up after it.
     local container
-    container=$(container_name "$name")
+    container=$(container_name "$STATE" "$name")
     podman rm --force --ignore "$container" >/dev/null
-    nohup podman run --rm --name "$container" --network host \
-      --user 10001:10001 --read-only --read-only-tmpfs=false \
-      --cap-drop all --security-opt no-new-privileges \
+    nohup podman run --rm --name "$container" --network host "${HARDENED_RUN[@]}" \
       --env HOST=127.0.0.1 "${env_vars[@]/#/--env=}" \
       "streamproc/$name:$IMAGE_TAG" >>"$STATE/logs/$name.log" 2>&1 &
   else
@@ -102,10 +100,6 @@ start_service() {
   wait_until 30 "$name (http://127.0.0.1:$port)" http_ok "http://127.0.0.1:$port/readyz" ||
     die "$name did not become ready within 30 s; see $STATE/logs/$name.log"
 }
-
-# container_name SERVICE: unique per state directory, so the test stacks and
-# the developer's stack never share one.
-container_name() { echo "streamproc-$(basename "$STATE")-$1"; }
 
 up() {
   "$REPO_ROOT/scripts/install.sh"
@@ -168,7 +162,7 @@ stop_service() {
   # The container first, so that a service that will not stop is killed in
   # it, not left running behind a killed `podman run`.
   if [[ $RUN == podman ]]; then
-    podman stop --ignore --time 15 "$(container_name "$1")" >/dev/null
+    podman stop --ignore --time 15 "$(container_name "$STATE" "$1")" >/dev/null
   fi
   stop_pid "$STATE/run/$1.pid" "$1" "$2"
 }

@@ -20,8 +20,8 @@ checks=3
 # With STREAMPROC_RUN=podman (scripts/test_images.sh) each service runs from
 # its image: check that it does, hardened as the chart runs it.
 if [[ ${STREAMPROC_RUN:-process} == podman ]]; then
-  for service in event-api consumer-high consumer-low aggregator web-ui event-producer; do
-    container=streamproc-smoke-$service # local.sh: streamproc-<state dir>-<service>
+  for service in "${IMAGE_SERVICES[@]}"; do
+    container=$(container_name "$STREAMPROC_STATE" "$service")
     facts=$(podman inspect --format '{{.State.Running}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}' "$container") ||
       die "$service does not run in a container"
     [[ $facts == "true true [CAP_"* ]] || die "$container: running, read-only, dropped capabilities: $facts"

@@ -37,7 +37,7 @@ done
 export STREAMPROC_STATE=$REPO_ROOT/.state/dev-loop
 export KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
 PORT=39998
-CONTAINER=streamproc-dev-loop-event-api
+CONTAINER=$(container_name "$STREAMPROC_STATE" event-api)
 # The source mode's cargo target directory, kept between runs.
 CARGO_VOLUME=streamproc-dev-loop-cargo
 BINARY=$REPO_ROOT/target/release/event-api
@@ -67,8 +67,7 @@ rm -rf "$STREAMPROC_STATE"
 if [[ $mode == binary ]]; then
   log "building event-api on the host (release)"
   (cd "$REPO_ROOT" && cargo build --release --locked --bin event-api -q)
-  run_as=(--user 10001:10001 --read-only --read-only-tmpfs=false
-    --cap-drop all --security-opt no-new-privileges --volume "$REPO_ROOT:/src:ro")
+  run_as=("${HARDENED_RUN[@]}" --volume "$REPO_ROOT:/src:ro")
 else
   run_as=(--user 0 --volume "$REPO_ROOT:/src" --volume "$CARGO_VOLUME:/cache")
 fi

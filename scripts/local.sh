@@ -86,12 +86,14 @@ start_service() {
   read -r -a env_vars <<<"$(service_env "$name" "$port")"
   if [[ $RUN == podman ]]; then
     # `podman run` in the foreground passes SIGTERM on to the service, so
-    # stopping works as for a process; --rm cleans up after it.
+    # stopping works as for a process; --rm cleans up after it. --env-host:
+    # settings exported here (RETRY_MAX, RUST_LOG, ...) reach the service as
+    # they reach a process; the addresses below still win.
     local container
     container=$(container_name "$STATE" "$name")
     podman rm --force --ignore "$container" >/dev/null
     nohup podman run --rm --name "$container" --network host "${HARDENED_RUN[@]}" \
-      --env HOST=127.0.0.1 "${env_vars[@]/#/--env=}" \
+      --env-host --env HOST=127.0.0.1 "${env_vars[@]/#/--env=}" \
       "streamproc/$name:$IMAGE_TAG" >>"$STATE/logs/$name.log" 2>&1 &
   else
     env "${env_vars[@]}" nohup "$BIN/$name" >>"$STATE/logs/$name.log" 2>&1 &

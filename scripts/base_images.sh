@@ -75,7 +75,8 @@ wanted() {
 }
 
 # debootstrap_image IMAGE [MMDEBSTRAP OPTION...]: a minbase Debian with the
-# options given (packages, hooks), imported as IMAGE.
+# options given (packages, hooks), imported as IMAGE with the ENV settings
+# listed in IMAGE_ENV (NAME=VALUE each; set before every call).
 debootstrap_image() {
   local image=$1 tarball
   shift

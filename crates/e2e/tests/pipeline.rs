@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Parser;
@@ -92,23 +90,12 @@ async fn events_flow_from_the_producer_to_the_page() {
 
     // The page, in Debian's Chromium, against this pipeline; it posts three
     // more events through event-api and watches them arrive.
-    let web_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/web-ui");
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let output = tokio::process::Command::new("node")
-        .current_dir(&web_dir)
-        .arg("tests/page.mjs")
-        .args(["--url", &web_ui.url, "--event-api", &event_api.url])
-        .arg("--screenshots")
-        .arg(&screenshots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs (scripts/install.sh installs it and the page's packages)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the page test failed");
-    assert!(stdout.contains("page: 12 passed, 0 failed"), "{stdout}");
+    let screenshots = common::run_browser_test(
+        "tests/page.mjs",
+        &["--url", &web_ui.url, "--event-api", &event_api.url],
+        "page: 12 passed, 0 failed",
+    )
+    .await;
     assert!(screenshots.join("web-ui.png").is_file());
 
     assert_stored(&aggregator, PRODUCED + 3).await;

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -264,26 +262,12 @@ async fn each_stage_shows_its_state_within_15_seconds() {
     );
 
     // The page: the strip, the words, the shaded period, narrow and dark.
-    let web_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/web-ui");
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    let output = tokio::process::Command::new("node")
-        .current_dir(&web_dir)
-        .arg("tests/pipeline.mjs")
-        .args(["--url", &web_ui.url, "--stage", "consumer-high"])
-        .arg("--screenshots")
-        .arg(&screenshots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs (scripts/install.sh installs it and the page's packages)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the pipeline page test failed");
-    assert!(
-        stdout.contains("pipeline page: 6 passed, 0 failed"),
-        "{stdout}"
-    );
+    let screenshots = common::run_browser_test(
+        "tests/pipeline.mjs",
+        &["--url", &web_ui.url, "--stage", "consumer-high"],
+        "pipeline page: 6 passed, 0 failed",
+    )
+    .await;
     assert!(screenshots.join("pipeline-degraded.png").is_file());
 
     // Started again, it catches up and is ok again.

@@ -3,8 +3,35 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
 use clap::Parser;
 use testkit::{InProcess, InfluxDb, Postgres};
+
+/// Runs web-ui's browser test `script` (a path under services/web-ui) in
+/// node, in Debian's Chromium, with `args`; asserts that it passes and
+/// prints `summary`. Returns the folder its screenshots went to.
+pub async fn run_browser_test(script: &str, args: &[&str], summary: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let screenshots = root.join("target/screenshots");
+    let output = tokio::process::Command::new("node")
+        .current_dir(root.join("services/web-ui"))
+        .arg(script)
+        .args(args)
+        .arg("--screenshots")
+        .arg(&screenshots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs (scripts/install.sh installs it and the page's packages)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{script} failed");
+    assert!(stdout.contains(summary), "{stdout}");
+    screenshots
+}
 
 /// consumer-high and consumer-low in this process, reading `brokers` into
 /// `postgres` and `influx`, with `extra` flags for both.

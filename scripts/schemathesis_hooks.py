@@ -40,7 +40,7 @@ def _into_window(event):
     return event
 
 
-# services/aggregator/src/grid.rs: MAX_POINTS and the longest step.
+# crates/grid/src/lib.rs: MAX_POINTS and the longest step.
 MAX_BUCKETS = 10_000
 MAX_STEP_MS = 4_102_444_800_000
 AGGREGATOR_PARAMETERS = {"from", "to", "step", "max_points", "last"}

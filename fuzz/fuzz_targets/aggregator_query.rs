@@ -7,13 +7,14 @@
 //! however long the value.
 #![no_main]
 
-use aggregator::grid::{Grid, GridError, GridParams, DEFAULT_MAX_POINTS};
-use aggregator::{step_and_last, MAX_POINTS};
+use streamproc_grid::{
+    step_and_last, Grid, GridError, GridParams, DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// 2023-11-14T22:13:20Z, the epoch itself, and the latest time a query may
 /// name: a fixed "now" each, so that a crash replays.
-const NOWS: [i64; 3] = [1_700_000_000_000, 0, aggregator::MAX_QUERY_TIME_MS];
+const NOWS: [i64; 3] = [1_700_000_000_000, 0, MAX_QUERY_TIME_MS];
 
 /// Longest error message accepted: a quoted value is cut to 40 characters,
 /// each at most 10 bytes escaped, plus the explanation.
@@ -49,7 +50,7 @@ fn series(pairs: &[(String, String)], now: i64) {
     match (&params.step, &params.max_points) {
         (Some(step), _) => assert_eq!(
             Some(grid.step_ms()),
-            aggregator::grid::parse_step(step).ok(),
+            streamproc_grid::parse_step(step).ok(),
             "{grid:?} from step {step:?}"
         ),
         // The smallest round step that fits, plus the one bucket rounding

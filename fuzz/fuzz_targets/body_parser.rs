@@ -4,9 +4,9 @@
 //! trip through Kafka (canonical bytes, decoded with the same bounds).
 #![no_main]
 
-use event_api::body::{self, ApiError, BodyFormat, Rules};
+use streamproc_event::body::{self, BodyError, BodyFormat, Rules};
 use libfuzzer_sys::fuzz_target;
-use streamproc::event::{Event, EventBounds, EventTime};
+use streamproc_event::{Event, EventBounds, EventTime};
 
 /// 2023-11-14T22:13:20Z: a fixed "now", so that a crash replays.
 const NOW: i64 = 1_700_000_000_000;
@@ -43,7 +43,7 @@ fn check(format: BodyFormat, data: &[u8], rules: &Rules) {
                 round_trips(&event, rules);
             }
         }
-        Err(ApiError::InvalidEvents {
+        Err(BodyError::InvalidEvents {
             total,
             invalid,
             errors,
@@ -66,8 +66,8 @@ fn check(format: BodyFormat, data: &[u8], rules: &Rules) {
             );
             assert!(errors.iter().all(|e| e.index < total));
         }
-        Err(ApiError::TooManyEvents { limit }) => assert_eq!(limit, rules.max_events),
-        Err(ApiError::MalformedBody(_) | ApiError::NoEvents) => {}
+        Err(BodyError::TooManyEvents { limit }) => assert_eq!(limit, rules.max_events),
+        Err(BodyError::Malformed(_) | BodyError::NoEvents) => {}
         Err(other) => panic!("{format:?}: parse gave an error it never should: {other:?}"),
     }
 }

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use streamproc::event::{Admission, Event, EventBounds, EventTime, AMOUNT_LIMIT_CEILING};
+use streamproc_event::{Admission, Event, EventBounds, EventTime, AMOUNT_LIMIT_CEILING};
 
 /// 2023-11-14T22:13:20Z: a fixed "now", so that a crash replays.
 const NOW: i64 = 1_700_000_000_000;

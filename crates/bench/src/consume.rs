@@ -54,7 +54,7 @@ fn read(args: &Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         // The fetch settings the consumers run with (see
-        // streamproc::consume), so the baseline is the broker's rate for
+        // streamproc_kafka::consume), so the baseline is the broker's rate for
         // their kind of fetch.
         .set("fetch.wait.max.ms", args.fetch_wait_max_ms.to_string())
         .set("queued.max.messages.kbytes", "16384");

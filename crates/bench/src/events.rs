@@ -1,11 +1,11 @@
-//! The events every baseline writes: built as [`streamproc::Event`]s, so
+//! The events every baseline writes: built as [`streamproc_event::Event`]s, so
 //! each one passes the same validation as a client's and serialises through
 //! the services' own code.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use streamproc::{Amount, Event, EventId, EventTime};
+use streamproc_event::{Amount, Event, EventId, EventTime};
 
 /// Which of the two sinks an event belongs to. The amounts sit either side
 /// of the default watermark (5), as in the scripts' topics, so an event
@@ -41,7 +41,7 @@ pub fn generate(run: &str, n: usize, side: Side) -> anyhow::Result<Vec<Event>> {
                 Amount::new(amount)?,
             ))
         })
-        .collect::<Result<_, streamproc::event::EventError>>()
+        .collect::<Result<_, streamproc_event::EventError>>()
         .context("building the benchmark events")
 }
 
@@ -57,7 +57,7 @@ pub fn run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::{Route, Watermark};
+    use streamproc_event::{Route, Watermark};
 
     fn routes(side: Side) -> Vec<Route> {
         generate("t", 500, side)

@@ -44,7 +44,7 @@ pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value>
     // bytes consumer-low sends, and encoding is consumer-low's own work.
     let bodies: Vec<String> = points
         .chunks(args.per_request)
-        .map(consumer_low::line::encode)
+        .map(streamproc_store::line::encode)
         .collect();
     let write = format!("{base}/write");
     let stopwatch = watch.start();
@@ -69,7 +69,7 @@ pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value>
         serde_json::json!({
             "per_request": args.per_request,
             "db": args.db,
-            "encoder": "consumer_low::line::encode",
+            "encoder": "streamproc_store::line::encode",
         }),
     ))
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::future::try_join_all;
-use streamproc::Event;
+use streamproc_event::Event;
 
 use crate::cpu::Watch;
 use crate::events::{self, Side};
@@ -154,7 +154,7 @@ async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::EventBounds;
+    use streamproc_event::EventBounds;
 
     #[test]
     fn bodies_are_one_object_or_an_array_that_event_api_accepts() {

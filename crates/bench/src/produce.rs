@@ -9,8 +9,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::FutureRecord;
-use streamproc::kafka::{self, ProducerArgs, ReliableProducer};
-use streamproc::Event;
+use streamproc_event::Event;
+use streamproc_kafka::config::ProducerArgs;
+use streamproc_kafka::producer::{self, ReliableProducer};
 
 use crate::cpu::Watch;
 use crate::events::{self, Side};
@@ -52,7 +53,7 @@ pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value>
     if args.in_flight == 0 {
         bail!("--in-flight must be at least 1");
     }
-    kafka::ensure_topic(
+    producer::ensure_topic(
         &args.brokers,
         &args.topic,
         args.partitions,
@@ -62,7 +63,7 @@ pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value>
     .await?;
     // The very function event-api builds its producer with: acks=all,
     // linger.ms 5, the same idempotence default, IPv4 brokers.
-    let (producer, _state) = kafka::producer(&args.brokers, DELIVERY_TIMEOUT, args.producer)?;
+    let (producer, _state) = producer::producer(&args.brokers, DELIVERY_TIMEOUT, args.producer)?;
 
     let run = events::run_id();
     let warmup = events::generate(&format!("{run}w"), args.warmup, Side::Both)?;

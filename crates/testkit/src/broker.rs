@@ -102,7 +102,7 @@ impl Tansu {
 
     /// Creates a topic and waits until the broker serves it.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
-        streamproc::kafka::ensure_topic(
+        streamproc_kafka::producer::ensure_topic(
             &self.brokers(),
             topic,
             partitions,

@@ -19,7 +19,7 @@ impl InProcess {
         F: FnOnce(TcpListener, CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        streamproc::telemetry::init_for_tests();
+        streamproc_kit::telemetry::init_for_tests();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");

@@ -13,11 +13,11 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::grid::{Grid, GridError, GridParams};
 use crate::metrics::Rejection;
 use crate::series::{zero_filled, Point};
 use crate::stores::{Both, Store, StoreError, Stores, Totals};
 use crate::AppState;
+use streamproc_grid::{Grid, GridError, GridParams};
 
 /// The Go version's window: the last ten minutes in ten-second buckets.
 const LEGACY_STEP_MS: i64 = 10_000;

@@ -3,8 +3,6 @@
 //! this crate for the API and its semantics.
 
 mod api;
-/// Public for the fuzz targets in `fuzz/`: query parameters to a grid.
-pub mod grid;
 mod metrics;
 mod pipeline;
 mod series;
@@ -18,20 +16,18 @@ use axum::http::header;
 use axum::routing::get;
 use axum::{middleware, Router};
 use clap::Parser;
-use streamproc::auth::{self, ApiTokenArgs};
-use streamproc::config::ServeArgs;
-use streamproc::influx::InfluxArgs;
-use streamproc::metrics::Registry;
-use streamproc::ops::{self, ReadinessCheck};
-use streamproc::timescale::PostgresArgs;
+use streamproc_kit::auth::{self, ApiTokenArgs};
+use streamproc_kit::config::ServeArgs;
+use streamproc_kit::metrics::Registry;
+use streamproc_kit::ops::{self, ReadinessCheck};
+use streamproc_store::influx::InfluxArgs;
+use streamproc_store::timescale::PostgresArgs;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use api::DISABLED_MESSAGE;
-pub use grid::{DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
 pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
-pub use stream::step_and_last;
 
 use api::Source;
 use metrics::StoreMetrics;
@@ -300,6 +296,7 @@ mod tests {
     /// The numbers in the OpenAPI document are the ones the code enforces.
     #[test]
     fn the_openapi_limits_are_the_enforced_ones() {
+        use streamproc_grid::{MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
         let spec: Value = serde_json::from_str(OPENAPI).unwrap();
         let schemas = &spec["components"]["schemas"];
         assert_eq!(schemas["Time"]["anyOf"][0]["maximum"], MAX_QUERY_TIME_MS);

@@ -1,6 +1,6 @@
 use aggregator::Config;
 use clap::Parser;
-use streamproc::{shutdown, telemetry};
+use streamproc_kit::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

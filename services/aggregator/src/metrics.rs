@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use streamproc::metrics::latency_histogram;
+use streamproc_kit::metrics::latency_histogram;
 
 use crate::stores::Store;
 

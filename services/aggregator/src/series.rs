@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::grid::Grid;
+use streamproc_grid::Grid;
 
 /// The events of one bucket in one store.
 #[derive(Debug, Clone, Copy, PartialEq)]

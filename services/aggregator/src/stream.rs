@@ -17,29 +17,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::IntervalStream;
 
 use crate::api::{now_ms, ApiError, SeriesBody};
-use crate::grid::{parse_natural, parse_step, take, Grid, GridError, MAX_POINTS};
 use crate::metrics::Rejection;
 use crate::pipeline::Snapshot;
 use crate::AppState;
-
-const DEFAULT_STEP_MS: i64 = 1_000;
-const DEFAULT_LAST: i64 = 60;
-
-/// `step` and `last`, checked once before streaming so that every tick's
-/// grid is valid. Public for the fuzz targets in `fuzz/`.
-pub fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
-    let [step, last] = take(pairs, ["step", "last"])?;
-    let step = match step {
-        Some(step) => parse_step(&step)?,
-        None => DEFAULT_STEP_MS,
-    };
-    let last = match last {
-        Some(last) => parse_natural("last", &last, 1, MAX_POINTS)?,
-        None => DEFAULT_LAST,
-    };
-    Grid::latest(now, step, last)?;
-    Ok((step, last))
-}
+use streamproc_grid::{step_and_last, Grid};
 
 pub async fn stream(
     State(state): State<AppState>,
@@ -131,6 +112,7 @@ impl Drop for ClientCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamproc_grid::GridError;
 
     const NOW: i64 = 1_700_000_123_456;
 

@@ -10,8 +10,8 @@ use clap::Parser;
 use consumer_high::TimescaleSink;
 use consumer_low::InfluxSink;
 use serde_json::{json, Value};
-use streamproc::consume::Sink;
-use streamproc::{Amount, Event, EventId, EventTime};
+use streamproc_event::{Amount, Event, EventId, EventTime};
+use streamproc_kafka::consume::Sink;
 use testkit::{InProcess, InfluxDb, Postgres};
 
 const TOKEN: &str = "aggregator-0123456789abcdef";

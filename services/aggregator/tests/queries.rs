@@ -10,8 +10,8 @@ use clap::Parser;
 use consumer_high::TimescaleSink;
 use consumer_low::InfluxSink;
 use serde_json::{json, Value};
-use streamproc::consume::Sink;
-use streamproc::{Amount, Event, EventId, EventTime};
+use streamproc_event::{Amount, Event, EventId, EventTime};
+use streamproc_kafka::consume::Sink;
 use testkit::{eventually, InProcess, InfluxDb, Postgres};
 
 /// A bucket edge: a whole minute, so divisible by every step used below.

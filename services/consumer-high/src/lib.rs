@@ -4,10 +4,11 @@
 mod store;
 
 use clap::Parser;
-use streamproc::config::{ConsumerArgs, KafkaArgs, ServeArgs};
-use streamproc::consume::service;
-use streamproc::timescale::PostgresArgs;
-use streamproc::Route;
+use streamproc_event::Route;
+use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
+use streamproc_kafka::consume::service;
+use streamproc_kit::config::ServeArgs;
+use streamproc_store::timescale::PostgresArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

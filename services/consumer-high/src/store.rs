@@ -1,9 +1,9 @@
 //! The TimescaleDB sink: one statement per batch, idempotent by event id.
 
 use sqlx::PgPool;
-use streamproc::consume::{Sink, SinkError};
-use streamproc::timescale::PostgresArgs;
-use streamproc::Event;
+use streamproc_event::Event;
+use streamproc_kafka::consume::{Sink, SinkError};
+use streamproc_store::timescale::PostgresArgs;
 use tokio::sync::OnceCell;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

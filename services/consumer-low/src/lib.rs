@@ -1,23 +1,23 @@
 //! consumer-low: events with amount at or below the watermark, into
 //! InfluxDB. See the README beside this crate.
 
-pub mod line;
 mod rollup;
 mod store;
 
 use std::time::Duration;
 
 use clap::Parser;
-use streamproc::config::{ConsumerArgs, KafkaArgs, ServeArgs};
-use streamproc::consume::service;
-use streamproc::influx::InfluxArgs;
-use streamproc::Route;
+use streamproc_event::Route;
+use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
+use streamproc_kafka::consume::service;
+use streamproc_kit::config::ServeArgs;
+use streamproc_store::influx::InfluxArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use line::{point_identity, PointIdentity};
 pub use rollup::Rollups;
 pub use store::InfluxSink;
+pub use streamproc_store::line::{point_identity, PointIdentity};
 
 pub const DEFAULT_PORT: u16 = 9997;
 

@@ -1,6 +1,6 @@
 use clap::Parser;
 use consumer_low::Config;
-use streamproc::{shutdown, telemetry};
+use streamproc_kit::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

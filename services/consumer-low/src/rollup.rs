@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
-use streamproc::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
-use streamproc::metrics::{latency_histogram, Registry};
+use streamproc_kit::metrics::{latency_histogram, Registry};
+use streamproc_store::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

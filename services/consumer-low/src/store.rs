@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streamproc::consume::{Sink, SinkError};
-use streamproc::influx::{Influx, InfluxArgs, InfluxError};
-use streamproc::Event;
+use streamproc_event::Event;
+use streamproc_kafka::consume::{Sink, SinkError};
+use streamproc_store::influx::{Influx, InfluxArgs, InfluxError};
 
-use crate::line;
 use crate::rollup::Rollups;
+use streamproc_store::line;
 
 pub struct InfluxSink {
     influx: Influx,

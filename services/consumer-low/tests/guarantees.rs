@@ -225,8 +225,8 @@ async fn stores_exactly_the_low_events_once_each() {
 /// events stored before totals were kept.
 #[tokio::test]
 async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
-    use streamproc::consume::Sink;
-    use streamproc::{Amount, Event, EventId, EventTime};
+    use streamproc_event::{Amount, Event, EventId, EventTime};
+    use streamproc_kafka::consume::Sink;
 
     let broker = Tansu::start();
     broker.create_topic(TOPIC, 1).await;

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use streamproc::auth::ApiTokenArgs;
-use streamproc::config::{EventBoundsArgs, KafkaArgs, ServeArgs};
+use streamproc_kafka::config::KafkaArgs;
+use streamproc_kit::auth::ApiTokenArgs;
+use streamproc_kit::config::{EventBoundsArgs, ServeArgs};
 
 /// event-api: takes events over HTTP and writes them to Kafka.
 #[derive(Debug, Clone, Parser)]

@@ -1,7 +1,7 @@
 //! Every way a request can fail, and the status and JSON body each gets.
 //! Client mistakes are 4xx; overload (429, 503) and Kafka trouble (503) come
 //! with Retry-After. A missing or wrong bearer token (API_TOKEN) is
-//! answered 401 by `streamproc::auth`, in the same shape (`error`,
+//! answered 401 by `streamproc_kit::auth`, in the same shape (`error`,
 //! `message`).
 
 use std::time::Duration;
@@ -11,40 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::body::ACCEPTED_TYPES;
-
-/// One invalid event of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ItemError {
-    /// Position of the event in the batch, from 0.
-    pub index: usize,
-    /// Line of the body, from 1 (line formats only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
-    pub message: String,
-}
+use streamproc_event::body::{BodyError, ItemError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("unsupported content type {0:?}; send one of: {ACCEPTED_TYPES}")]
-    UnsupportedMediaType(String),
+    /// What the body says is wrong: the client's mistake, named.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
-    #[error("{0}")]
-    MalformedBody(String),
-    #[error("the body holds no events")]
-    NoEvents,
-    #[error("{invalid} of {total} events are invalid; nothing was ingested")]
-    InvalidEvents {
-        total: usize,
-        invalid: usize,
-        /// The first invalid events (at most `body::MAX_LISTED_ERRORS`).
-        errors: Vec<ItemError>,
-    },
-    #[error("the body holds more than {limit} events, the most one request may carry; split it")]
-    TooManyEvents { limit: usize },
     #[error(
         "a batch of {events} events is more than the {limit} this server takes at once; split it"
     )]
@@ -69,13 +44,11 @@ const RETRY_AFTER_SECS: &str = "1";
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTooLarge { .. } | Self::BatchTooLarge { .. } | Self::TooManyEvents { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            Self::MalformedBody(_) | Self::NoEvents | Self::InvalidEvents { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Body(BodyError::UnsupportedMediaType(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. }
+            | Self::BatchTooLarge { .. }
+            | Self::Body(BodyError::TooManyEvents { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::KafkaUnavailable(_) | Self::Overloaded { .. } | Self::RequestTimeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -87,13 +60,9 @@ impl ApiError {
     /// A stable, machine-readable name for the error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Body(error) => error.code(),
             Self::BodyTooLarge { .. } => "body_too_large",
-            Self::MalformedBody(_) => "malformed_body",
-            Self::NoEvents => "no_events",
-            Self::InvalidEvents { .. } => "invalid_events",
             Self::BatchTooLarge { .. } => "batch_too_large",
-            Self::TooManyEvents { .. } => "too_many_events",
             Self::Busy => "busy",
             Self::KafkaUnavailable(_) => "kafka_unavailable",
             Self::Overloaded { .. } => "overloaded",
@@ -122,9 +91,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (errors, errors_omitted) = match &self {
-            Self::InvalidEvents {
+            Self::Body(BodyError::InvalidEvents {
                 errors, invalid, ..
-            } => (errors.as_slice(), invalid - errors.len()),
+            }) => (errors.as_slice(), invalid - errors.len()),
             _ => (&[][..], 0),
         };
         let body = Json(ErrorBody {

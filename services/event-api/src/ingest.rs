@@ -9,13 +9,13 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use streamproc::{EventBounds, EventTime};
+use streamproc_event::{EventBounds, EventTime};
 use tokio::sync::{Semaphore, TryAcquireError};
 
-use crate::body::{self, BodyFormat};
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::publisher::{PublishError, Publisher};
+use streamproc_event::body::{self, BodyError, BodyFormat};
 
 /// Where accepted events go.
 pub enum Intake {
@@ -58,7 +58,12 @@ pub async fn ingest(
             }))
         }
     };
-    let format = BodyFormat::from_content_type(request.headers().get(header::CONTENT_TYPE))?;
+    let format = BodyFormat::from_content_type(
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|value| value.as_bytes()),
+    )?;
     let body = read_body(&state, request).await?;
     let received_at = EventTime::now();
     let rules = body::Rules {
@@ -67,7 +72,7 @@ pub async fn ingest(
         max_events: state.max_events_per_request,
     };
     let events = body::parse(format, &body, &rules).inspect_err(|error| {
-        if let ApiError::InvalidEvents { invalid, .. } = error {
+        if let BodyError::InvalidEvents { invalid, .. } = error {
             state.metrics.events_rejected.inc_by(*invalid as u64);
         }
     })?;
@@ -119,7 +124,7 @@ async fn read_body(state: &IngestState, request: Request) -> Result<Bytes, ApiEr
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
                 limit: state.max_body_bytes,
             },
-            _ => ApiError::MalformedBody(rejection.body_text()),
+            _ => BodyError::Malformed(rejection.body_text()).into(),
         }),
         Err(_elapsed) => {
             state.metrics.body_timeouts.inc();

@@ -2,7 +2,6 @@
 //! its endpoints and configuration.
 
 /// Public for the fuzz targets in `fuzz/`; the service itself uses it only inside.
-pub mod body;
 mod config;
 mod error;
 mod ingest;
@@ -17,10 +16,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post, MethodRouter};
 use axum::{BoxError, Router};
-use streamproc::auth::{self, Token};
-use streamproc::kafka;
-use streamproc::metrics::Registry;
-use streamproc::ops::{self, ReadinessCheck};
+use streamproc_kafka::producer;
+use streamproc_kit::auth::{self, Token};
+use streamproc_kit::metrics::Registry;
+use streamproc_kit::ops::{self, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +59,7 @@ pub async fn run(
         (Intake::Disabled, ops::always_ready())
     } else {
         let brokers = config.kafka.bootstrap_servers();
-        let (producer, broker_state) = kafka::producer(
+        let (producer, broker_state) = producer::producer(
             &brokers,
             config.kafka_delivery_timeout,
             config.kafka.producer,
@@ -164,7 +163,7 @@ fn kafka_readiness(publisher: &Publisher) -> ReadinessCheck {
         let producer = producer.clone();
         let topic = topic.clone();
         Box::pin(async move {
-            kafka::check_reachable(&producer, &topic, READY_TIMEOUT)
+            producer::check_reachable(&producer, &topic, READY_TIMEOUT)
                 .await
                 .map_err(|e| format!("kafka: {e}"))
         })
@@ -178,7 +177,7 @@ async fn create_topic_until_done(config: Config, shutdown: CancellationToken) {
     let topic = &config.kafka.kafka_topic;
     let mut delay = Duration::from_millis(200);
     loop {
-        let attempt = kafka::ensure_topic(
+        let attempt = producer::ensure_topic(
             &brokers,
             topic,
             config.kafka_partitions,

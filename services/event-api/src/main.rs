@@ -1,6 +1,6 @@
 use clap::Parser;
 use event_api::Config;
-use streamproc::{shutdown, telemetry};
+use streamproc_kit::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,7 +2,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use streamproc::metrics::latency_histogram;
+use streamproc_kit::metrics::latency_histogram;
 
 /// event-api's own figures, beside the shared HTTP request counters.
 #[derive(Clone)]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use streamproc::kafka::{BrokerState, ReliableProducer};
-use streamproc::Event;
+use streamproc_event::Event;
+use streamproc_kafka::producer::{BrokerState, ReliableProducer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use streamproc::Event;
+use streamproc_event::Event;
 
 pub struct Buffer {
     events: Mutex<VecDeque<Event>>,
@@ -63,7 +63,7 @@ impl Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::{Amount, EventId, EventTime};
+    use streamproc_event::{Amount, EventId, EventTime};
 
     fn event(n: u32) -> Event {
         Event::new(

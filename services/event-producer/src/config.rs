@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use streamproc::auth::ApiTokenArgs;
-use streamproc::config::ServeArgs;
+use streamproc_kit::auth::ApiTokenArgs;
+use streamproc_kit::config::ServeArgs;
 
 /// event-producer: generates events at a steady rate and POSTs them to
 /// event-api in batches, retrying failed sends.

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use streamproc::{Amount, Event, EventId, EventTime};
+use streamproc_event::{Amount, Event, EventId, EventTime};
 
 pub struct Generator {
     // ChaCha8 rather than StdRng: its sequence for a seed is fixed across

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
-use streamproc::metrics::Registry;
-use streamproc::{ops, EventTime};
+use streamproc_event::EventTime;
+use streamproc_kit::metrics::Registry;
+use streamproc_kit::ops;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -273,14 +274,14 @@ impl Delivery {
 
 /// When the next send may be tried, after failures.
 struct Backoff {
-    delays: streamproc::backoff::Backoff,
+    delays: streamproc_kit::backoff::Backoff,
     next_attempt: Instant,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
-            delays: streamproc::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
+            delays: streamproc_kit::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
             next_attempt: Instant::now(),
         }
     }
@@ -304,7 +305,7 @@ impl Backoff {
     }
 }
 
-fn echo(events: &[streamproc::Event]) {
+fn echo(events: &[streamproc_event::Event]) {
     let mut out = std::io::stdout().lock();
     for event in events {
         let _ = out.write_all(&event.to_json_bytes());

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use event_producer::Config;
-use streamproc::{shutdown, telemetry};
+use streamproc_kit::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use streamproc::auth::Token;
-use streamproc::Event;
+use streamproc_event::Event;
+use streamproc_kit::auth::Token;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -118,7 +118,7 @@ fn encode(events: &[Event], plain_text: bool) -> (&'static str, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::{Amount, EventId, EventTime};
+    use streamproc_event::{Amount, EventId, EventTime};
 
     fn events() -> Vec<Event> {
         (0..2)

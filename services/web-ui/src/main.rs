@@ -1,5 +1,5 @@
 use clap::Parser;
-use streamproc::{shutdown, telemetry};
+use streamproc_kit::{shutdown, telemetry};
 use web_ui::Config;
 
 #[tokio::main]

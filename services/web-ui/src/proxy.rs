@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde_json::json;
-use streamproc::auth::Token;
+use streamproc_kit::auth::Token;
 use tokio_util::sync::CancellationToken;
 
 /// Headers of the aggregator's answer that the page needs.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
-use streamproc::config::KafkaArgs;
+use streamproc_kafka::config::KafkaArgs;
 
 /// The default consumer groups: each consumer's `streamproc-<service>`.
 pub const DEFAULT_HIGH_GROUP: &str = "streamproc-consumer-high";

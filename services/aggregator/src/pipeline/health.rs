@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use streamproc::offsets::GroupPosition;
+use streamproc_kafka::offsets::GroupPosition;
 
 use super::event_api::ApiSample;
 use super::history::{History, Point};
@@ -357,7 +357,7 @@ fn decimal(value: f64) -> String {
 mod tests {
     use super::*;
     use crate::pipeline::event_api::ApiCounters;
-    use streamproc::offsets::PartitionEnds;
+    use streamproc_kafka::offsets::PartitionEnds;
 
     fn rules() -> Rules {
         Rules {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use streamproc::offsets::GroupPosition;
+use streamproc_kafka::offsets::GroupPosition;
 
 /// One probe, as history keeps it.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,13 +1,13 @@
 //! The Kafka side of one probe: the topic's watermarks, the dead-letter
 //! topic's, and where each consumer group stands. Everything comes from the
-//! broker (see `streamproc::offsets`), so the figures cover every replica of
+//! broker (see `streamproc_kafka::offsets`), so the figures cover every replica of
 //! a consumer, wherever it runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use streamproc::offsets::{self, GroupPosition, OffsetsError, PartitionEnds, QuietContext};
+use streamproc_kafka::offsets::{self, GroupPosition, OffsetsError, PartitionEnds, QuietContext};
 
 use super::config::PipelineArgs;
 

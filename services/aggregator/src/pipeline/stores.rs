@@ -10,8 +10,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::grid::Grid;
 use crate::stores::{Buckets, InfluxReader, TimescaleReader};
+use streamproc_grid::Grid;
 
 /// One store's answer to a probe.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,14 +5,14 @@
 //! its per-hour totals (`event_1h`, refreshed right after the seconds).
 //! Only numbers from a validated [`Grid`] enter a query.
 
-use streamproc::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
+use streamproc_store::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 
 use super::{Buckets, Totals};
 
 /// consumer-low's per-hour totals of `event_1s` (its `rollup` module).
 const HOUR_MEASUREMENT: &str = "event_1h";
-use crate::grid::Grid;
 use crate::series::Stats;
+use streamproc_grid::Grid;
 
 pub struct InfluxReader {
     influx: Influx,

@@ -13,9 +13,9 @@ use serde::Serialize;
 pub use influx::InfluxReader;
 pub use timescale::TimescaleReader;
 
-use crate::grid::Grid;
 use crate::metrics::StoreMetrics;
 use crate::series::Stats;
+use streamproc_grid::Grid;
 
 /// Which store holds a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

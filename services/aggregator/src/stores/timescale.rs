@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use streamproc::timescale::PostgresArgs;
+use streamproc_store::timescale::PostgresArgs;
 
 use super::{Buckets, Totals};
-use crate::grid::Grid;
 use crate::series::Stats;
+use streamproc_grid::Grid;
 
 const BUCKETS: &str = "
 SELECT (second / $3) * $3 * 1000 AS bucket,

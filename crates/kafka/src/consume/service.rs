@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
-use crate::metrics::Registry;
-use crate::ops::{self, ReadinessCheck};
+use streamproc_kit::metrics::Registry;
+use streamproc_kit::ops::{self, ReadinessCheck};
 
 /// Serves a consumer on `listener` until `shutdown`. `connect` builds the
 /// sink; it is not called when `disabled`, so a disabled consumer opens no

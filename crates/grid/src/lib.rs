@@ -442,6 +442,27 @@ fn parse_duration(
     Ok(total)
 }
 
+/// `/api/v1/stream`'s bucket when `step` is not given.
+pub const DEFAULT_STEP_MS: i64 = 1_000;
+/// How many buckets `/api/v1/stream` sends when `last` is not given.
+pub const DEFAULT_LAST: i64 = 60;
+
+/// `step` and `last`, checked once before streaming so that every tick's
+/// grid is valid (`/api/v1/stream`).
+pub fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
+    let [step, last] = take(pairs, ["step", "last"])?;
+    let step = match step {
+        Some(step) => parse_step(&step)?,
+        None => DEFAULT_STEP_MS,
+    };
+    let last = match last {
+        Some(last) => parse_natural("last", &last, 1, MAX_POINTS)?,
+        None => DEFAULT_LAST,
+    };
+    Grid::latest(now, step, last)?;
+    Ok((step, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

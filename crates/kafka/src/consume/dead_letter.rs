@@ -9,7 +9,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use super::batch::Source;
-use crate::kafka::{self, ProducerArgs, ReliableProducer};
+use crate::config::ProducerArgs;
+use crate::producer::{self, ReliableProducer};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -31,7 +32,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl DeadLetters {
     pub fn new(brokers: &str, topic: &str, settings: ProducerArgs) -> anyhow::Result<Self> {
-        let (producer, _) = kafka::producer(brokers, TIMEOUT, settings)?;
+        let (producer, _) = producer::producer(brokers, TIMEOUT, settings)?;
         Ok(Self {
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
@@ -41,8 +42,8 @@ impl DeadLetters {
     }
 
     /// Asks the cluster for `topic`'s metadata.
-    pub async fn check_reachable(&self, topic: &str) -> Result<(), kafka::KafkaSetupError> {
-        kafka::check_reachable(&self.producer, topic, Duration::from_secs(2)).await
+    pub async fn check_reachable(&self, topic: &str) -> Result<(), producer::KafkaSetupError> {
+        producer::check_reachable(&self.producer, topic, Duration::from_secs(2)).await
     }
 
     /// Writes every dead letter and waits for Kafka's acknowledgements.
@@ -51,7 +52,7 @@ impl DeadLetters {
             return Ok(());
         }
         if !self.topic_exists.load(Ordering::Relaxed) {
-            kafka::ensure_topic(&self.brokers, &self.topic, 1, 1, TIMEOUT)
+            producer::ensure_topic(&self.brokers, &self.topic, 1, 1, TIMEOUT)
                 .await
                 .map_err(|e| e.to_string())?;
             self.topic_exists.store(true, Ordering::Relaxed);

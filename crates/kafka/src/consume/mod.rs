@@ -21,15 +21,15 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
-use crate::event::{Event, EventBounds};
-use crate::kafka::ProducerArgs;
-use crate::route::{Route, Watermark};
+use crate::config::ProducerArgs;
 pub use batch::Batch;
 use dead_letter::DeadLetters;
 pub use metrics::ConsumerMetrics;
 use stall::Stall;
 use store::Store;
+use streamproc_event::{Event, EventBounds};
+use streamproc_event::{Route, Watermark};
+use streamproc_kit::backoff::Backoff;
 
 /// Why a sink write failed. Either way nothing is committed.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,60 @@
-//! Turns a request body into validated events. Formats are chosen by
-//! Content-Type: a JSON array (or one object), or one JSON event per line.
+//! The wire format of a batch: turns a request body into validated events.
+//! Formats are chosen by Content-Type: a JSON array (or one object), or one
+//! JSON event per line. Lives beside the event model, not in event-api, so
+//! that its fuzz target builds without the service's I/O.
 
-use axum::http::HeaderValue;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use streamproc::event::{Admission, Defaults, Event, EventError, EventTime};
 
-pub use crate::error::{ApiError, ItemError};
+use crate::event::{Admission, Defaults, Event, EventError, EventTime};
+
+/// One invalid event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemError {
+    /// Position of the event in the batch, from 0.
+    pub index: usize,
+    /// Line of the body, from 1 (line formats only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+/// Why a body holds no batch to ingest. Each is the client's mistake.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BodyError {
+    #[error("unsupported content type {0:?}; send one of: {ACCEPTED_TYPES}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("the body holds no events")]
+    NoEvents,
+    #[error("{invalid} of {total} events are invalid; nothing was ingested")]
+    InvalidEvents {
+        total: usize,
+        invalid: usize,
+        /// The first invalid events (at most [`MAX_LISTED_ERRORS`]).
+        errors: Vec<ItemError>,
+    },
+    #[error("the body holds more than {limit} events, the most one request may carry; split it")]
+    TooManyEvents { limit: usize },
+}
+
+impl BodyError {
+    /// A stable, machine-readable name for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Malformed(_) => "malformed_body",
+            Self::NoEvents => "no_events",
+            Self::InvalidEvents { .. } => "invalid_events",
+            Self::TooManyEvents { .. } => "too_many_events",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -23,13 +69,14 @@ pub const ACCEPTED_TYPES: &str =
     "application/json, application/text, text/plain, application/x-ndjson";
 
 impl BodyFormat {
-    /// Content-Type parameters such as `; charset=utf-8` are allowed.
-    pub fn from_content_type(value: Option<&HeaderValue>) -> Result<Self, ApiError> {
+    /// Reads a Content-Type header's raw value; parameters such as
+    /// `; charset=utf-8` are allowed.
+    pub fn from_content_type(value: Option<&[u8]>) -> Result<Self, BodyError> {
         let Some(value) = value else {
-            return Err(ApiError::UnsupportedMediaType("none".into()));
+            return Err(BodyError::UnsupportedMediaType("none".into()));
         };
-        let raw = value.to_str().unwrap_or_default();
-        let unsupported = || ApiError::UnsupportedMediaType(raw.to_owned());
+        let raw = std::str::from_utf8(value).unwrap_or_default();
+        let unsupported = || BodyError::UnsupportedMediaType(raw.to_owned());
         let mime: mime::Mime = raw.parse().map_err(|_| unsupported())?;
         match mime.essence_str() {
             "application/json" => Ok(Self::Json),
@@ -57,7 +104,7 @@ pub struct Rules {
 
 /// Parses and validates every event of a body. Either all are valid, or the
 /// error lists the invalid ones: a batch is accepted or rejected whole.
-pub fn parse(format: BodyFormat, body: &[u8], rules: &Rules) -> Result<Vec<Event>, ApiError> {
+pub fn parse(format: BodyFormat, body: &[u8], rules: &Rules) -> Result<Vec<Event>, BodyError> {
     let mut items = Items::new(rules);
     match format {
         BodyFormat::Json => json_items(body, &mut items)?,
@@ -75,7 +122,7 @@ struct Items<'r> {
     errors: Vec<ItemError>,
     omitted: usize,
     /// Why parsing stopped early, when it did.
-    stopped: Option<ApiError>,
+    stopped: Option<BodyError>,
 }
 
 impl<'r> Items<'r> {
@@ -93,7 +140,7 @@ impl<'r> Items<'r> {
     /// Takes the next item; `false` once the body holds too many.
     fn push(&mut self, line: Option<usize>, value: Result<Value, EventError>) -> bool {
         if self.seen == self.rules.max_events {
-            self.stopped = Some(ApiError::TooManyEvents {
+            self.stopped = Some(BodyError::TooManyEvents {
                 limit: self.rules.max_events,
             });
             return false;
@@ -126,17 +173,17 @@ impl<'r> Items<'r> {
         self.errors.len() + self.omitted
     }
 
-    fn finish(self) -> Result<Vec<Event>, ApiError> {
+    fn finish(self) -> Result<Vec<Event>, BodyError> {
         if let Some(stopped) = self.stopped {
             return Err(stopped);
         }
         if self.seen == 0 {
-            return Err(ApiError::NoEvents);
+            return Err(BodyError::NoEvents);
         }
         if self.errors.is_empty() {
             return Ok(self.events);
         }
-        Err(ApiError::InvalidEvents {
+        Err(BodyError::InvalidEvents {
             total: self.seen,
             invalid: self.seen_errors(),
             errors: self.errors,
@@ -148,7 +195,7 @@ const NOT_EVENTS: &str = "body must be a JSON array of events or a single event 
 
 /// Streams a JSON array item by item into `items` (or takes one object),
 /// so that no tree of the whole body is ever built.
-fn json_items(body: &[u8], items: &mut Items<'_>) -> Result<(), ApiError> {
+fn json_items(body: &[u8], items: &mut Items<'_>) -> Result<(), BodyError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = deserializer
         .deserialize_any(JsonItems(items))
@@ -157,10 +204,8 @@ fn json_items(body: &[u8], items: &mut Items<'_>) -> Result<(), ApiError> {
         Ok(()) => Ok(()),
         // Parsing stopped on purpose: `finish` reports why.
         Err(_) if items.stopped.is_some() => Ok(()),
-        Err(e) if e.is_data() => Err(ApiError::MalformedBody(NOT_EVENTS.into())),
-        Err(e) => Err(ApiError::MalformedBody(format!(
-            "body is not valid JSON: {e}"
-        ))),
+        Err(e) if e.is_data() => Err(BodyError::Malformed(NOT_EVENTS.into())),
+        Err(e) => Err(BodyError::Malformed(format!("body is not valid JSON: {e}"))),
     }
 }
 
@@ -189,9 +234,9 @@ impl<'de> Visitor<'de> for JsonItems<'_, '_> {
     }
 }
 
-fn line_items(body: &[u8], items: &mut Items<'_>) -> Result<(), ApiError> {
+fn line_items(body: &[u8], items: &mut Items<'_>) -> Result<(), BodyError> {
     let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::MalformedBody(format!("body is not UTF-8 text: {e}")))?;
+        .map_err(|e| BodyError::Malformed(format!("body is not UTF-8 text: {e}")))?;
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -207,7 +252,7 @@ fn line_items(body: &[u8], items: &mut Items<'_>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::EventBounds;
+    use crate::EventBounds;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -220,23 +265,21 @@ mod tests {
         }
     }
 
-    fn parse_as(content_type: &str, body: &str) -> Result<Vec<Event>, ApiError> {
-        let format =
-            BodyFormat::from_content_type(Some(&HeaderValue::from_str(content_type).unwrap()))?;
+    fn parse_as(content_type: &str, body: &str) -> Result<Vec<Event>, BodyError> {
+        let format = BodyFormat::from_content_type(Some(content_type.as_bytes()))?;
         parse(format, body.as_bytes(), &rules(1_000))
     }
 
-    fn item_errors(result: Result<Vec<Event>, ApiError>) -> Vec<ItemError> {
+    fn item_errors(result: Result<Vec<Event>, BodyError>) -> Vec<ItemError> {
         match result {
-            Err(ApiError::InvalidEvents { errors, .. }) => errors,
+            Err(BodyError::InvalidEvents { errors, .. }) => errors,
             other => panic!("expected invalid events, got {other:?}"),
         }
     }
 
     #[test]
     fn content_types() {
-        let format =
-            |ct: &str| BodyFormat::from_content_type(Some(&HeaderValue::from_str(ct).unwrap()));
+        let format = |ct: &str| BodyFormat::from_content_type(Some(ct.as_bytes()));
         assert_eq!(format("application/json").unwrap(), BodyFormat::Json);
         assert_eq!(
             format("application/json; charset=utf-8").unwrap(),
@@ -251,15 +294,15 @@ mod tests {
         assert_eq!(format("application/x-ndjson").unwrap(), BodyFormat::Lines);
         assert!(matches!(
             format("application/xml"),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(BodyError::UnsupportedMediaType(_))
         ));
         assert!(matches!(
             format("garbage"),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(BodyError::UnsupportedMediaType(_))
         ));
         assert!(matches!(
             BodyFormat::from_content_type(None),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(BodyError::UnsupportedMediaType(_))
         ));
     }
 
@@ -307,25 +350,25 @@ mod tests {
     fn malformed_and_empty_bodies() {
         assert!(matches!(
             parse_as("application/json", "[{"),
-            Err(ApiError::MalformedBody(_))
+            Err(BodyError::Malformed(_))
         ));
         assert!(matches!(
             parse_as("application/json", "\"x\""),
-            Err(ApiError::MalformedBody(_))
+            Err(BodyError::Malformed(_))
         ));
         assert!(matches!(
             parse_as("application/json", "[]"),
-            Err(ApiError::NoEvents)
+            Err(BodyError::NoEvents)
         ));
         assert!(matches!(
             parse_as("text/plain", "\n \n"),
-            Err(ApiError::NoEvents)
+            Err(BodyError::NoEvents)
         ));
         let invalid_utf8 = parse(BodyFormat::Lines, &[0xff, 0xfe], &rules(10));
-        assert!(matches!(invalid_utf8, Err(ApiError::MalformedBody(_))));
+        assert!(matches!(invalid_utf8, Err(BodyError::Malformed(_))));
         assert!(matches!(
             parse_as("application/json", "[{\"amount\":1}] x"),
-            Err(ApiError::MalformedBody(_))
+            Err(BodyError::Malformed(_))
         ));
     }
 
@@ -338,7 +381,7 @@ mod tests {
             };
             let too_many = parse(format, body.as_bytes(), &rules(10));
             assert!(
-                matches!(too_many, Err(ApiError::TooManyEvents { limit: 10 })),
+                matches!(too_many, Err(BodyError::TooManyEvents { limit: 10 })),
                 "{format:?}: {too_many:?}"
             );
             // Ten bad items are within the limit: their errors are listed.
@@ -357,7 +400,7 @@ mod tests {
     fn lists_the_first_errors_and_counts_the_rest() {
         let body = "x\n".repeat(MAX_LISTED_ERRORS + 50);
         match parse(BodyFormat::Lines, body.as_bytes(), &rules(1_000)) {
-            Err(ApiError::InvalidEvents {
+            Err(BodyError::InvalidEvents {
                 total,
                 invalid,
                 errors,

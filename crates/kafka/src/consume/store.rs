@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::stall::Stall;
 use super::{Batch, ConsumerMetrics, Deadline, Sink, SinkError};
-use crate::backoff::Backoff;
+use streamproc_kit::backoff::Backoff;
 
 /// What storing needs besides the batch and the sink.
 pub(super) struct Store<'a> {

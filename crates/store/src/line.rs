@@ -20,8 +20,8 @@
 
 use std::fmt::Write;
 
-use streamproc::influx::MEASUREMENT;
-use streamproc::Event;
+use crate::influx::MEASUREMENT;
+use streamproc_event::Event;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub const SHARDS: u64 = 1024;
@@ -68,7 +68,7 @@ fn escape_string_field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamproc::{Amount, EventId, EventTime};
+    use streamproc_event::{Amount, EventId, EventTime};
 
     fn event(id: &str, ms: i64, amount: f64) -> Event {
         Event::new(

@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{base_config, KafkaSetupError};
+use crate::producer::{base_config, KafkaSetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {

@@ -17,8 +17,9 @@ use serde_json::Value;
 pub const MAX_ID_LEN: usize = 128;
 
 /// 2262-04-11T23:47:16.853Z: InfluxDB stores nanoseconds in an i64, and
-/// consumer-low adds up to 999 999 ns to a point's time (see its `line`
-/// module), so this is the last millisecond every store can hold.
+/// consumer-low adds up to 999 999 ns to a point's time (see
+/// `streamproc_store::line`), so this is the last millisecond every store
+/// can hold.
 pub const MAX_TIME_MS: i64 = (i64::MAX - 999_999) / 1_000_000 - 1;
 
 /// 2⁵³: below it every whole float is exact, so a whole-number `time` sent

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::DeadLetter;
 use super::{ConsumerMetrics, ConsumerSettings};
-use crate::event::{Admission, Event, EventBounds, EventTime};
+use streamproc_event::{Admission, Event, EventBounds, EventTime};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

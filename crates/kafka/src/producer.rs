@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::KafkaError;
@@ -15,6 +13,8 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::ProducerArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -85,31 +85,6 @@ impl ClientContext for ObservedContext {
 }
 
 pub type ReliableProducer = FutureProducer<ObservedContext>;
-
-/// How this service's producers write to Kafka.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct ProducerArgs {
-    /// Use Kafka's idempotent producer (`enable.idempotence`): the broker
-    /// drops the copies that librdkafka's own retries would otherwise write.
-    /// Off by default because the defaults point at the local tansu 0.6.0
-    /// broker, whose SQLite storage panics on an idempotent producer's first
-    /// produce after a broker restart (and refuses every request from then
-    /// on). Turn it on against Apache Kafka (the Helm chart does). Off, the
-    /// producer still waits for acks=all and retries until the delivery
-    /// timeout, so nothing acknowledged is lost; a retry may write a record
-    /// twice, which is harmless: every record carries its event's id and
-    /// both stores keep one copy per id.
-    #[arg(
-        long,
-        env = "KAFKA_IDEMPOTENCE",
-        default_value_t = false,
-        action = ArgAction::Set,
-        num_args = 0..=1,
-        default_missing_value = "true",
-        value_parser = BoolishValueParser::new(),
-    )]
-    pub kafka_idempotence: bool,
-}
 
 /// A producer that never acknowledges an event Kafka could lose: acks=all,
 /// and librdkafka retries a failed send until `delivery_timeout` (retries
@@ -210,30 +185,5 @@ pub async fn check_reachable<C: ClientContext + 'static>(
         Ok(Ok(false)) => Err(unreachable("the topic does not exist yet".into())),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(e) => Err(unreachable(e.to_string())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        producer: ProducerArgs,
-    }
-
-    #[test]
-    fn idempotence_is_off_unless_asked_for() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
-                .map(|cli| cli.producer.kafka_idempotence)
-        };
-        assert!(!parse(&[]).unwrap());
-        assert!(parse(&["--kafka-idempotence"]).unwrap());
-        assert!(parse(&["--kafka-idempotence", "true"]).unwrap());
-        assert!(!parse(&["--kafka-idempotence=false"]).unwrap());
-        assert!(parse(&["--kafka-idempotence=maybe"]).is_err());
     }
 }

@@ -36,11 +36,11 @@ pub async fn run(args: Args, watch: Watch) -> anyhow::Result<serde_json::Value> 
     tokio::task::spawn_blocking(move || read(&args, &watch)).await?
 }
 
-fn parse_setting(value: &str) -> Result<(String, String), String> {
+fn parse_setting(value: &str) -> anyhow::Result<(String, String)> {
     value
         .split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {value:?}"))
+        .with_context(|| format!("expected KEY=VALUE, got {value:?}"))
 }
 
 fn read(args: &Args, watch: &Watch) -> anyhow::Result<serde_json::Value> {

@@ -19,11 +19,11 @@ pub struct Watch {
     clock_ticks: u32,
 }
 
-fn parse_watch(value: &str) -> Result<(String, u32), String> {
+fn parse_watch(value: &str) -> anyhow::Result<(String, u32)> {
     let (name, pid) = value
         .split_once('=')
-        .ok_or_else(|| format!("expected NAME=PID, got {value:?}"))?;
-    let pid = pid.parse().map_err(|e| format!("PID {pid:?}: {e}"))?;
+        .with_context(|| format!("expected NAME=PID, got {value:?}"))?;
+    let pid = pid.parse().with_context(|| format!("PID {pid:?}"))?;
     Ok((name.to_owned(), pid))
 }
 
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn watch_takes_name_equals_pid() {
-        assert_eq!(parse_watch("tansu=42"), Ok(("tansu".into(), 42)));
+        assert_eq!(parse_watch("tansu=42").unwrap(), ("tansu".into(), 42));
         assert!(parse_watch("tansu").is_err());
         assert!(parse_watch("tansu=x").is_err());
     }

@@ -12,4 +12,4 @@ pub use event::{
     Admission, Amount, Defaults, Event, EventBounds, EventError, EventId, EventTime,
     AMOUNT_LIMIT_CEILING, MAX_ID_LEN, MAX_TIME_MS,
 };
-pub use route::{Route, Watermark};
+pub use route::{Route, Watermark, WatermarkError};

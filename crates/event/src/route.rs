@@ -35,11 +35,11 @@ pub struct Watermark(f64);
 impl Watermark {
     pub const DEFAULT: Self = Self(5.0);
 
-    pub fn new(value: f64) -> Result<Self, String> {
+    pub fn new(value: f64) -> Result<Self, WatermarkError> {
         if value.is_finite() {
             Ok(Self(value))
         } else {
-            Err(format!("watermark must be a finite number, got {value}"))
+            Err(WatermarkError::NotFinite(value))
         }
     }
 
@@ -63,15 +63,23 @@ impl Default for Watermark {
 }
 
 impl FromStr for Watermark {
-    type Err = String;
+    type Err = WatermarkError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let value: f64 = s
             .trim()
             .parse()
-            .map_err(|_| format!("watermark {s:?} is not a number"))?;
+            .map_err(|_| WatermarkError::NotANumber(s.to_owned()))?;
         Self::new(value)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WatermarkError {
+    #[error("watermark must be a finite number, got {0}")]
+    NotFinite(f64),
+    #[error("watermark {0:?} is not a number")]
+    NotANumber(String),
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
-use streamproc_event::{Route, Watermark};
+use streamproc_event::{Route, Watermark, WatermarkError};
 use streamproc_kit::config::EventBoundsArgs;
 
 use crate::consume::ConsumerSettings;
@@ -100,7 +100,7 @@ pub struct ConsumerArgs {
     pub bounds: EventBoundsArgs,
 }
 
-fn parse_watermark(s: &str) -> Result<f64, String> {
+fn parse_watermark(s: &str) -> Result<f64, WatermarkError> {
     s.parse::<Watermark>().map(Watermark::value)
 }
 

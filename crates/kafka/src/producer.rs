@@ -18,12 +18,24 @@ use crate::config::ProducerArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
-    #[error("cannot create a Kafka client for {brokers}: {source}")]
+    #[error("cannot create a Kafka client for {brokers}")]
     Client { brokers: String, source: KafkaError },
-    #[error("cannot create topic {topic:?}: {reason}")]
-    CreateTopic { topic: String, reason: String },
-    #[error("Kafka did not answer within {timeout:?}: {reason}")]
-    Unreachable { timeout: Duration, reason: String },
+    #[error("cannot create topic {topic:?}")]
+    CreateTopic { topic: String, source: KafkaError },
+    #[error("the broker refused to create topic {topic:?}: {code}")]
+    TopicRefused {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("Kafka did not answer within {timeout:?}")]
+    Unreachable {
+        timeout: Duration,
+        source: KafkaError,
+    },
+    #[error("topic {0:?} does not exist yet")]
+    NoTopic(String),
+    #[error("the metadata request did not finish")]
+    Interrupted(#[source] tokio::task::JoinError),
 }
 
 pub(crate) fn base_config(brokers: &str) -> ClientConfig {
@@ -140,18 +152,22 @@ pub async fn ensure_topic(
     let options = AdminOptions::new()
         .request_timeout(Some(timeout))
         .operation_timeout(Some(timeout));
-    let create_error = |reason: String| KafkaSetupError::CreateTopic {
-        topic: topic.to_owned(),
-        reason,
-    };
     let results = admin
         .create_topics([&new_topic], &options)
         .await
-        .map_err(|e| create_error(e.to_string()))?;
+        .map_err(|source| KafkaSetupError::CreateTopic {
+            topic: topic.to_owned(),
+            source,
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(create_error(code.to_string())),
+            Err((_, code)) => {
+                return Err(KafkaSetupError::TopicRefused {
+                    topic: topic.to_owned(),
+                    code,
+                })
+            }
         }
     }
     Ok(())
@@ -166,6 +182,7 @@ pub async fn check_reachable<C: ClientContext + 'static>(
 ) -> Result<(), KafkaSetupError> {
     let producer = producer.clone();
     let topic = topic.to_owned();
+    let topic_name = topic.clone();
     // fetch_metadata blocks its thread until the broker answers.
     let answer = tokio::task::spawn_blocking(move || {
         producer
@@ -179,11 +196,10 @@ pub async fn check_reachable<C: ClientContext + 'static>(
             })
     })
     .await;
-    let unreachable = |reason: String| KafkaSetupError::Unreachable { timeout, reason };
     match answer {
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(unreachable("the topic does not exist yet".into())),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(e) => Err(unreachable(e.to_string())),
+        Ok(Ok(false)) => Err(KafkaSetupError::NoTopic(topic_name)),
+        Ok(Err(source)) => Err(KafkaSetupError::Unreachable { timeout, source }),
+        Err(join) => Err(KafkaSetupError::Interrupted(join)),
     }
 }

@@ -18,10 +18,20 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use axum::{Json, Router};
+use axum::Router;
 use clap::Args;
-use serde_json::json;
 use subtle::ConstantTimeEq;
+
+use crate::error::ErrorResponse;
+
+/// Why a value cannot be a token. Never quotes the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is empty")]
+    Empty,
+    #[error("the token holds a character other than visible ASCII (no spaces either)")]
+    NotVisibleAscii,
+}
 
 /// A bearer token. Its `Debug` prints `<redacted>`, so a configuration that
 /// derives `Debug` can be logged whole.
@@ -38,15 +48,13 @@ impl Token {
     /// The token in `value`, without surrounding white space (a file written
     /// by `echo` ends with a newline). It must be non-empty visible ASCII,
     /// what an HTTP header can carry; the error never quotes the value.
-    pub fn new(value: &str) -> Result<Self, String> {
+    pub fn new(value: &str) -> Result<Self, TokenError> {
         let value = value.trim();
         if value.is_empty() {
-            return Err("the token is empty".into());
+            return Err(TokenError::Empty);
         }
         if !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the token holds a character other than visible ASCII (no spaces either)".into(),
-            );
+            return Err(TokenError::NotVisibleAscii);
         }
         Ok(Self(value.into()))
     }
@@ -175,7 +183,7 @@ fn check(token: &Token, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// The 401: a JSON body in the services' error shape (`error`, `message`)
+/// The 401: the services' error body (`crate::error`)
 /// and `WWW-Authenticate` as RFC 6750 asks.
 fn refuse(refusal: Refusal) -> Response {
     let (message, challenge) = match refusal {
@@ -192,12 +200,13 @@ fn refuse(refusal: Refusal) -> Response {
             "Bearer error=\"invalid_token\"",
         ),
     };
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, challenge)],
-        Json(json!({"error": "unauthorized", "message": message})),
-    )
-        .into_response()
+    let mut response =
+        ErrorResponse::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 /// Middleware: passes the request on when it carries `token`, else answers
@@ -287,7 +296,10 @@ mod tests {
         assert_eq!(Token::new("  abc\n").unwrap(), Token::new("abc").unwrap());
         for bad in ["", " \n", "a b", "ä", "a\u{7f}"] {
             let error = Token::new(bad).unwrap_err();
-            assert!(!bad.trim().is_empty() || error.contains("empty"), "{bad:?}");
+            assert!(
+                !bad.trim().is_empty() || error == TokenError::Empty,
+                "{bad:?}"
+            );
         }
         assert_eq!(format!("{:?}", token()), "<redacted>");
         assert!(token().authorization().is_sensitive());

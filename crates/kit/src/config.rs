@@ -37,12 +37,14 @@ impl EventBoundsArgs {
     }
 }
 
-fn parse_amount_limit(s: &str) -> Result<f64, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("must be a number above 0 and at most {AMOUNT_LIMIT_CEILING:e}")]
+struct AmountLimitError;
+
+fn parse_amount_limit(s: &str) -> Result<f64, AmountLimitError> {
     match s.trim().parse::<f64>() {
         Ok(limit) if limit > 0.0 && limit <= AMOUNT_LIMIT_CEILING => Ok(limit),
-        _ => Err(format!(
-            "must be a number above 0 and at most {AMOUNT_LIMIT_CEILING:e}"
-        )),
+        _ => Err(AmountLimitError),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod ops;
 pub mod shutdown;

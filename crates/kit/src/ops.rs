@@ -18,9 +18,29 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{BoxError, Chain};
 use crate::metrics::HttpMetrics;
 
-type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Why a service is not ready: the dependency that does not answer, and
+/// why (with its causes).
+#[derive(Debug, thiserror::Error)]
+#[error("{dependency}")]
+pub struct NotReady {
+    pub dependency: &'static str,
+    #[source]
+    pub source: BoxError,
+}
+
+impl NotReady {
+    pub fn new(dependency: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            dependency,
+            source: source.into(),
+        }
+    }
+}
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), NotReady>> + Send>>;
 
 /// Answers whether the service's dependencies are reachable; `Err` says which
 /// one is not and why.
@@ -94,7 +114,7 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}"),
+            format!("not ready: {}", Chain(&reason)),
         )
             .into_response(),
     }
@@ -148,7 +168,8 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_reports_the_failing_dependency() {
-        let failing: ReadinessCheck = Arc::new(|| Box::pin(async { Err("kafka: down".into()) }));
+        let failing: ReadinessCheck =
+            Arc::new(|| Box::pin(async { Err(NotReady::new("kafka", "down")) }));
         let app = router(Arc::new(Registry::default()), failing);
         let (code, body) = status(app.clone(), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

@@ -95,9 +95,16 @@ impl InfluxArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfluxError {
-    /// Could not connect, timed out, or a 5xx: worth retrying.
-    #[error("InfluxDB is unavailable: {0}")]
-    Unavailable(String),
+    /// Could not connect, timed out, or the answer broke off: worth retrying.
+    #[error("InfluxDB is unavailable")]
+    Unreachable(#[source] reqwest::Error),
+    /// An answer that is not JSON (a proxy's error page, say): worth
+    /// retrying.
+    #[error("InfluxDB's answer is not JSON")]
+    UnreadableAnswer(#[source] serde_json::Error),
+    /// A 5xx: worth retrying.
+    #[error("InfluxDB is unavailable ({status}): {body}")]
+    Failing { status: StatusCode, body: String },
     /// The database or bucket does not exist.
     #[error("InfluxDB has no database {0:?}")]
     NoDatabase(String),
@@ -156,7 +163,7 @@ impl Influx {
             .get(format!("{}/ping", self.base))
             .send()
             .await
-            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+            .map_err(InfluxError::Unreachable)?;
         check(response, &self.database()).await.map(drop)
     }
 
@@ -185,7 +192,7 @@ impl Influx {
             .authorize(request)
             .send()
             .await
-            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+            .map_err(InfluxError::Unreachable)?;
         check(response, &self.database()).await.map(drop)
     }
 
@@ -212,7 +219,7 @@ impl Influx {
             .authorize(request.body(lines))
             .send()
             .await
-            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+            .map_err(InfluxError::Unreachable)?;
         check(response, &self.database()).await.map(drop)
     }
 
@@ -228,10 +235,10 @@ impl Influx {
             .authorize(request)
             .send()
             .await
-            .map_err(|e| InfluxError::Unavailable(e.to_string()))?;
+            .map_err(InfluxError::Unreachable)?;
         let body = check(response, &self.database()).await?;
-        let value: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| InfluxError::Unavailable(format!("unreadable answer: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&body).map_err(InfluxError::UnreadableAnswer)?;
         answer_error(&value, &self.database()).map_or(Ok(value), Err)
     }
 }
@@ -281,7 +288,7 @@ async fn check(response: reqwest::Response, database: &str) -> Result<String, In
             Err(InfluxError::Unauthorized { status, body })
         }
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-            Err(InfluxError::Unavailable(format!("{status}: {body}")))
+            Err(InfluxError::Failing { status, body })
         }
         _ => Err(InfluxError::Rejected { status, body }),
     }

@@ -13,6 +13,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
+use streamproc_kit::error::ErrorResponse;
+
 use crate::metrics::Rejection;
 use crate::series::{zero_filled, Point};
 use crate::stores::{Both, Store, StoreError, Stores, Totals};
@@ -27,10 +29,10 @@ const LEGACY_BUCKETS: i64 = 60;
 pub const DISABLED_MESSAGE: &str = "processing disabled, did nothing";
 
 /// Seconds a client should wait before asking again after a 503.
-const RETRY_AFTER_SECONDS: &str = "5";
+const RETRY_AFTER_SECONDS: u32 = 5;
 /// The same when the aggregator is busy rather than a store down: a slot
 /// frees as soon as one answer is sent.
-const BUSY_RETRY_AFTER_SECONDS: &str = "1";
+const BUSY_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Where the answers come from.
 pub enum Source {
@@ -49,51 +51,67 @@ impl Source {
     }
 }
 
+/// Every way a query can fail. The body is the services' shared error
+/// shape (`streamproc_kit::error`); a bad parameter is named in `parameter`.
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
     BadParameter(GridError),
+    #[error("{DISABLED_MESSAGE}")]
     Disabled,
     /// A limit on concurrent work is reached; says which.
+    #[error("{0}")]
     Busy(&'static str),
     /// No answer within REQUEST_TIMEOUT.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// A part of the service is switched off by a setting; says which.
+    #[error("{0}")]
     Off(&'static str),
+    /// The clock is past the last time a query may name (2100).
+    #[error(transparent)]
+    Clock(GridError),
+    /// `/api` answers whole or not at all: at least one store failed.
+    #[error("{0}")]
+    StoresFailed(String),
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// A stable, machine-readable name for the error.
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::BadParameter(error) => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"message": error.to_string(), "parameter": error.param()})),
-            )
-                .into_response(),
-            Self::Disabled => unavailable(json!({"message": DISABLED_MESSAGE})),
-            Self::Off(message) => unavailable(json!({ "message": message })),
-            Self::Busy(message) => busy(json!({ "message": message })),
-            Self::Timeout(limit) => busy(json!({
-                "message": format!("no answer within {}", humantime::format_duration(limit))
-            })),
+            Self::BadParameter(_) => "bad_parameter",
+            Self::Disabled => "disabled",
+            Self::Busy(_) => "busy",
+            Self::Timeout(_) => "timeout",
+            Self::Off(_) => "off",
+            Self::Clock(_) => "clock_out_of_range",
+            Self::StoresFailed(_) => "stores_unavailable",
         }
     }
 }
 
-fn unavailable(body: serde_json::Value) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
-        Json(body),
-    )
-        .into_response()
-}
-
-fn busy(body: serde_json::Value) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS)],
-        Json(body),
-    )
-        .into_response()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, retry_after) = match &self {
+            Self::BadParameter(_) => (StatusCode::BAD_REQUEST, None),
+            Self::Busy(_) | Self::Timeout(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(BUSY_RETRY_AFTER_SECONDS),
+            ),
+            Self::Disabled | Self::Off(_) | Self::Clock(_) | Self::StoresFailed(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some(RETRY_AFTER_SECONDS))
+            }
+        };
+        let mut response = ErrorResponse::new(status, self.code(), self.to_string());
+        if let Self::BadParameter(error) = &self {
+            response = response.with("parameter", error.param());
+        }
+        if let Some(secs) = retry_after {
+            response = response.retry_after(secs);
+        }
+        response.into_response()
+    }
 }
 
 /// Wraps the query endpoints: at most MAX_QUERIES at once (one more is
@@ -199,11 +217,19 @@ pub async fn series(
     Ok(answer(body.complete(), body))
 }
 
+/// A whole answer is 200; one with a store missing is 503 with the same
+/// body (the part that did answer, and the other's error), so that a client
+/// that ignores the body still retries.
 fn answer(complete: bool, body: impl Serialize) -> Response {
     if complete {
         Json(body).into_response()
     } else {
-        unavailable(serde_json::to_value(body).unwrap_or_default())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
+            Json(body),
+        )
+            .into_response()
     }
 }
 
@@ -240,7 +266,7 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
     // Valid until the clock passes 2100; said rather than panicked then.
     let grid = match Grid::latest(now_ms(), LEGACY_STEP_MS, LEGACY_BUCKETS) {
         Ok(grid) => grid,
-        Err(error) => return unavailable(json!({"message": error.to_string()})),
+        Err(error) => return ApiError::Clock(error).into_response(),
     };
     let body = SeriesBody::query(stores, &grid).await;
     match (body.low.data, body.high.data) {
@@ -271,7 +297,7 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
                 .into_iter()
                 .flatten()
                 .collect();
-            unavailable(json!({"message": errors.join("; ")}))
+            ApiError::StoresFailed(errors.join("; ")).into_response()
         }
     }
 }

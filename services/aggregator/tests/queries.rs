@@ -279,6 +279,8 @@ async fn invalid_parameters_are_400s_naming_the_parameter() {
     for (query, parameter) in cases {
         let (status, body) = get_json(&aggregator, &format!("/api/v1/series?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
+        // The error body event-api answers with too.
+        assert_eq!(body["error"], "bad_parameter", "{query}: {body}");
         assert_eq!(body["parameter"], parameter, "{query}: {body}");
         assert!(
             body["message"].as_str().unwrap().contains(parameter),

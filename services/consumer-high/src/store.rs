@@ -78,8 +78,14 @@ impl TimescaleSink {
     async fn ensure_schema(&self) -> Result<(), SinkError> {
         self.schema
             .get_or_try_init(|| async {
-                MIGRATOR.run(&self.pool).await.map_err(|e| {
-                    SinkError::Unavailable(format!("migrating {}: {e}", self.target))
+                MIGRATOR.run(&self.pool).await.map_err(|source| {
+                    SinkError::Unavailable(
+                        MigrationFailed {
+                            target: self.target.clone(),
+                            source,
+                        }
+                        .into(),
+                    )
                 })?;
                 let timescale: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
@@ -102,8 +108,15 @@ impl TimescaleSink {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("migrating {target}")]
+struct MigrationFailed {
+    target: String,
+    source: sqlx::migrate::MigrateError,
+}
+
 fn unavailable(error: sqlx::Error) -> SinkError {
-    SinkError::Unavailable(error.to_string())
+    SinkError::Unavailable(error.into())
 }
 
 /// SQLSTATE classes 22 (data exception: a value out of range, say) and 23
@@ -117,7 +130,7 @@ fn write_error(error: sqlx::Error) -> SinkError {
         .and_then(|e| e.code())
         .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
     if data_error {
-        SinkError::Rejected(error.to_string())
+        SinkError::Rejected(error.into())
     } else {
         unavailable(error)
     }

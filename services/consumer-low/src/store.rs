@@ -50,8 +50,8 @@ impl InfluxSink {
 /// dead-lettering every event for a configuration mistake would be worse.
 fn to_sink_error(error: InfluxError) -> SinkError {
     match error {
-        InfluxError::Rejected { .. } => SinkError::Rejected(error.to_string()),
-        _ => SinkError::Unavailable(error.to_string()),
+        InfluxError::Rejected { .. } => SinkError::Rejected(error.into()),
+        _ => SinkError::Unavailable(error.into()),
     }
 }
 
@@ -71,7 +71,7 @@ impl Sink for InfluxSink {
             Err(error @ InfluxError::NoDatabase(_)) => {
                 // Dropped behind our back: create it again on the next try.
                 self.database_ready.store(false, Ordering::Relaxed);
-                Err(SinkError::Unavailable(error.to_string()))
+                Err(SinkError::Unavailable(error.into()))
             }
             Err(error) => Err(to_sink_error(error)),
         }

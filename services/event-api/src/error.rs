@@ -6,12 +6,10 @@
 
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
-
-use streamproc_event::body::{BodyError, ItemError};
+use streamproc_event::body::BodyError;
+use streamproc_kit::error::ErrorResponse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,7 +37,7 @@ pub enum ApiError {
 }
 
 /// Seconds a client should wait before retrying a 429 or 503.
-const RETRY_AFTER_SECS: &str = "1";
+const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -72,54 +70,30 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "<[ItemError]>::is_empty")]
-    errors: &'a [ItemError],
-    /// Invalid events not listed in `errors`.
-    #[serde(skip_serializing_if = "is_zero")]
-    errors_omitted: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let (errors, errors_omitted) = match &self {
-            Self::Body(BodyError::InvalidEvents {
-                errors, invalid, ..
-            }) => (errors.as_slice(), invalid - errors.len()),
-            _ => (&[][..], 0),
-        };
-        let body = Json(ErrorBody {
-            error: self.code(),
-            message: self.to_string(),
-            errors,
-            errors_omitted,
-        });
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        if self.status() == StatusCode::TOO_MANY_REQUESTS
-            || self.status() == StatusCode::SERVICE_UNAVAILABLE
+        let mut response = ErrorResponse::new(self.status(), self.code(), self.to_string());
+        if let Self::Body(BodyError::InvalidEvents {
+            errors, invalid, ..
+        }) = &self
         {
-            headers.insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+            response = response.with("errors", errors);
+            if *invalid > errors.len() {
+                // Invalid events not listed in `errors`.
+                response = response.with("errors_omitted", invalid - errors.len());
+            }
+        }
+        if matches!(
+            self.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response = response.retry_after(RETRY_AFTER_SECS);
         }
         if matches!(self, Self::BodyTimeout { .. }) {
             // The rest of the body may still be on its way; the connection
             // cannot carry another request after it.
-            headers.insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
+            response = response.close_connection();
         }
-        response
+        response.into_response()
     }
 }

@@ -19,7 +19,7 @@ use axum::{BoxError, Router};
 use streamproc_kafka::producer;
 use streamproc_kit::auth::{self, Token};
 use streamproc_kit::metrics::Registry;
-use streamproc_kit::ops::{self, ReadinessCheck};
+use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ fn kafka_readiness(publisher: &Publisher) -> ReadinessCheck {
         Box::pin(async move {
             producer::check_reachable(&producer, &topic, READY_TIMEOUT)
                 .await
-                .map_err(|e| format!("kafka: {e}"))
+                .map_err(|e| NotReady::new("kafka", e))
         })
     })
 }

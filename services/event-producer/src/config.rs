@@ -128,11 +128,13 @@ impl Config {
     }
 }
 
-fn positive_rate(s: &str) -> Result<f64, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a positive number of events per second")]
+struct NotARate(String);
+
+fn positive_rate(s: &str) -> Result<f64, NotARate> {
     match s.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "{s:?} is not a positive number of events per second"
-        )),
+        _ => Err(NotARate(s.to_owned())),
     }
 }

@@ -13,7 +13,7 @@ use clap::Parser;
 use streamproc_kit::auth::{Secret, Token};
 use streamproc_kit::config::ServeArgs;
 use streamproc_kit::metrics::Registry;
-use streamproc_kit::ops::{self, ReadinessCheck};
+use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
@@ -110,19 +110,26 @@ pub async fn run(
     Ok(())
 }
 
-fn check_assets(dir: &Path) -> Result<(), String> {
-    let missing: Vec<&str> = REQUIRED_ASSETS
+/// Files the page needs that are not in the assets folder.
+#[derive(Debug, thiserror::Error)]
+#[error("missing in {}: {} (run `npm ci` in services/web-ui)", dir.display(), files.join(", "))]
+pub struct MissingAssets {
+    dir: PathBuf,
+    files: Vec<&'static str>,
+}
+
+fn check_assets(dir: &Path) -> Result<(), MissingAssets> {
+    let files: Vec<&'static str> = REQUIRED_ASSETS
         .into_iter()
         .filter(|file| !dir.join(file).is_file())
         .collect();
-    if missing.is_empty() {
+    if files.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "missing in {}: {} (run `npm ci` in services/web-ui)",
-            dir.display(),
-            missing.join(", ")
-        ))
+        Err(MissingAssets {
+            dir: dir.to_owned(),
+            files,
+        })
     }
 }
 
@@ -131,7 +138,7 @@ fn check_assets(dir: &Path) -> Result<(), String> {
 fn assets_readiness(dir: &Path) -> ReadinessCheck {
     let dir = dir.to_owned();
     Arc::new(move || {
-        let result = check_assets(&dir);
+        let result = check_assets(&dir).map_err(|e| NotReady::new("assets", e));
         Box::pin(async move { result })
     })
 }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
@@ -19,6 +20,17 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub reason: String,
+}
+
+/// Why dead letters were not all acknowledged; the batch is then retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("cannot create the dead-letter topic")]
+    Topic(#[source] producer::KafkaSetupError),
+    #[error("Kafka did not acknowledge a dead letter")]
+    Send(#[source] KafkaError),
+    #[error("the dead-letter producer was shut down")]
+    Canceled,
 }
 
 pub struct DeadLetters {
@@ -47,14 +59,14 @@ impl DeadLetters {
     }
 
     /// Writes every dead letter and waits for Kafka's acknowledgements.
-    pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         if letters.is_empty() {
             return Ok(());
         }
         if !self.topic_exists.load(Ordering::Relaxed) {
             producer::ensure_topic(&self.brokers, &self.topic, 1, 1, TIMEOUT)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(DeadLetterError::Topic)?;
             self.topic_exists.store(true, Ordering::Relaxed);
         }
         let mut deliveries = Vec::with_capacity(letters.len());
@@ -88,14 +100,14 @@ impl DeadLetters {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
-                Err((error, _)) => return Err(error.to_string()),
+                Err((error, _)) => return Err(DeadLetterError::Send(error)),
             }
         }
         for delivery in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(error.to_string()),
-                Err(_) => return Err("the dead-letter producer was shut down".into()),
+                Ok(Err((error, _))) => return Err(DeadLetterError::Send(error)),
+                Err(_) => return Err(DeadLetterError::Canceled),
             }
         }
         Ok(())

@@ -30,18 +30,20 @@ use store::Store;
 use streamproc_event::{Event, EventBounds};
 use streamproc_event::{Route, Watermark};
 use streamproc_kit::backoff::Backoff;
+use streamproc_kit::error::BoxError;
+use streamproc_kit::ops::NotReady;
 
 /// Why a sink write failed. Either way nothing is committed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The store is down or slow: retry the same batch after a backoff.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("the store is unavailable")]
+    Unavailable(#[source] BoxError),
     /// The store refused the data itself (retrying cannot help): the batch
     /// is split until the refused events are found, and only those go to
     /// the dead-letter topic, so their partition keeps flowing.
-    #[error("{0}")]
-    Rejected(String),
+    #[error("the store refused the data")]
+    Rejected(#[source] BoxError),
 }
 
 /// Where a consumer stores its events. `write` must be idempotent: writing
@@ -136,16 +138,16 @@ impl Consumer {
     }
 
     /// Whether the brokers answer and the topic exists, for `/readyz`.
-    pub async fn check_broker(&self) -> Result<(), String> {
+    pub async fn check_broker(&self) -> Result<(), NotReady> {
         self.dead_letters
             .check_reachable(&self.settings.topic)
             .await
-            .map_err(|e| format!("kafka: {e}"))
+            .map_err(|e| NotReady::new("kafka", e))
     }
 
     /// Whether the loop stores what it reads, for `/readyz`.
-    pub fn check_progress(&self) -> Result<(), String> {
-        self.stall.check()
+    pub fn check_progress(&self) -> Result<(), NotReady> {
+        self.stall.check().map_err(|e| NotReady::new("consumer", e))
     }
 
     /// Runs the loop until `shutdown` is cancelled; then writes and commits

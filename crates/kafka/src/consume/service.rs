@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
 use streamproc_kit::metrics::Registry;
-use streamproc_kit::ops::{self, ReadinessCheck};
+use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 
 /// Serves a consumer on `listener` until `shutdown`. `connect` builds the
 /// sink; it is not called when `disabled`, so a disabled consumer opens no
@@ -64,8 +64,8 @@ fn readiness<S: Sink>(consumer: Arc<Consumer>, sink: Arc<S>) -> ReadinessCheck {
             consumer.check_broker().await?;
             match tokio::time::timeout(READY_TIMEOUT, sink.check()).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("store: {e}")),
-                Err(_) => Err(format!("store: no answer within {READY_TIMEOUT:?}")),
+                Ok(Err(e)) => Err(NotReady::new("store", e)),
+                Err(elapsed) => Err(NotReady::new("store", elapsed)),
             }
         })
     })

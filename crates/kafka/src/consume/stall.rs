@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use super::ConsumerMetrics;
 
+/// The loop has stored nothing for longer than `stall_after`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stalled: {records} records waiting, nothing stored for {for_:.0?}; last error: {last_error}"
+)]
+pub struct Stalled {
+    pub records: usize,
+    pub for_: Duration,
+    /// The last failure, with its causes (a chain, already written out).
+    pub last_error: String,
+}
+
 #[derive(Clone)]
 pub struct Stall {
     after: Duration,
@@ -51,15 +63,14 @@ impl Stall {
 
     /// `Err` with the reason once the loop has not stored anything for
     /// longer than `stall_after` while records wait.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Stalled> {
         let stuck = self.stuck.lock().expect("not poisoned");
         match stuck.as_ref() {
-            Some(s) if s.since.elapsed() >= self.after => Err(format!(
-                "stalled: {} records waiting, nothing stored for {:.0?}; last error: {}",
-                s.records,
-                s.since.elapsed(),
-                s.reason
-            )),
+            Some(s) if s.since.elapsed() >= self.after => Err(Stalled {
+                records: s.records,
+                for_: s.since.elapsed(),
+                last_error: s.reason.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -79,7 +90,7 @@ mod tests {
         assert!(stall.check().is_ok(), "not yet");
         std::thread::sleep(Duration::from_millis(60));
         stall.failing(3, "disk still full", &metrics);
-        let reason = stall.check().unwrap_err();
+        let reason = stall.check().unwrap_err().to_string();
         assert!(
             reason.contains("3 records") && reason.contains("disk still full"),
             "{reason}"

@@ -15,6 +15,7 @@ use super::dead_letter::{DeadLetter, DeadLetters};
 use super::stall::Stall;
 use super::{Batch, ConsumerMetrics, Deadline, Sink, SinkError};
 use streamproc_kit::backoff::Backoff;
+use streamproc_kit::error::{BoxError, Chain};
 
 /// What storing needs besides the batch and the sink.
 pub(super) struct Store<'a> {
@@ -41,18 +42,21 @@ impl Store<'_> {
             };
             match written {
                 Ok(()) => {}
-                Err(reason) if range.len() == 1 => {
+                Err(refusal) if range.len() == 1 => {
+                    let reason = Chain(&*refusal).to_string();
+                    let event = &batch.events[range.start];
                     tracing::error!(
-                        "the store refused event {} ({reason}); dead-lettering it",
-                        batch.events[range.start].id
+                        error = %reason,
+                        event_id = %event.id,
+                        "store refused an event; dead-lettering it"
                     );
                     dead.push(batch.rejected(range.start, &reason));
                 }
-                Err(reason) => {
+                Err(refusal) => {
                     tracing::warn!(
-                        "the store refused a write of {} events ({reason}); \
-                         splitting it to find the events it refuses",
-                        range.len()
+                        error = %Chain(&*refusal),
+                        events = range.len(),
+                        "store refused a write; splitting it to find the events it refuses"
                     );
                     let middle = range.start + range.len() / 2;
                     pending.push(middle..range.end);
@@ -64,14 +68,14 @@ impl Store<'_> {
     }
 
     /// Writes `range` of the batch's events, retrying while the store is
-    /// unavailable. `Some(Err(reason))` when the store refused the data;
+    /// unavailable. `Some(Err(why))` when the store refused the data;
     /// `None` when the drain time ran out.
     async fn write<S: Sink>(
         &mut self,
         sink: &S,
         batch: &Batch,
         range: Range<usize>,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Result<(), BoxError>> {
         let events = &batch.events[range];
         loop {
             let started = Instant::now();
@@ -85,18 +89,22 @@ impl Store<'_> {
                     self.retry.reset();
                     return Some(Ok(()));
                 }
-                Err(SinkError::Rejected(reason)) => {
+                Err(SinkError::Rejected(refusal)) => {
                     self.metrics.write_rejections.inc();
                     self.retry.reset();
-                    return Some(Err(reason));
+                    return Some(Err(refusal));
                 }
-                Err(SinkError::Unavailable(reason)) => {
+                Err(error @ SinkError::Unavailable(_)) => {
                     self.metrics.write_failures.inc();
+                    let reason = Chain(&error).to_string();
                     self.stall.failing(batch.records(), &reason, self.metrics);
                     let delay = self.retry.next_delay(None);
+                    // The metric is write_failures: one line per failed try.
                     tracing::warn!(
-                        "writing {} events failed: {reason}; retrying in {delay:?}",
-                        events.len()
+                        error = %reason,
+                        events = events.len(),
+                        retry_in = ?delay,
+                        "store write failed; retrying"
                     );
                     if !self.deadline.sleep(delay).await {
                         return None;
@@ -115,11 +123,16 @@ impl Store<'_> {
                     self.retry.reset();
                     return true;
                 }
-                Err(reason) => {
-                    let reason = format!("dead-lettering {} records failed: {reason}", dead.len());
+                Err(error) => {
+                    let reason = format!("dead-lettering failed: {}", Chain(&error));
                     self.stall.failing(dead.len(), &reason, self.metrics);
                     let delay = self.retry.next_delay(None);
-                    tracing::warn!("{reason}; retrying in {delay:?}");
+                    tracing::warn!(
+                        error = %Chain(&error),
+                        records = dead.len(),
+                        retry_in = ?delay,
+                        "dead-lettering failed; retrying"
+                    );
                     if !self.deadline.sleep(delay).await {
                         return false;
                     }

@@ -10,7 +10,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::stores::{Buckets, InfluxReader, TimescaleReader};
+use streamproc_kit::error::Chain;
+
+use crate::stores::{Buckets, InfluxReader, StoreError, TimescaleReader};
 use streamproc_grid::Grid;
 
 /// One store's answer to a probe.
@@ -65,7 +67,7 @@ impl StoreProbe {
     async fn timed(
         &self,
         grid: &Grid,
-        query: impl Future<Output = Result<Buckets, String>>,
+        query: impl Future<Output = Result<Buckets, StoreError>>,
     ) -> StoreSample {
         let started = Instant::now();
         let answer = tokio::time::timeout(self.timeout, query).await;
@@ -84,7 +86,7 @@ impl StoreProbe {
                 }
             }
             Ok(Err(error)) => StoreSample {
-                latency: Err(error),
+                latency: Err(Chain(&error).to_string()),
                 stored_per_second: None,
             },
             Err(_) => StoreSample {

@@ -7,7 +7,7 @@
 
 use streamproc_store::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 
-use super::{Buckets, Totals};
+use super::{Buckets, StoreError, Totals};
 
 /// consumer-low's per-hour totals of `event_1s` (its `rollup` module).
 const HOUR_MEASUREMENT: &str = "event_1h";
@@ -25,7 +25,7 @@ impl InfluxReader {
         })
     }
 
-    pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
+    pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, StoreError> {
         // Buckets of whole hours from the hours: a point per hour read
         // instead of up to 3 600.
         let measurement = if whole_hours(grid) {
@@ -40,12 +40,15 @@ impl InfluxReader {
             grid.end_ms(),
             grid.step_ms()
         );
-        let answer = self.influx.query(&query).await.map_err(|e| e.to_string())?;
+        let answer = self.influx.query(&query).await?;
         let mut buckets = Vec::new();
         for row in rows(&answer) {
             let number = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
             let Some(start) = row.first().and_then(serde_json::Value::as_i64) else {
-                return Err(format!("unexpected InfluxDB row {row:?}"));
+                return Err(StoreError::Unexpected {
+                    store: "InfluxDB",
+                    detail: format!("row {row:?}"),
+                });
             };
             // Seconds marked but not yet totalled have no count yet.
             if let (Some(count), Some(min), Some(max)) = (number(1), number(3), number(4)) {
@@ -65,9 +68,9 @@ impl InfluxReader {
         Ok(buckets)
     }
 
-    pub async fn totals(&self) -> Result<Totals, String> {
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
         let query =
-            |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
+            |q: String| async move { self.influx.query(&q).await.map_err(StoreError::from) };
         // Count and sum from one point per hour of history rather than one
         // per second, so the cost does not grow with the events stored.
         let (mut totals, last_time) = tokio::try_join!(
@@ -101,7 +104,7 @@ impl InfluxReader {
     /// every point for an unbounded `last()`, so the newest hour is found
     /// first (one point per hour), then the newest second from that hour
     /// on: seconds after it whose hour has no totals yet count too.
-    async fn last_time(&self) -> Result<Option<i64>, String> {
+    async fn last_time(&self) -> Result<Option<i64>, StoreError> {
         let first_time = |answer: &serde_json::Value| {
             rows(answer)
                 .next()
@@ -109,7 +112,7 @@ impl InfluxReader {
                 .and_then(serde_json::Value::as_i64)
         };
         let query =
-            |q: String| async move { self.influx.query(&q).await.map_err(|e| e.to_string()) };
+            |q: String| async move { self.influx.query(&q).await.map_err(StoreError::from) };
         let hour = query(format!("SELECT last(count) FROM {HOUR_MEASUREMENT}")).await?;
         let since = first_time(&hour).map_or(String::new(), |ms| format!(" WHERE time >= {ms}ms"));
         let last = query(format!(
@@ -119,8 +122,8 @@ impl InfluxReader {
         Ok(first_time(&last))
     }
 
-    pub async fn ping(&self) -> Result<(), String> {
-        self.influx.ping().await.map_err(|e| e.to_string())
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.influx.ping().await?)
     }
 }
 

@@ -9,6 +9,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use streamproc_kit::error::Chain;
+use streamproc_kit::ops::NotReady;
+use streamproc_store::influx::InfluxError;
 
 pub use influx::InfluxReader;
 pub use timescale::TimescaleReader;
@@ -36,12 +39,37 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a store gave no answer. Messages stay those of the store itself,
+/// which the answers quote per store.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("{0}")]
-    Failed(String),
+    /// TimescaleDB has no tables yet.
+    #[error("{} (consumer-high creates the tables when it starts)", missing_table(.0))]
+    NoTables(#[source] sqlx::Error),
+    #[error(transparent)]
+    Timescale(sqlx::Error),
+    #[error(transparent)]
+    Influx(#[from] InfluxError),
+    /// An answer in a shape the reader does not know.
+    #[error("unexpected {store} answer: {detail}")]
+    Unexpected { store: &'static str, detail: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                Self::NoTables(error)
+            }
+            _ => Self::Timescale(error),
+        }
+    }
+}
+
+fn missing_table(error: &sqlx::Error) -> &str {
+    error.as_database_error().map_or("", |db| db.message())
 }
 
 /// Everything a store holds, for reconciling with the events accepted.
@@ -102,37 +130,36 @@ impl Stores {
     }
 
     /// `Ok` when both stores answer; otherwise says which do not.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), NotReady> {
         let (high, low) = tokio::join!(
             self.timed(Store::TimescaleDb, self.timescale.ping()),
             self.timed(Store::InfluxDb, self.influx.ping()),
         );
-        let failures: Vec<String> = [(Store::TimescaleDb, high), (Store::InfluxDb, low)]
-            .into_iter()
-            .filter_map(|(store, result)| Some(format!("{}: {}", store.name(), result.err()?)))
-            .collect();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures.join("; "))
+        match (high, low) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(high), Err(low)) => Err(NotReady::new(
+                "timescaledb",
+                format!("{}; influxdb: {}", Chain(&high), Chain(&low)),
+            )),
+            (Err(high), Ok(())) => Err(NotReady::new(Store::TimescaleDb.name(), high)),
+            (Ok(()), Err(low)) => Err(NotReady::new(Store::InfluxDb.name(), low)),
         }
     }
 
     async fn timed<T>(
         &self,
         store: Store,
-        query: impl Future<Output = Result<T, String>>,
+        query: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, query).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(StoreError::Failed(message)),
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-        };
+        let result = tokio::time::timeout(self.timeout, query)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout)));
         self.metrics
             .observe(store, started.elapsed(), result.is_ok());
         if let Err(error) = &result {
-            tracing::warn!("{} query failed: {error}", store.name());
+            // Counted by the same metric, labelled with the store.
+            tracing::warn!(store = store.name(), error = %Chain(error), "store query failed");
         }
         result
     }

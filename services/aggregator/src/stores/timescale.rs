@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use streamproc_store::timescale::PostgresArgs;
 
-use super::{Buckets, Totals};
+use super::{Buckets, StoreError, Totals};
 use crate::series::Stats;
 use streamproc_grid::Grid;
 
@@ -64,7 +64,7 @@ impl TimescaleReader {
         })
     }
 
-    pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, String> {
+    pub async fn buckets(&self, grid: &Grid) -> Result<Buckets, StoreError> {
         let (query, unit) = if whole_hours(grid) {
             (HOUR_BUCKETS, 3_600_000)
         } else {
@@ -76,7 +76,7 @@ impl TimescaleReader {
             .bind(grid.step_ms() / 1000)
             .fetch_all(&self.pool)
             .await
-            .map_err(describe)?;
+            .map_err(StoreError::from)?;
         Ok(rows
             .into_iter()
             .map(|(start, count, sum, min, max)| {
@@ -94,11 +94,11 @@ impl TimescaleReader {
             .collect())
     }
 
-    pub async fn totals(&self) -> Result<Totals, String> {
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
         let (count, sum, newest_hour): (i64, f64, Option<i64>) = sqlx::query_as(TOTALS)
             .fetch_one(&self.pool)
             .await
-            .map_err(describe)?;
+            .map_err(StoreError::from)?;
         // The newest event time in ms, from `events`' time index, within
         // the newest hour and after. The bound is written into the query:
         // TimescaleDB leaves out the other chunks only for a constant, and
@@ -113,7 +113,7 @@ impl TimescaleReader {
             ))
             .fetch_one(&self.pool)
             .await
-            .map_err(describe)?,
+            .map_err(StoreError::from)?,
             None => None,
         };
         Ok(Totals {
@@ -123,22 +123,12 @@ impl TimescaleReader {
         })
     }
 
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.probe)
             .await
             .map(drop)
-            .map_err(describe)
-    }
-}
-
-fn describe(error: sqlx::Error) -> String {
-    match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => format!(
-            "{} (consumer-high creates the tables when it starts)",
-            db.message()
-        ),
-        _ => error.to_string(),
+            .map_err(StoreError::from)
     }
 }
 

@@ -125,6 +125,7 @@ mounted as; empty when none. */}}
 HOST: "0.0.0.0"
 PORT: {{ .containerPort | quote }}
 DISABLE: {{ $svc.disable | quote }}
+LOG_FORMAT: {{ $root.Values.logFormat | quote }}
 {{- if has .name (list "event-api" "consumer-high" "consumer-low" "aggregator") }}
 KAFKA_BROKERS: {{ include "streamproc.kafkaBrokers" $root | quote }}
 KAFKA_TOPIC: {{ $root.Values.kafka.topic | quote }}

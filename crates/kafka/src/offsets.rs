@@ -68,11 +68,11 @@ pub struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!("librdkafka ({level:?}) {fac}: {log_message}");
+        tracing::debug!(level = ?level, facility = fac, message = log_message, "librdkafka");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!("librdkafka: {error}: {reason}");
+        tracing::debug!(error = %error, reason, "librdkafka error");
     }
 }
 

@@ -68,7 +68,7 @@ impl BrokerState {
         while !stop.is_cancelled() {
             if self.is_down() && check_reachable(&producer, &topic, EVERY).await.is_ok() {
                 self.down.store(false, Ordering::Relaxed);
-                tracing::info!("kafka: brokers reachable again");
+                tracing::info!("kafka brokers reachable again");
             }
             tokio::select! {
                 () = stop.cancelled() => {}
@@ -88,11 +88,11 @@ impl ClientContext for ObservedContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if let KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error {
             if !self.brokers.down.swap(true, Ordering::Relaxed) {
-                tracing::warn!("kafka: all brokers are down ({reason})");
+                tracing::warn!(reason, "kafka brokers all down");
             }
             return;
         }
-        tracing::warn!("kafka: {error}: {reason}");
+        tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
 

@@ -30,7 +30,7 @@ pub struct PathLabels {
 
 /// The method as a label: the standard methods by name, anything a client
 /// invents as "other", so that no request can add a series to `/metrics`.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     const KNOWN: [Method; 9] = [
         Method::GET,
         Method::HEAD,
@@ -46,6 +46,15 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|known| *known == method)
         .map_or("other", Method::as_str)
+}
+
+/// The route pattern that matched (`/api/v1/series`), or "unmatched": never
+/// the raw path, which a client chooses.
+pub(crate) fn path_label<B>(request: &axum::http::Request<B>) -> &str {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
 }
 
 /// Histogram buckets in seconds from 0.5 ms to about 16 s.
@@ -85,10 +94,7 @@ impl HttpMetrics {
     pub async fn track(State(metrics): State<Self>, request: Request, next: Next) -> Response {
         let started = Instant::now();
         let method = method_label(request.method()).to_owned();
-        let path = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let path = path_label(&request).to_owned();
         let response = next.run(request).await;
         metrics
             .requests

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{BoxError, Chain};
 use crate::metrics::HttpMetrics;
+use crate::telemetry;
 
 /// Why a service is not ready: the dependency that does not answer, and
 /// why (with its causes).
@@ -73,6 +74,7 @@ pub fn with_probes_and_metrics(
             http_metrics,
             HttpMetrics::track,
         ))
+        .layer(telemetry::http_trace_layer())
 }
 
 /// `process_start_time_seconds`, the usual Prometheus name: a change tells a

@@ -131,9 +131,9 @@ pub async fn run(
             metrics.clone(),
         ));
         tracing::info!(
-            "reading the high series from {} and the low series from {}",
-            config.postgres.describe(),
-            config.influx.base_url()
+            timescaledb = %config.postgres.describe(),
+            influxdb = %config.influx.base_url(),
+            "reading the high series from timescaledb and the low series from influxdb"
         );
         let pipeline = if config.pipeline.pipeline_watch {
             Some(pipeline::start(
@@ -189,7 +189,7 @@ pub async fn run(
         .with_state(state);
     let app = ops::with_probes_and_metrics(app, registry, ready);
 
-    tracing::info!("aggregator listening on {}", listener.local_addr()?);
+    tracing::info!(addr = %listener.local_addr()?, "aggregator listening");
     ops::serve(listener, app, shutdown).await?;
     tracing::info!("aggregator stopped");
     Ok(())

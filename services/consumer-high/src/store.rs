@@ -94,11 +94,14 @@ impl TimescaleSink {
                 .await
                 .map_err(unavailable)?;
                 if timescale {
-                    tracing::info!("schema ready in {}: events is a hypertable", self.target);
+                    tracing::info!(
+                        database = %self.target,
+                        "schema ready; events is a hypertable"
+                    );
                 } else {
                     tracing::warn!(
-                        "TimescaleDB is not installed in {}: events is a plain PostgreSQL table",
-                        self.target
+                        database = %self.target,
+                        "timescaledb is not installed; events is a plain postgresql table"
                     );
                 }
                 Ok(())
@@ -152,9 +155,9 @@ impl Sink for TimescaleSink {
             .rows_affected();
         if inserted < events.len() as u64 {
             tracing::info!(
-                "{} of {} events were stored before (redelivered or retried); kept one copy",
-                events.len() as u64 - inserted,
-                events.len()
+                stored_before = events.len() as u64 - inserted,
+                events = events.len(),
+                "events were stored before (redelivered or retried); kept one copy"
             );
         }
         Ok(())

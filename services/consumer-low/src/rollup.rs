@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
+use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::{latency_histogram, Registry};
 use streamproc_store::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
 use tokio::sync::Notify;
@@ -318,9 +319,10 @@ impl Rollups {
     fn note_refused(&self, state: &LevelState, bucket: i64, error: &InfluxError) {
         if state.refused.lock().expect("not poisoned").insert(bucket) {
             tracing::error!(
-                "InfluxDB refuses the totals of {} {bucket} ({error}); \
-                 retrying it without holding back the others",
-                state.level.name
+                unit = state.level.name,
+                bucket,
+                error = %Chain(error),
+                "influxdb refuses a bucket's totals; retrying it without holding back the others"
             );
         }
     }
@@ -607,21 +609,20 @@ impl Rollups {
                 match scan.await {
                     Ok((seconds, hours)) => {
                         if seconds + hours > 0 {
-                            tracing::info!(
-                                "refreshing the totals of {seconds} seconds and {hours} hours \
-                                 left dirty"
-                            );
+                            tracing::info!(seconds, hours, "refreshing the totals left dirty");
                         }
                         last_scan = Some(Instant::now());
                     }
-                    Err(e) => tracing::warn!("looking for dirty totals failed: {e}"),
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "looking for dirty totals failed")
+                    }
                 }
             }
             // Stopping: everything, so that what this instance wrote is
             // totalled before it exits.
             let give_way = (!stopping).then(|| self.marks.load(Ordering::Relaxed));
             if let Err(e) = self.refresh_round(give_way).await {
-                tracing::warn!("refreshing totals failed (will retry): {e}");
+                tracing::warn!(error = %Chain(&e), "refreshing totals failed; will retry");
             }
             if stopping {
                 return;

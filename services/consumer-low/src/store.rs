@@ -22,7 +22,7 @@ pub struct InfluxSink {
 impl InfluxSink {
     pub fn new(args: InfluxArgs) -> anyhow::Result<Self> {
         let influx = Influx::new(args)?;
-        tracing::info!("writing to InfluxDB at {}", influx.describe());
+        tracing::info!(database = %influx.describe(), "writing to influxdb");
         Ok(Self {
             rollups: Arc::new(Rollups::new(influx.clone())),
             influx,

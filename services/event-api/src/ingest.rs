@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use streamproc_event::{EventBounds, EventTime};
+use streamproc_kit::error::Chain;
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::error::ApiError;
@@ -109,7 +110,12 @@ pub async fn ingest(
         Err(PublishError::QueueFull) => Err(ApiError::Busy),
         Err(error) => {
             state.metrics.kafka_failures.inc();
-            tracing::warn!("answering 503: {error}");
+            tracing::warn!(
+                events = count,
+                status = 503,
+                error = %Chain(&error),
+                "publishing failed; answering 503"
+            );
             Err(ApiError::KafkaUnavailable(error.to_string()))
         }
     }

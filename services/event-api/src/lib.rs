@@ -18,6 +18,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{BoxError, Router};
 use streamproc_kafka::producer;
 use streamproc_kit::auth::{self, Token};
+use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 use tokio::net::TcpListener;
@@ -104,9 +105,9 @@ pub async fn run(
     let app = ops::with_probes_and_metrics(app, registry, ready);
 
     tracing::info!(
-        "event-api listening on {}, topic {:?}",
-        listener.local_addr()?,
-        config.kafka.kafka_topic
+        addr = %listener.local_addr()?,
+        topic = %config.kafka.kafka_topic,
+        "event-api listening"
     );
     ops::serve(listener, app, shutdown).await?;
     if let Intake::Kafka(publisher) = intake.as_ref() {
@@ -186,10 +187,15 @@ async fn create_topic_until_done(config: Config, shutdown: CancellationToken) {
         );
         match attempt.await {
             Ok(()) => {
-                tracing::info!("topic {topic:?} is ready");
+                tracing::info!(topic = %topic, "topic ready");
                 return;
             }
-            Err(e) => tracing::warn!("{e}; trying again in {delay:?}"),
+            Err(e) => tracing::warn!(
+                topic = %topic,
+                error = %Chain(&e),
+                retry_in = ?delay,
+                "creating the topic failed; retrying"
+            ),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

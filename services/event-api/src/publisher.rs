@@ -8,6 +8,7 @@ use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use streamproc_event::Event;
 use streamproc_kafka::producer::{BrokerState, ReliableProducer};
+use streamproc_kit::error::Chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -127,8 +128,8 @@ impl Publisher {
             tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
         match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed"),
-            Ok(Err(e)) => tracing::warn!("producer flush incomplete: {e}"),
-            Err(e) => tracing::warn!("producer flush task failed: {e}"),
+            Ok(Err(e)) => tracing::warn!(error = %Chain(&e), "producer flush incomplete"),
+            Err(e) => tracing::warn!(error = %Chain(&e), "producer flush task failed"),
         }
     }
 }

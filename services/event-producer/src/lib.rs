@@ -59,20 +59,21 @@ pub async fn run(
 
     let generator = Generator::new(config.seed, config.amount_min..config.amount_max);
     let buffer = Arc::new(Buffer::new(config.max_buffered_events));
-    tracing::info!(
-        run = generator.run_id(),
-        "generating {} events/s{}",
-        config.rate,
-        if config.serve.disable {
-            ", DISABLE is set: nothing is sent".to_owned()
-        } else {
-            format!(
-                ", sending every {:?} to {}",
-                config.interval,
-                config.target_url()
-            )
-        }
-    );
+    if config.serve.disable {
+        tracing::info!(
+            run = generator.run_id(),
+            rate = config.rate,
+            "generating events; DISABLE is set: nothing is sent"
+        );
+    } else {
+        tracing::info!(
+            run = generator.run_id(),
+            rate = config.rate,
+            interval = ?config.interval,
+            event_api = %config.target_url(),
+            "generating and sending events"
+        );
+    }
 
     // Generation stops on a signal or at COUNT/DURATION; sending goes on to
     // drain the buffer.
@@ -116,10 +117,10 @@ pub async fn run(
     server_stop.cancel();
     server.await??;
     tracing::info!(
-        "stopped: generated {}, sent {}, lost {}",
-        summary.generated,
-        summary.sent,
-        summary.lost
+        generated = summary.generated,
+        sent = summary.sent,
+        lost = summary.lost,
+        "event-producer stopped"
     );
     Ok(summary)
 }
@@ -165,8 +166,9 @@ async fn generate(
             if dropped > 0 {
                 metrics.dropped.inc_by(dropped as u64);
                 tracing::warn!(
-                    "buffer full ({} events): dropped the {dropped} oldest",
-                    config.max_buffered_events
+                    capacity = config.max_buffered_events,
+                    events = dropped,
+                    "buffer full; dropped the oldest events"
                 );
             }
         }
@@ -218,7 +220,10 @@ impl Delivery {
         }
         let unsent = self.buffer.take(usize::MAX).len() as u64;
         if unsent > 0 {
-            tracing::error!("{unsent} events were still unsent when the drain timed out");
+            tracing::error!(
+                events = unsent,
+                "events still unsent when the drain timed out"
+            );
             self.metrics.dropped.inc_by(unsent);
         }
         self.metrics.buffered.set(0);
@@ -246,8 +251,10 @@ impl Delivery {
                 Err(SendError::Rejected { status, body }) => {
                     // Retrying cannot help: the same batch would be refused again.
                     tracing::error!(
-                        "event-api rejected {} events with {status}: {body}",
-                        batch.len()
+                        events = batch.len(),
+                        status = status.as_u16(),
+                        body = %body,
+                        "event-api rejected the events"
                     );
                     self.metrics.rejected.inc_by(batch.len() as u64);
                 }
@@ -255,13 +262,15 @@ impl Delivery {
                     self.metrics.send_failures.inc();
                     let delay = backoff.fail(after);
                     tracing::warn!(
-                        "send of {} events failed: {reason}; retrying in {delay:?}",
-                        batch.len()
+                        events = batch.len(),
+                        error = %reason,
+                        retry_in = ?delay,
+                        "send failed; retrying"
                     );
                     let dropped = self.buffer.put_back(batch);
                     if dropped > 0 {
                         self.metrics.dropped.inc_by(dropped as u64);
-                        tracing::warn!("buffer full: dropped the {dropped} oldest events");
+                        tracing::warn!(events = dropped, "buffer full; dropped the oldest events");
                     }
                     break;
                 }

@@ -12,6 +12,7 @@ use axum::Router;
 use clap::Parser;
 use streamproc_kit::auth::{Secret, Token};
 use streamproc_kit::config::ServeArgs;
+use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 use tokio::net::TcpListener;
@@ -66,7 +67,11 @@ pub async fn run(
         "AGGREGATOR_TOKEN",
     )?;
     if let Err(missing) = check_assets(&config.assets_dir) {
-        tracing::error!("{missing}");
+        tracing::error!(
+            assets = %config.assets_dir.display(),
+            error = %Chain(&missing),
+            "page files missing"
+        );
     }
     let api = if config.serve.disable {
         tracing::warn!("DISABLE is set: the page is served, /api is not forwarded");
@@ -74,13 +79,13 @@ pub async fn run(
             .route("/api", get(proxy::disabled))
             .route("/api/{*path}", get(proxy::disabled))
     } else {
-        let with_token = if token.is_some() {
-            " with a bearer token (AGGREGATOR_TOKEN)"
-        } else {
-            ""
-        };
+        let with_token = token.is_some();
         let proxy = Proxy::new(&config.aggregator_url, token, shutdown.clone())?;
-        tracing::info!("forwarding /api to {}{with_token}", proxy.upstream());
+        tracing::info!(
+            upstream = proxy.upstream(),
+            bearer_token = with_token,
+            "forwarding /api to the aggregator"
+        );
         Router::new()
             .route("/api", get(proxy::forward))
             .route("/api/{*path}", get(proxy::forward))
@@ -101,9 +106,9 @@ pub async fn run(
     );
 
     tracing::info!(
-        "web-ui listening on {}, serving {}",
-        listener.local_addr()?,
-        config.assets_dir.display()
+        addr = %listener.local_addr()?,
+        assets = %config.assets_dir.display(),
+        "web-ui listening"
     );
     ops::serve(listener, app, shutdown).await?;
     tracing::info!("web-ui stopped");

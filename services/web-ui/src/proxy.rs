@@ -13,6 +13,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde_json::json;
 use streamproc_kit::auth::Token;
+use streamproc_kit::error::Chain;
 use tokio_util::sync::CancellationToken;
 
 /// Headers of the aggregator's answer that the page needs.
@@ -72,7 +73,11 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
     let upstream = match request.send().await {
         Ok(response) => response,
         Err(error) => {
-            tracing::warn!("aggregator at {} did not answer: {error}", proxy.upstream);
+            tracing::warn!(
+                upstream = %proxy.upstream,
+                error = %Chain(&error),
+                "aggregator did not answer"
+            );
             return (
                 StatusCode::BAD_GATEWAY,
                 Json(json!({
@@ -84,8 +89,10 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
     };
     if upstream.status() == reqwest::StatusCode::UNAUTHORIZED {
         tracing::warn!(
-            "the aggregator at {} refused {path} with 401: set AGGREGATOR_TOKEN to its API_TOKEN",
-            proxy.upstream
+            upstream = %proxy.upstream,
+            path,
+            status = upstream.status().as_u16(),
+            "the aggregator refused the request: set AGGREGATOR_TOKEN to its API_TOKEN"
         );
     }
     let mut response = Response::builder().status(upstream.status().as_u16());

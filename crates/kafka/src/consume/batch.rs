@@ -91,10 +91,11 @@ impl Batch {
             }
             Err(error) => {
                 tracing::warn!(
-                    "record {}/{}@{} is not a valid event ({error}); dead-lettering it",
-                    self.topic,
-                    source.partition,
-                    source.offset
+                    topic = %self.topic,
+                    partition = source.partition,
+                    offset = source.offset,
+                    error = %error,
+                    "record is not a valid event; dead-lettering it"
                 );
                 self.dead.push(DeadLetter {
                     source_topic: self.topic.clone(),
@@ -117,6 +118,12 @@ impl Batch {
             payload: Some(event.to_json_bytes()),
             reason: format!("rejected by the store: {reason}"),
         }
+    }
+
+    /// Per partition, the offset after the last record read: what the
+    /// commit will say.
+    pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
+        &self.next_offsets
     }
 
     /// What to commit once the batch is stored.
@@ -170,7 +177,7 @@ pub async fn gather<C: ConsumerContext + 'static>(
                     batch.add(&message, settings, metrics);
                 }
                 Some(Err(error)) => {
-                    tracing::warn!("kafka: {error}");
+                    tracing::warn!(error = %error, "kafka fetch failed");
                     if !batch.is_empty() {
                         break;
                     }

@@ -38,7 +38,7 @@ impl ClientContext for StatsContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("kafka: {error}: {reason}");
+        tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
 
@@ -51,7 +51,7 @@ impl ConsumerContext for StatsContext {
                     .iter()
                     .map(|p| p.partition())
                     .collect();
-                tracing::info!("assigned partitions {assigned:?}");
+                tracing::info!(partitions = ?assigned, "partitions assigned");
             }
             Rebalance::Revoke(partitions) => {
                 let revoked: Vec<_> = partitions
@@ -59,9 +59,9 @@ impl ConsumerContext for StatsContext {
                     .iter()
                     .map(|p| p.partition())
                     .collect();
-                tracing::info!("revoked partitions {revoked:?}");
+                tracing::info!(partitions = ?revoked, "partitions revoked");
             }
-            Rebalance::Error(error) => tracing::warn!("rebalance failed: {error}"),
+            Rebalance::Error(error) => tracing::warn!(error = %error, "rebalance failed"),
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct ConsumerMetrics {
     pub write_rejections: Counter,
     pub stalled_seconds: Gauge,
     pub commits: Counter,
+    pub rejoins: Counter,
     pub batch_events: Histogram,
     pub write_seconds: Histogram,
     pub record_wait_seconds: Histogram,
@@ -40,6 +41,7 @@ impl ConsumerMetrics {
             write_rejections: Counter::default(),
             stalled_seconds: Gauge::default(),
             commits: Counter::default(),
+            rejoins: Counter::default(),
             batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
             write_seconds: latency_histogram(),
             record_wait_seconds: latency_histogram(),
@@ -84,6 +86,12 @@ impl ConsumerMetrics {
             "offset_commits",
             "Offset commits that succeeded",
             metrics.commits.clone(),
+        );
+        registry.register(
+            "consumer_rejoins",
+            "Times this member left and rejoined its group because it had no \
+             partition while records waited and nobody committed",
+            metrics.rejoins.clone(),
         );
         registry.register(
             "batch_events",

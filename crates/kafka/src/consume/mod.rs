@@ -20,6 +20,7 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::ProducerArgs;
 pub use batch::Batch;
@@ -155,16 +156,17 @@ impl Consumer {
     pub async fn run<S: Sink>(&self, sink: &S, shutdown: CancellationToken) {
         let settings = &self.settings;
         tracing::info!(
-            "consuming {:?} as group {:?}: {} events go to this sink (watermark {})",
-            settings.topic,
-            settings.group_id,
-            settings.route,
-            settings.watermark.value()
+            topic = %settings.topic,
+            group = %settings.group_id,
+            route = %settings.route,
+            watermark = settings.watermark.value(),
+            "consuming"
         );
         let stop_watching = CancellationToken::new();
         tokio::spawn(stranded::rejoin_when_stranded(
             self.kafka.clone(),
             settings.topic.clone(),
+            self.metrics.rejoins.clone(),
             stop_watching.clone(),
         ));
         let _stop_watching = stop_watching.drop_guard();
@@ -178,6 +180,16 @@ impl Consumer {
                 }
                 continue;
             }
+            // Every line logged while this batch is stored and committed
+            // carries which records it holds.
+            let span = tracing::info_span!(
+                "batch",
+                route = %settings.route,
+                records = batch.records(),
+                events = batch.events.len(),
+                dead_lettered = batch.dead.len(),
+                next_offsets = ?batch.next_offsets(),
+            );
             let deadline = Deadline::new(&shutdown, settings.drain_timeout);
             let mut store = Store {
                 dead_letters: &self.dead_letters,
@@ -186,14 +198,15 @@ impl Consumer {
                 deadline: &deadline,
                 stall: &self.stall,
             };
-            let stored = store.batch(&batch, sink).await;
+            let stored = store.batch(&batch, sink).instrument(span.clone()).await;
             if !stored {
-                tracing::warn!(
-                    "stopping with a batch not stored: it is not committed and will be read again"
-                );
+                let _in_batch = span.enter();
+                tracing::warn!("stopping with a batch not stored: it will be read again");
                 break;
             }
-            commit(&self.kafka, &batch, &self.metrics).await;
+            commit(&self.kafka, &batch, &self.metrics)
+                .instrument(span)
+                .await;
             self.stall.progressed(&self.metrics);
             progress.add(&batch);
             if shutdown.is_cancelled() {
@@ -224,10 +237,15 @@ async fn commit(
         Ok(Ok(Ok(()))) => {
             metrics.commits.inc();
         }
-        Ok(Ok(Err(e))) => tracing::warn!("commit failed ({e}); these records will be read again"),
-        Ok(Err(e)) => tracing::warn!("commit task failed ({e}); these records will be read again"),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "commit failed; these records will be read again")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "commit task failed; these records will be read again")
+        }
         Err(_) => tracing::warn!(
-            "commit not answered within {COMMIT_TIMEOUT:?}; these records will be read again"
+            timeout = ?COMMIT_TIMEOUT,
+            "commit not answered; these records will be read again"
         ),
     }
 }
@@ -262,11 +280,11 @@ impl Progress {
         self.dead += batch.dead.len();
         if self.since.elapsed() >= Self::EVERY {
             tracing::info!(
-                "last {:.0?}: read {} records, stored {} events, dead-lettered {}",
-                self.since.elapsed(),
-                self.records,
-                self.events,
-                self.dead
+                over = ?self.since.elapsed(),
+                records = self.records,
+                written = self.events,
+                dead_lettered = self.dead,
+                "progress"
             );
             *self = Self::default();
         }

@@ -38,7 +38,7 @@ pub async fn serve<S: Sink>(
     };
     let app =
         ops::with_probes_and_metrics(Router::new().route("/", get(ops::root_ok)), registry, ready);
-    tracing::info!("probes and metrics on {}", listener.local_addr()?);
+    tracing::info!(addr = %listener.local_addr()?, "serving probes and metrics");
 
     // Probes keep answering while the consumer drains.
     let server_stop = CancellationToken::new();

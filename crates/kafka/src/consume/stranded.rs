@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer as _, ConsumerContext, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::offsets::{self, OffsetsError};
 
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -35,6 +37,7 @@ struct Progress {
 pub async fn rejoin_when_stranded<C: ConsumerContext + 'static>(
     kafka: Arc<StreamConsumer<C>>,
     topic: String,
+    rejoins: Counter,
     stop: CancellationToken,
 ) {
     // Since when nothing moved, and at which committed offsets.
@@ -66,15 +69,18 @@ pub async fn rejoin_when_stranded<C: ConsumerContext + 'static>(
         match still {
             Some((since, committed)) if committed == progress.committed => {
                 if since.elapsed() >= STRANDED_AFTER {
+                    // The one log line of a stranded member's recovery;
+                    // consumer_rejoins counts them.
                     tracing::warn!(
-                        "assigned no partition for {:.0?} while {} records wait and nobody \
-                         commits: leaving and joining the group again",
-                        since.elapsed(),
-                        progress.waiting
+                        stranded_for = ?since.elapsed(),
+                        records = progress.waiting,
+                        "assigned no partition while records wait and nobody commits; \
+                         leaving and joining the group again"
                     );
+                    rejoins.inc();
                     kafka.unsubscribe();
                     if let Err(error) = kafka.subscribe(&[&topic]) {
-                        tracing::error!("subscribing to {topic:?} again failed: {error}");
+                        tracing::error!(topic = %topic, error = %error, "subscribing again failed");
                     }
                     still = None;
                 }

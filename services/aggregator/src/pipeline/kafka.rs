@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
 use streamproc_kafka::offsets::{self, GroupPosition, OffsetsError, PartitionEnds, QuietContext};
+use streamproc_kit::error::Chain;
 
 use super::config::PipelineArgs;
 
@@ -117,7 +118,11 @@ fn sample_blocking(
         Ok(dead) => Some(dead.iter().map(|p| p.high).sum()),
         Err(OffsetsError::NoTopic(_)) => Some(0),
         Err(error) => {
-            tracing::debug!("dead-letter topic: {error}");
+            tracing::debug!(
+                topic = dead_letter_topic,
+                error = %Chain(&error),
+                "dead-letter topic unreadable"
+            );
             None
         }
     };

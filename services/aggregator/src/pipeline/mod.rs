@@ -115,13 +115,12 @@ pub fn start(setup: Setup<'_>, shutdown: CancellationToken) -> anyhow::Result<La
         metrics: PipelineMetrics::register(setup.registry),
     };
     tracing::info!(
-        "watching the pipeline every {}: Kafka {} (topic {:?}, groups {:?} and {:?}), event-api {}",
-        humantime::format_duration(args.pipeline_interval),
-        args.kafka.bootstrap_servers(),
-        monitor.names.topic,
-        monitor.names.groups[0],
-        monitor.names.groups[1],
-        args.api_base()?,
+        interval = %humantime::format_duration(args.pipeline_interval),
+        brokers = %args.kafka.bootstrap_servers(),
+        topic = %monitor.names.topic,
+        groups = ?monitor.names.groups,
+        event_api = %args.api_base()?,
+        "watching the pipeline"
     );
     let (sender, receiver) = watch::channel(None);
     tokio::spawn(run(monitor, sender, args.pipeline_interval, shutdown));
@@ -192,10 +191,13 @@ impl Monitor {
                 continue;
             }
             match &stage.reason {
-                Some(reason) => {
-                    tracing::warn!("pipeline: {} is {:?}: {reason}", stage.name, stage.status)
-                }
-                None => tracing::info!("pipeline: {} is ok again", stage.name),
+                Some(reason) => tracing::warn!(
+                    stage = stage.name,
+                    status = ?stage.status,
+                    reason = %reason,
+                    "pipeline stage is not ok"
+                ),
+                None => tracing::info!(stage = stage.name, "pipeline stage is ok again"),
             }
         }
         self.previous = stages.iter().map(|s| s.status).collect();

@@ -7,10 +7,10 @@
 //! however long the value.
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use streamproc_grid::{
     step_and_last, Grid, GridError, GridParams, DEFAULT_MAX_POINTS, MAX_POINTS, MAX_QUERY_TIME_MS,
 };
-use libfuzzer_sys::fuzz_target;
 
 /// 2023-11-14T22:13:20Z, the epoch itself, and the latest time a query may
 /// name: a fixed "now" each, so that a crash replays.

@@ -4,8 +4,8 @@
 //! trip through Kafka (canonical bytes, decoded with the same bounds).
 #![no_main]
 
-use streamproc_event::body::{self, BodyError, BodyFormat, Rules};
 use libfuzzer_sys::fuzz_target;
+use streamproc_event::body::{self, BodyError, BodyFormat, Rules};
 use streamproc_event::{Event, EventBounds, EventTime};
 
 /// 2023-11-14T22:13:20Z: a fixed "now", so that a crash replays.

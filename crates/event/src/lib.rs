@@ -6,6 +6,7 @@
 
 pub mod body;
 mod event;
+pub mod names;
 mod route;
 
 pub use event::{

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
-use streamproc_event::{Route, Watermark, WatermarkError};
+use streamproc_event::{names, Watermark, WatermarkError};
 use streamproc_kit::config::EventBoundsArgs;
-
-use crate::consume::ConsumerSettings;
 
 /// How to reach Kafka and which topic carries the events.
 #[derive(Debug, Clone, Args)]
@@ -28,7 +26,7 @@ pub struct KafkaArgs {
     pub kafka_port: u16,
 
     /// Topic that carries the events.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "events")]
+    #[arg(long, env = "KAFKA_TOPIC", default_value = names::EVENTS_TOPIC)]
     pub kafka_topic: String,
 
     #[command(flatten)]
@@ -53,7 +51,7 @@ pub struct ConsumerArgs {
     pub kafka_group_id: Option<String>,
 
     /// Topic for records that are not valid events (or that the store refused).
-    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "events.dlq")]
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = names::DEAD_LETTER_TOPIC)]
     pub kafka_dlq_topic: String,
 
     /// Amounts above it go to consumer-high (TimescaleDB), the rest, the
@@ -102,31 +100,6 @@ pub struct ConsumerArgs {
 
 fn parse_watermark(s: &str) -> Result<f64, WatermarkError> {
     s.parse::<Watermark>().map(Watermark::value)
-}
-
-impl ConsumerArgs {
-    pub fn settings(&self, kafka: &KafkaArgs, route: Route, service: &str) -> ConsumerSettings {
-        ConsumerSettings {
-            brokers: kafka.bootstrap_servers(),
-            topic: kafka.kafka_topic.clone(),
-            producer: kafka.producer,
-            group_id: self
-                .kafka_group_id
-                .clone()
-                .unwrap_or_else(|| format!("streamproc-{service}")),
-            dead_letter_topic: self.kafka_dlq_topic.clone(),
-            route,
-            watermark: Watermark::new(self.watermark).expect("validated by parse_watermark"),
-            bounds: self.bounds.bounds(),
-            batch_max_events: self.batch_max_events.max(1),
-            batch_max_age: self.batch_max_age,
-            fetch_wait_max: self.fetch_wait_max,
-            retry_initial: Duration::from_millis(200),
-            retry_max: self.retry_max,
-            drain_timeout: self.drain_timeout,
-            stall_after: self.stall_after,
-        }
-    }
 }
 
 /// How this service's producers write to Kafka.

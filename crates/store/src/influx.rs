@@ -10,11 +10,11 @@ use reqwest::{RequestBuilder, StatusCode};
 
 /// The measurement consumer-low writes and the aggregator reads: the Go
 /// version's name, with the field `amount`.
-pub const MEASUREMENT: &str = "event";
+pub const MEASUREMENT: &str = streamproc_event::names::EVENT_MEASUREMENT;
 
 /// Per-second totals of `event` (fields `count`, `sum`, `min`, `max`),
 /// maintained by consumer-low and read by the aggregator.
-pub const ROLLUP_MEASUREMENT: &str = "event_1s";
+pub const ROLLUP_MEASUREMENT: &str = streamproc_event::names::EVENT_PER_SECOND_MEASUREMENT;
 
 /// The value rows of an InfluxQL answer's first statement and first series;
 /// none when nothing matched.

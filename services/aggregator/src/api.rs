@@ -3,7 +3,7 @@
 //! is named in the answer, never shown as zeros.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -13,9 +13,11 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
+use streamproc_event::EventTime;
 use streamproc_kit::error::ErrorResponse;
 
 use crate::metrics::Rejection;
+use crate::pipeline;
 use crate::series::{zero_filled, Point};
 use crate::stores::{Both, Store, StoreError, Stores, Totals};
 use crate::AppState;
@@ -131,14 +133,6 @@ pub async fn bounded(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
-}
-
 /// One store's part of an answer: its data, or why there is none.
 #[derive(Debug, Serialize)]
 pub struct Part<T> {
@@ -210,7 +204,7 @@ pub async fn series(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let grid = GridParams::from_query(&pairs)
-        .and_then(|params| params.grid(now_ms()))
+        .and_then(|params| params.grid(EventTime::now().as_millis()))
         .map_err(ApiError::BadParameter)?;
     let stores = state.source.stores()?;
     let body = SeriesBody::query(stores, &grid).await;
@@ -264,7 +258,7 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
         return Json(json!({"message": DISABLED_MESSAGE, "points": []})).into_response();
     };
     // Valid until the clock passes 2100; said rather than panicked then.
-    let grid = match Grid::latest(now_ms(), LEGACY_STEP_MS, LEGACY_BUCKETS) {
+    let grid = match Grid::latest(EventTime::now().as_millis(), LEGACY_STEP_MS, LEGACY_BUCKETS) {
         Ok(grid) => grid,
         Err(error) => return ApiError::Clock(error).into_response(),
     };
@@ -299,5 +293,22 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
                 .collect();
             ApiError::StoresFailed(errors.join("; ")).into_response()
         }
+    }
+}
+
+/// `GET /api/v1/pipeline`: the newest snapshot. 200 whatever the stages'
+/// status: the answer is about the pipeline, and the aggregator answered.
+pub async fn pipeline(State(state): State<AppState>) -> Response {
+    let Some(latest) = &state.pipeline else {
+        return match state.source.stores() {
+            Err(disabled) => disabled.into_response(),
+            Ok(_) => ApiError::Off(pipeline::WATCH_OFF).into_response(),
+        };
+    };
+    let snapshot = latest.borrow().clone();
+    match snapshot {
+        Some(snapshot) => Json(snapshot.as_ref()).into_response(),
+        None => ApiError::Busy("the first probe of the pipeline has not finished: try again")
+            .into_response(),
     }
 }

@@ -30,10 +30,10 @@ pub use api::DISABLED_MESSAGE;
 pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 
 use api::Source;
-use metrics::StoreMetrics;
-use stores::{InfluxReader, Stores, TimescaleReader};
+use metrics::ApiMetrics;
+use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
 
-pub const DEFAULT_PORT: u16 = 9995;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::AGGREGATOR_PORT;
 
 /// The OpenAPI description served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -91,7 +91,7 @@ struct AppState {
     source: Arc<Source>,
     stream_interval: Duration,
     shutdown: CancellationToken,
-    metrics: StoreMetrics,
+    metrics: ApiMetrics,
     /// A place for each open stream, MAX_STREAMS in all.
     streams: Arc<Semaphore>,
     /// A place for each query being answered, MAX_QUERIES in all.
@@ -117,7 +117,7 @@ pub async fn run(
     );
     let token = config.token.token()?;
     let mut registry = Registry::default();
-    let metrics = StoreMetrics::register(&mut registry);
+    let metrics = ApiMetrics::register(&mut registry);
 
     config.pipeline.validate()?;
     let (source, ready, pipeline) = if config.serve.disable {
@@ -128,7 +128,7 @@ pub async fn run(
             TimescaleReader::new(&config.postgres)?,
             InfluxReader::new(config.influx.clone())?,
             config.query_timeout,
-            metrics.clone(),
+            QueryMetrics::register(&mut registry),
         ));
         tracing::info!(
             timescaledb = %config.postgres.describe(),
@@ -177,7 +177,7 @@ pub async fn run(
     // is checked before any limit: a refused request takes no place.
     let api = Router::new()
         .route("/api/v1/stream", get(stream::stream))
-        .route("/api/v1/pipeline", get(pipeline::endpoint))
+        .route("/api/v1/pipeline", get(api::pipeline))
         .merge(queries);
     if token.is_some() {
         tracing::info!("/api requires a bearer token (API_TOKEN)");
@@ -223,7 +223,7 @@ mod tests {
             source: Arc::new(Source::Disabled),
             stream_interval: Duration::from_secs(1),
             shutdown: CancellationToken::new(),
-            metrics: StoreMetrics::register(&mut Registry::default()),
+            metrics: ApiMetrics::register(&mut Registry::default()),
             streams: Arc::new(Semaphore::new(1)),
             queries: Arc::new(Semaphore::new(permits(max_queries))),
             request_timeout,

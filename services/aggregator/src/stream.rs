@@ -16,7 +16,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::IntervalStream;
 
-use crate::api::{now_ms, ApiError, SeriesBody};
+use streamproc_event::EventTime;
+
+use crate::api::{ApiError, SeriesBody};
 use crate::metrics::Rejection;
 use crate::pipeline::Snapshot;
 use crate::AppState;
@@ -26,7 +28,8 @@ pub async fn stream(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let (step, last) = step_and_last(&pairs, now_ms()).map_err(ApiError::BadParameter)?;
+    let (step, last) =
+        step_and_last(&pairs, EventTime::now().as_millis()).map_err(ApiError::BadParameter)?;
     let stores = state.source.stores()?.clone();
     // Refused rather than queued: a waiting EventSource would only retry.
     let Ok(permit) = state.streams.clone().try_acquire_owned() else {
@@ -59,7 +62,7 @@ pub async fn stream(
             async move {
                 // Checked before streaming; only a clock that jumps past
                 // 2100 could fail it now, and that is said, not panicked.
-                let series = match Grid::latest(now_ms(), step, last) {
+                let series = match Grid::latest(EventTime::now().as_millis(), step, last) {
                     Ok(grid) => Event::default()
                         .event("series")
                         .json_data(SeriesBody::query(&stores, &grid).await),

@@ -4,9 +4,9 @@
 mod store;
 
 use clap::Parser;
-use streamproc_event::Route;
+use streamproc_event::{names, Route};
 use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
-use streamproc_kafka::consume::service;
+use streamproc_kafka::consume::{service, ConsumerSettings};
 use streamproc_kit::config::ServeArgs;
 use streamproc_store::timescale::PostgresArgs;
 use tokio::net::TcpListener;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use store::TimescaleSink;
 
-pub const DEFAULT_PORT: u16 = 9996;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::CONSUMER_HIGH_PORT;
 
 /// consumer-high: stores events with amount > WATERMARK in TimescaleDB.
 #[derive(Debug, Clone, Parser)]
@@ -35,9 +35,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = config
-        .consumer
-        .settings(&config.kafka, Route::High, "consumer-high");
+    let settings = ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::High,
+        names::CONSUMER_HIGH,
+    );
     let postgres = config.postgres.clone();
     service::serve(
         settings,

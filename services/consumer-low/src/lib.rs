@@ -7,9 +7,9 @@ mod store;
 use std::time::Duration;
 
 use clap::Parser;
-use streamproc_event::Route;
+use streamproc_event::{names, Route};
 use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
-use streamproc_kafka::consume::service;
+use streamproc_kafka::consume::{service, ConsumerSettings};
 use streamproc_kit::config::ServeArgs;
 use streamproc_store::influx::InfluxArgs;
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ pub use rollup::Rollups;
 pub use store::InfluxSink;
 pub use streamproc_store::line::{point_identity, PointIdentity};
 
-pub const DEFAULT_PORT: u16 = 9997;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::CONSUMER_LOW_PORT;
 
 /// consumer-low: stores events with amount <= WATERMARK in InfluxDB.
 #[derive(Debug, Clone, Parser)]
@@ -45,9 +45,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = config
-        .consumer
-        .settings(&config.kafka, Route::Low, "consumer-low");
+    let settings = ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::Low,
+        names::CONSUMER_LOW,
+    );
     let influx = config.influx.clone();
     // The totals are refreshed until the consume loop has stored its last
     // batch, then once more.

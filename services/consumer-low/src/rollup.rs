@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 /// Per-hour totals of `event_1s` (fields `count`, `sum`, `min`, `max`), read
 /// by the aggregator's totals (services/aggregator/src/stores/influx.rs
 /// names it too).
-pub const HOUR_MEASUREMENT: &str = "event_1h";
+pub const HOUR_MEASUREMENT: &str = streamproc_event::names::EVENT_PER_HOUR_MEASUREMENT;
 
 /// One level of totals.
 struct Level {

@@ -36,7 +36,7 @@ use ingest::{IngestState, Intake};
 use metrics::ApiMetrics;
 use publisher::Publisher;
 
-pub const DEFAULT_PORT: u16 = 9998;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::EVENT_API_PORT;
 
 /// The OpenAPI description served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");

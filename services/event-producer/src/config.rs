@@ -23,7 +23,7 @@ pub struct Config {
     pub api_host: String,
 
     /// event-api port, used when API_URL is not set.
-    #[arg(long, env = "API_PORT", default_value_t = 9998)]
+    #[arg(long, env = "API_PORT", default_value_t = streamproc_event::names::EVENT_API_PORT)]
     pub api_port: u16,
 
     /// event-api's ingest token (its API_TOKEN), sent as

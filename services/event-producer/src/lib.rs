@@ -25,7 +25,7 @@ use generator::Generator;
 use metrics::ProducerMetrics;
 use sender::{SendError, Sender};
 
-pub const DEFAULT_PORT: u16 = 9999;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::EVENT_PRODUCER_PORT;
 
 /// What a run did, for its last log line and its exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use proxy::Proxy;
 
-pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_PORT: u16 = streamproc_event::names::WEB_UI_PORT;
 
 /// The files the page cannot work without; `npm ci` in this crate's folder
 /// copies the charting library into `vendor/`.

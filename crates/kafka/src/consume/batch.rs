@@ -10,16 +10,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::DeadLetter;
+use super::dead_letter::{DeadLetter, Source};
 use super::{ConsumerMetrics, ConsumerSettings};
 use streamproc_event::{Admission, Event, EventBounds, EventTime};
-
-/// Where a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    pub partition: i32,
-    pub offset: i64,
-}
 
 /// Records read since the last commit, sorted by what happens to them.
 #[derive(Debug)]

@@ -9,9 +9,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
-use super::batch::Source;
 use crate::config::ProducerArgs;
 use crate::producer::{self, ReliableProducer};
+
+/// Where a record came from: the origin a dead letter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub partition: i32,
+    pub offset: i64,
+}
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {

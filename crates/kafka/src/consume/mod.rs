@@ -22,17 +22,44 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::ProducerArgs;
+use crate::config::{ConsumerArgs, KafkaArgs, ProducerArgs};
 pub use batch::Batch;
 use dead_letter::DeadLetters;
 pub use metrics::ConsumerMetrics;
 use stall::Stall;
 use store::Store;
+use streamproc_event::{names, Route, Watermark};
 use streamproc_event::{Event, EventBounds};
-use streamproc_event::{Route, Watermark};
 use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::BoxError;
 use streamproc_kit::ops::NotReady;
+
+impl ConsumerSettings {
+    /// The settings of `service`, which stores the events of `route`.
+    pub fn from_args(args: &ConsumerArgs, kafka: &KafkaArgs, route: Route, service: &str) -> Self {
+        Self {
+            brokers: kafka.bootstrap_servers(),
+            topic: kafka.kafka_topic.clone(),
+            producer: kafka.producer,
+            group_id: args
+                .kafka_group_id
+                .clone()
+                .unwrap_or_else(|| names::consumer_group(service)),
+            dead_letter_topic: args.kafka_dlq_topic.clone(),
+            route,
+            watermark: Watermark::new(args.watermark)
+                .expect("validated when the flags were parsed"),
+            bounds: args.bounds.bounds(),
+            batch_max_events: args.batch_max_events.max(1),
+            batch_max_age: args.batch_max_age,
+            fetch_wait_max: args.fetch_wait_max,
+            retry_initial: Duration::from_millis(200),
+            retry_max: args.retry_max,
+            drain_timeout: args.drain_timeout,
+            stall_after: args.stall_after,
+        }
+    }
+}
 
 /// Why a sink write failed. Either way nothing is committed.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,13 @@
 //! environment serves them all.
 
 use std::time::Duration;
+use streamproc_event::names;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 use streamproc_kafka::config::KafkaArgs;
 
 /// The default consumer groups: each consumer's `streamproc-<service>`.
-pub const DEFAULT_HIGH_GROUP: &str = "streamproc-consumer-high";
-pub const DEFAULT_LOW_GROUP: &str = "streamproc-consumer-low";
 
 #[derive(Debug, Clone, Args)]
 pub struct PipelineArgs {
@@ -34,15 +33,15 @@ pub struct PipelineArgs {
     pub kafka: KafkaArgs,
 
     /// Dead-letter topic of both consumers.
-    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "events.dlq")]
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = names::DEAD_LETTER_TOPIC)]
     pub kafka_dlq_topic: String,
 
     /// consumer-high's consumer group (its KAFKA_GROUP_ID).
-    #[arg(long, env = "CONSUMER_HIGH_GROUP_ID", default_value = DEFAULT_HIGH_GROUP)]
+    #[arg(long, env = "CONSUMER_HIGH_GROUP_ID", default_value_t = names::consumer_group(names::CONSUMER_HIGH))]
     pub consumer_high_group: String,
 
     /// consumer-low's consumer group (its KAFKA_GROUP_ID).
-    #[arg(long, env = "CONSUMER_LOW_GROUP_ID", default_value = DEFAULT_LOW_GROUP)]
+    #[arg(long, env = "CONSUMER_LOW_GROUP_ID", default_value_t = names::consumer_group(names::CONSUMER_LOW))]
     pub consumer_low_group: String,
 
     /// event-api's URL. Overrides API_HOST/API_PORT. Only its scheme, host
@@ -57,7 +56,7 @@ pub struct PipelineArgs {
     pub api_host: String,
 
     /// event-api's port, used when API_URL is not set.
-    #[arg(long, env = "API_PORT", default_value_t = 9998)]
+    #[arg(long, env = "API_PORT", default_value_t = names::EVENT_API_PORT)]
     pub api_port: u16,
 
     /// How often every stage is probed (Kafka offsets, event-api, stores).

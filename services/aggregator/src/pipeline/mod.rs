@@ -22,10 +22,8 @@ mod stores;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use prometheus_client::registry::Registry;
+use streamproc_event::EventTime;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::PipelineArgs;
 pub use snapshot::{Snapshot, Status, STAGES};
 
-use crate::api::{now_ms, ApiError};
 use crate::stores::{InfluxReader, TimescaleReader};
-use crate::AppState;
 use event_api::ApiProbe;
 use health::{judge, point, Names, Probe, Rules};
 use history::History;
@@ -152,7 +148,7 @@ async fn run(
 
 impl Monitor {
     async fn probe(&mut self) -> Snapshot {
-        let time_ms = now_ms();
+        let time_ms = EventTime::now().as_millis();
         let (api, kafka, (timescale, influx)) = tokio::join!(
             self.api.sample(),
             self.kafka.sample(),
@@ -201,22 +197,5 @@ impl Monitor {
             }
         }
         self.previous = stages.iter().map(|s| s.status).collect();
-    }
-}
-
-/// `GET /api/v1/pipeline`: the newest snapshot. 200 whatever the stages'
-/// status: the answer is about the pipeline, and the aggregator answered.
-pub async fn endpoint(State(state): State<AppState>) -> Response {
-    let Some(latest) = &state.pipeline else {
-        return match state.source.stores() {
-            Err(disabled) => disabled.into_response(),
-            Ok(_) => ApiError::Off(WATCH_OFF).into_response(),
-        };
-    };
-    let snapshot = latest.borrow().clone();
-    match snapshot {
-        Some(snapshot) => Json(snapshot.as_ref()).into_response(),
-        None => ApiError::Busy("the first probe of the pipeline has not finished: try again")
-            .into_response(),
     }
 }

@@ -10,7 +10,7 @@ use streamproc_store::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
 use super::{Buckets, StoreError, Totals};
 
 /// consumer-low's per-hour totals of `event_1s` (its `rollup` module).
-const HOUR_MEASUREMENT: &str = "event_1h";
+const HOUR_MEASUREMENT: &str = streamproc_event::names::EVENT_PER_HOUR_MEASUREMENT;
 use crate::series::Stats;
 use streamproc_grid::Grid;
 

@@ -3,6 +3,7 @@
 //! time limit, and each store's failure stays its own.
 
 mod influx;
+mod metrics;
 mod timescale;
 
 use std::future::Future;
@@ -14,9 +15,9 @@ use streamproc_kit::ops::NotReady;
 use streamproc_store::influx::InfluxError;
 
 pub use influx::InfluxReader;
+pub use metrics::QueryMetrics;
 pub use timescale::TimescaleReader;
 
-use crate::metrics::StoreMetrics;
 use crate::series::Stats;
 use streamproc_grid::Grid;
 
@@ -95,7 +96,7 @@ pub struct Stores {
     timescale: TimescaleReader,
     influx: InfluxReader,
     timeout: Duration,
-    metrics: StoreMetrics,
+    metrics: QueryMetrics,
 }
 
 impl Stores {
@@ -103,7 +104,7 @@ impl Stores {
         timescale: TimescaleReader,
         influx: InfluxReader,
         timeout: Duration,
-        metrics: StoreMetrics,
+        metrics: QueryMetrics,
     ) -> Self {
         Self {
             timescale,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
@@ -129,6 +129,74 @@ pub fn producer(
             source,
         })?;
     Ok((producer, state))
+}
+
+/// Why a batch of records was not all acknowledged. Some may have been
+/// written anyway: callers retry, and ids keep the copies harmless.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// librdkafka's local queue is full: Kafka is slower than the intake.
+    #[error("the producer queue is full")]
+    QueueFull,
+    #[error("{failed} of {total} records were not acknowledged")]
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        /// Why the last one failed.
+        #[source]
+        last: KafkaError,
+    },
+}
+
+/// Queues every record, then waits for all of Kafka's acknowledgements:
+/// the one way both event-api and the dead-letter writer produce, so that
+/// neither acknowledges what Kafka could still lose.
+pub async fn send_all<'a, C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    records: impl ExactSizeIterator<Item = FutureRecord<'a, [u8], [u8]>>,
+) -> Result<(), SendError> {
+    let total = records.len();
+    let mut deliveries = Vec::with_capacity(total);
+    for record in records {
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(SendError::QueueFull)
+            }
+            Err((last, _)) => {
+                return Err(SendError::NotAcknowledged {
+                    failed: total - deliveries.len(),
+                    total,
+                    last,
+                })
+            }
+        }
+    }
+    let mut failed = 0;
+    let mut last = None;
+    for delivery in deliveries {
+        // librdkafka fails every record after message.timeout.ms (the
+        // delivery timeout), so each of these awaits ends by then.
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => {
+                failed += 1;
+                last = Some(error);
+            }
+            Err(_cancelled) => {
+                failed += 1;
+                last = Some(KafkaError::Canceled);
+            }
+        }
+    }
+    match last {
+        None => Ok(()),
+        Some(last) => Err(SendError::NotAcknowledged {
+            failed,
+            total,
+            last,
+        }),
+    }
 }
 
 /// Creates `topic` unless it exists already. Brokers may not auto-create

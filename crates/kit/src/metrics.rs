@@ -76,7 +76,7 @@ impl HttpMetrics {
             duration: Family::new_with_constructor(latency_histogram),
         };
         registry.register(
-            "http_requests",
+            streamproc_event::names::HTTP_REQUESTS_METRIC,
             "HTTP requests answered, by method, route and status",
             metrics.requests.clone(),
         );
@@ -112,9 +112,61 @@ impl HttpMetrics {
     }
 }
 
+/// One line of Prometheus text: a series' name, its labels and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'a> {
+    pub name: &'a str,
+    /// `a="x",b="y"`, as written; empty when the series has none.
+    pub labels: &'a str,
+    pub value: f64,
+}
+
+impl<'a> Sample<'a> {
+    /// A label's value. Values here (methods, route patterns, status codes,
+    /// store names) hold no quotes or commas.
+    pub fn label(&self, key: &str) -> Option<&'a str> {
+        self.labels.split(',').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"'))
+        })
+    }
+}
+
+/// The samples of a service's `/metrics` text with a finite value;
+/// comments and anything unreadable are skipped. What the aggregator's
+/// pipeline view and the tests read the services' figures with.
+pub fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
+    text.lines().filter_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let value: f64 = value.trim().parse().ok().filter(|v: &f64| v.is_finite())?;
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        (!name.starts_with('#')).then_some(Sample {
+            name,
+            labels,
+            value,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_read_with_their_labels() {
+        let text = "# HELP x y\n# TYPE x counter\nx_total 3\n\
+                    http_requests_total{method=\"POST\",path=\"/\",status=\"503\"} 2\n\
+                    broken\nnan_total NaN\n# EOF\n";
+        let read: Vec<Sample<'_>> = samples(text).collect();
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!((read[0].name, read[0].value), ("x_total", 3.0));
+        assert_eq!(read[1].label("status"), Some("503"));
+        assert_eq!(read[1].label("path"), Some("/"));
+        assert_eq!(read[1].label("nope"), None);
+    }
 
     #[test]
     fn invented_methods_share_one_label() {

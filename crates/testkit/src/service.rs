@@ -42,15 +42,10 @@ impl InProcess {
     /// The value of an unlabelled metric from `/metrics`; 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").await.text().await.unwrap_or_default();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        let value = streamproc_kit::metrics::samples(&text)
+            .find(|sample| sample.name == name && sample.labels.is_empty())
+            .map_or(0.0, |sample| sample.value);
+        value
     }
 
     /// The dead letters of this consumer, read from `events.dlq` on

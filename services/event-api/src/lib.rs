@@ -18,6 +18,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{BoxError, Router};
 use streamproc_kafka::producer;
 use streamproc_kit::auth::{self, Token};
+use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
@@ -176,7 +177,7 @@ fn kafka_readiness(publisher: &Publisher) -> ReadinessCheck {
 async fn create_topic_until_done(config: Config, shutdown: CancellationToken) {
     let brokers = config.kafka.bootstrap_servers();
     let topic = &config.kafka.kafka_topic;
-    let mut delay = Duration::from_millis(200);
+    let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let attempt = producer::ensure_topic(
             &brokers,
@@ -190,17 +191,19 @@ async fn create_topic_until_done(config: Config, shutdown: CancellationToken) {
                 tracing::info!(topic = %topic, "topic ready");
                 return;
             }
-            Err(e) => tracing::warn!(
-                topic = %topic,
-                error = %Chain(&e),
-                retry_in = ?delay,
-                "creating the topic failed; retrying"
-            ),
+            Err(e) => {
+                let delay = retry.next_delay(None);
+                tracing::warn!(
+                    topic = %topic,
+                    error = %Chain(&e),
+                    retry_in = ?delay,
+                    "creating the topic failed; retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }

@@ -2,6 +2,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use streamproc_event::names;
 use streamproc_kit::metrics::latency_histogram;
 
 /// event-api's own figures, beside the shared HTTP request counters.
@@ -30,12 +31,12 @@ impl ApiMetrics {
             request_timeouts: Counter::default(),
         };
         registry.register(
-            "events_accepted",
+            names::EVENTS_ACCEPTED_METRIC,
             "Events acknowledged by Kafka and answered 200",
             metrics.events_accepted.clone(),
         );
         registry.register(
-            "events_rejected",
+            names::EVENTS_REJECTED_METRIC,
             "Invalid events in batches answered 400",
             metrics.events_rejected.clone(),
         );

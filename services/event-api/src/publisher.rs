@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use streamproc_event::Event;
-use streamproc_kafka::producer::{BrokerState, ReliableProducer};
+use streamproc_kafka::producer::{self, BrokerState, ReliableProducer, SendError};
 use streamproc_kit::error::Chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +22,8 @@ pub enum PublishError {
     /// librdkafka's local queue is full: Kafka is slower than the intake.
     #[error("the producer queue is full")]
     QueueFull,
-    #[error("{failed} of {total} events were not acknowledged ({reason})")]
-    NotAcknowledged {
-        failed: usize,
-        total: usize,
-        reason: String,
-    },
+    #[error(transparent)]
+    NotAcknowledged(SendError),
 }
 
 pub struct Publisher {
@@ -72,51 +67,20 @@ impl Publisher {
             return Err(PublishError::Unreachable);
         }
         let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(events.len());
-        for event in events {
-            let payload = event.to_json_bytes();
-            let record = FutureRecord::to(&self.topic)
-                .key(event.id.as_str())
-                .payload(&payload);
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    return Err(PublishError::QueueFull)
-                }
-                Err((error, _)) => {
-                    return Err(PublishError::NotAcknowledged {
-                        failed: events.len() - deliveries.len(),
-                        total: events.len(),
-                        reason: error.to_string(),
-                    })
-                }
-            }
-        }
-        let mut failed = 0;
-        let mut reason = String::new();
-        for delivery in deliveries {
-            // librdkafka fails every record after message.timeout.ms, which is
-            // the delivery timeout, so each of these awaits ends by then.
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => {
-                    failed += 1;
-                    reason = error.to_string();
-                }
-                Err(_cancelled) => {
-                    failed += 1;
-                    reason = "the producer was shut down".into();
-                }
-            }
-        }
-        if failed == 0 {
-            Ok(started.elapsed())
-        } else {
-            Err(PublishError::NotAcknowledged {
-                failed,
-                total: events.len(),
-                reason,
+        let payloads: Vec<Vec<u8>> = events.iter().map(Event::to_json_bytes).collect();
+        let records: Vec<FutureRecord<'_, [u8], [u8]>> = events
+            .iter()
+            .zip(&payloads)
+            .map(|(event, payload)| {
+                FutureRecord::to(&self.topic)
+                    .key(event.id.as_str().as_bytes())
+                    .payload(payload.as_slice())
             })
+            .collect();
+        match producer::send_all(&self.producer, records.into_iter()).await {
+            Ok(()) => Ok(started.elapsed()),
+            Err(SendError::QueueFull) => Err(PublishError::QueueFull),
+            Err(error) => Err(PublishError::NotAcknowledged(error)),
         }
     }
 

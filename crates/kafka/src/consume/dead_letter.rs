@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
@@ -33,10 +32,8 @@ pub struct DeadLetter {
 pub enum DeadLetterError {
     #[error("cannot create the dead-letter topic")]
     Topic(#[source] producer::KafkaSetupError),
-    #[error("Kafka did not acknowledge a dead letter")]
-    Send(#[source] KafkaError),
-    #[error("the dead-letter producer was shut down")]
-    Canceled,
+    #[error("Kafka did not acknowledge the dead letters")]
+    Send(#[source] producer::SendError),
 }
 
 pub struct DeadLetters {
@@ -75,47 +72,42 @@ impl DeadLetters {
                 .map_err(DeadLetterError::Topic)?;
             self.topic_exists.store(true, Ordering::Relaxed);
         }
-        let mut deliveries = Vec::with_capacity(letters.len());
-        for letter in letters {
-            let partition = letter.source.partition.to_string();
-            let offset = letter.source.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "streamproc-reason",
-                    value: Some(&letter.reason),
-                })
-                .insert(Header {
-                    key: "streamproc-source-topic",
-                    value: Some(&letter.source_topic),
-                })
-                .insert(Header {
-                    key: "streamproc-source-partition",
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: "streamproc-source-offset",
-                    value: Some(&offset),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.topic).headers(headers);
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(payload) = &letter.payload {
-                record = record.payload(payload.as_slice());
-            }
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((error, _)) => return Err(DeadLetterError::Send(error)),
-            }
+        let records: Vec<FutureRecord<'_, [u8], [u8]>> =
+            letters.iter().map(|letter| self.record(letter)).collect();
+        producer::send_all(&self.producer, records.into_iter())
+            .await
+            .map_err(DeadLetterError::Send)
+    }
+
+    /// A dead letter's record: its key and payload as they came, the reason
+    /// and the origin in headers.
+    fn record<'a>(&'a self, letter: &'a DeadLetter) -> FutureRecord<'a, [u8], [u8]> {
+        let partition = letter.source.partition.to_string();
+        let offset = letter.source.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "streamproc-reason",
+                value: Some(&letter.reason),
+            })
+            .insert(Header {
+                key: "streamproc-source-topic",
+                value: Some(&letter.source_topic),
+            })
+            .insert(Header {
+                key: "streamproc-source-partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "streamproc-source-offset",
+                value: Some(&offset),
+            });
+        let mut record = FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(DeadLetterError::Send(error)),
-                Err(_) => return Err(DeadLetterError::Canceled),
-            }
+        if let Some(payload) = &letter.payload {
+            record = record.payload(payload.as_slice());
         }
-        Ok(())
+        record
     }
 }

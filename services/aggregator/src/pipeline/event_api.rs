@@ -8,9 +8,12 @@
 //! ClusterIP Service each probe reaches one replica, so readiness is that
 //! replica's and the rates are left out when a counter goes backwards.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use streamproc_event::names::{
+    EVENTS_ACCEPTED_METRIC, EVENTS_REJECTED_METRIC, HTTP_REQUESTS_METRIC,
+};
+use streamproc_kit::metrics::samples;
 
 use futures_util::future::join_all;
 use reqwest::Url;
@@ -174,49 +177,24 @@ fn first_chars(text: &str, n: usize) -> String {
 /// `events_rejected_total`, and the ingest requests answered 429 or 503
 /// (`http_requests_total` by status, the probes' own 503s left out).
 pub fn parse_counters(text: &str) -> ApiCounters {
+    let accepted = format!("{EVENTS_ACCEPTED_METRIC}_total");
+    let rejected = format!("{EVENTS_REJECTED_METRIC}_total");
+    let requests = format!("{HTTP_REQUESTS_METRIC}_total");
     let mut counters = ApiCounters::default();
-    for line in text.lines() {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        if !value.is_finite() {
-            continue;
-        }
-        let (name, labels) = match series.split_once('{') {
-            Some((name, labels)) => (name, labels.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        match name {
-            "events_accepted_total" => counters.accepted += value,
-            "events_rejected_total" => counters.rejected += value,
-            "http_requests_total" => {
-                let labels = labels_of(labels);
-                let status = labels.get("status").copied().unwrap_or_default();
-                let path = labels.get("path").copied().unwrap_or_default();
-                let ingest = !matches!(path, "/readyz" | "/healthz" | "/metrics");
-                if ingest && matches!(status, "429" | "503") {
-                    counters.shed += value;
-                }
+    for sample in samples(text) {
+        if sample.name == accepted {
+            counters.accepted += sample.value;
+        } else if sample.name == rejected {
+            counters.rejected += sample.value;
+        } else if sample.name == requests {
+            let path = sample.label("path").unwrap_or_default();
+            let ingest = !matches!(path, "/readyz" | "/healthz" | "/metrics");
+            if ingest && matches!(sample.label("status"), Some("429" | "503")) {
+                counters.shed += sample.value;
             }
-            _ => {}
         }
     }
     counters
-}
-
-/// `a="x",b="y"` as a map; values hold no quotes or commas here (methods,
-/// route patterns and status codes).
-fn labels_of(labels: &str) -> HashMap<&str, &str> {
-    labels
-        .split(',')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            Some((key.trim(), value.trim().trim_matches('"')))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use streamproc_kit::metrics::samples;
 use futures_util::future::join_all;
 use reqwest::Url;
 
+use super::failure::Failure;
+
 /// The most addresses probed at once: a bound on a DNS answer.
 const MAX_ADDRESSES: usize = 32;
 
@@ -85,7 +87,7 @@ impl ApiProbe {
             match ready {
                 Ok(()) => sample.ready += 1,
                 Err(reason) => {
-                    sample.not_ready.get_or_insert(reason);
+                    sample.not_ready.get_or_insert_with(|| reason.to_string());
                 }
             }
             if let Some(counters) = counters {
@@ -111,32 +113,31 @@ impl ApiProbe {
     }
 
     /// One replica: ready or why not, and its counters.
-    async fn replica(&self, address: SocketAddr) -> (Result<(), String>, Option<ApiCounters>) {
+    async fn replica(&self, address: SocketAddr) -> (Result<(), Failure>, Option<ApiCounters>) {
         let mut base = self.base.clone();
         // By address, so that each replica behind one name is asked itself;
         // an https name keeps its name (certificates name hosts).
         if base.scheme() == "http" {
             let _ = base.set_ip_host(address.ip());
         }
-        let ready = async {
-            let url = base.join("readyz").map_err(|e| e.to_string())?;
-            let response = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("does not answer: {}", without_url(e)))?;
-            if response.status().is_success() {
-                return Ok(());
-            }
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            Err(if body.trim().is_empty() {
-                format!("/readyz answered {status}")
-            } else {
-                first_chars(body.trim(), 300)
-            })
-        };
+        let ready =
+            async {
+                let url = base.join("readyz").map_err(|e| Failure::from_error(&e))?;
+                let response =
+                    self.client.get(url).send().await.map_err(|e| {
+                        Failure::from(format!("does not answer: {}", without_url(e)))
+                    })?;
+                if response.status().is_success() {
+                    return Ok(());
+                }
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                Err(Failure::from(if body.trim().is_empty() {
+                    format!("/readyz answered {status}")
+                } else {
+                    first_chars(body.trim(), 300)
+                }))
+            };
         let counters = async {
             let url = base.join("metrics").ok()?;
             let text = self.client.get(url).send().await.ok()?.text().await.ok()?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use streamproc_kafka::offsets::GroupPosition;
 
 use super::event_api::ApiSample;
+use super::failure::Failure;
 use super::history::{History, Point};
 use super::kafka::KafkaSample;
 use super::snapshot::{Figures, GroupFigures, PartitionFigures, Stage, Status, Thresholds};
@@ -191,7 +192,7 @@ fn kafka(probe: &Probe, names: &Names, records: Option<f64>, dead: Option<f64>) 
                 })
                 .collect(),
         ),
-        Err(reason) => (Status::Down, Some(reason.clone()), Vec::new()),
+        Err(reason) => (Status::Down, Some(reason.to_string()), Vec::new()),
     };
     let total = probe
         .kafka
@@ -232,16 +233,22 @@ struct ConsumerInput<'a> {
 
 fn consumer(input: ConsumerInput<'_>) -> Stage {
     let rules = input.rules;
-    let answer: Result<&Vec<GroupPosition>, String> = match &input.kafka.ends {
+    let answer: Result<&Vec<GroupPosition>, Failure> = match &input.kafka.ends {
         Err(_) => Err("lag unknown: Kafka does not answer".into()),
         Ok(_) => match input.kafka.groups.get(input.index) {
             Some(Ok(positions)) => Ok(positions),
-            Some(Err(error)) => Err(format!("lag unknown: {error}")),
+            Some(Err(error)) => Err(format!("lag unknown: {error}").into()),
             None => Err("lag unknown: the group is not watched".into()),
         },
     };
     let (status, reason, lag_events, lag_seconds, partitions) = match answer {
-        Err(reason) => (Status::Degraded, Some(reason), None, None, Vec::new()),
+        Err(reason) => (
+            Status::Degraded,
+            Some(reason.to_string()),
+            None,
+            None,
+            Vec::new(),
+        ),
         Ok(positions) => {
             let lag: i64 = positions.iter().map(|p| p.lag).sum();
             let seconds = input.history.lag_seconds(input.now_ms, positions);

@@ -11,6 +11,7 @@ use streamproc_kafka::offsets::{self, GroupPosition, OffsetsError, PartitionEnds
 use streamproc_kit::error::Chain;
 
 use super::config::PipelineArgs;
+use super::failure::Failure;
 
 type Reader = BaseConsumer<QuietContext>;
 
@@ -18,13 +19,13 @@ type Reader = BaseConsumer<QuietContext>;
 #[derive(Debug, Clone)]
 pub struct KafkaSample {
     /// The events topic's partitions, or why they are unknown.
-    pub ends: Result<Vec<PartitionEnds>, String>,
+    pub ends: Result<Vec<PartitionEnds>, Failure>,
     /// Records ever written to the dead-letter topic (0 before the first:
     /// the consumers create it then).
     pub dead_lettered: Option<i64>,
     /// Each group's position, in the order the groups were given to
     /// [`KafkaProbe::new`].
-    pub groups: Vec<Result<Vec<GroupPosition>, String>>,
+    pub groups: Vec<Result<Vec<GroupPosition>, Failure>>,
 }
 
 pub struct KafkaProbe {
@@ -64,7 +65,7 @@ impl KafkaProbe {
         })
         .await
         .unwrap_or_else(|error| {
-            let reason = format!("the Kafka probe failed: {error}");
+            let reason = Failure::of("the Kafka probe failed", &error);
             KafkaSample {
                 ends: Err(reason.clone()),
                 dead_lettered: None,
@@ -105,10 +106,10 @@ fn sample_blocking(
                 OffsetsError::NoTopic(topic) => {
                     format!("topic {topic:?} does not exist (event-api creates it when it starts)")
                 }
-                error => format!("does not answer: {error}"),
+                error => Failure::of("does not answer", &error).to_string(),
             };
             return KafkaSample {
-                ends: Err(reason),
+                ends: Err(reason.into()),
                 dead_lettered: None,
                 groups: vec![Err("Kafka does not answer".into()); readers.len()],
             };
@@ -130,7 +131,7 @@ fn sample_blocking(
         .iter()
         .map(|reader| {
             offsets::group_positions(reader.as_ref(), topic, &ends, timeout)
-                .map_err(|e| e.to_string())
+                .map_err(|e| Failure::from_error(&e))
         })
         .collect();
     KafkaSample {

@@ -11,6 +11,7 @@
 
 mod config;
 mod event_api;
+mod failure;
 mod health;
 mod history;
 mod kafka;

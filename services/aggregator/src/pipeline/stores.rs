@@ -10,8 +10,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use streamproc_kit::error::Chain;
-
+use super::failure::Failure;
 use crate::stores::{Buckets, InfluxReader, StoreError, TimescaleReader};
 use streamproc_grid::Grid;
 
@@ -19,7 +18,7 @@ use streamproc_grid::Grid;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreSample {
     /// Time to answer, or why it did not.
-    pub latency: Result<Duration, String>,
+    pub latency: Result<Duration, Failure>,
     /// Events stored per second over the last full seconds of the rate
     /// window, when it answered.
     pub stored_per_second: Option<f64>,
@@ -86,14 +85,14 @@ impl StoreProbe {
                 }
             }
             Ok(Err(error)) => StoreSample {
-                latency: Err(Chain(&error).to_string()),
+                latency: Err(Failure::from_error(&error)),
                 stored_per_second: None,
             },
             Err(_) => StoreSample {
-                latency: Err(format!(
+                latency: Err(Failure::from(format!(
                     "no answer within {}",
                     humantime::format_duration(self.timeout)
-                )),
+                ))),
                 stored_per_second: None,
             },
         }

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 
+import names
 from bench_native import peak_rss_mib
 
 HIGH_AMOUNT, LOW_AMOUNT = 100.0, 1.0
@@ -243,10 +244,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--event-api-port", type=int, default=9998)
-    parser.add_argument("--aggregator-port", type=int, default=9995)
-    parser.add_argument("--consumer-high-port", type=int, default=9996)
-    parser.add_argument("--consumer-low-port", type=int, default=9997)
+    parser.add_argument("--event-api-port", type=int, default=names.EVENT_API_PORT)
+    parser.add_argument("--aggregator-port", type=int, default=names.AGGREGATOR_PORT)
+    parser.add_argument("--consumer-high-port", type=int, default=names.CONSUMER_HIGH_PORT)
+    parser.add_argument("--consumer-low-port", type=int, default=names.CONSUMER_LOW_PORT)
     parser.add_argument("--samples", type=int, default=100, help="probes per series and phase [100]")
     parser.add_argument("--rate", type=float, default=1000, help="events/s of the loaded phase [1000]")
     parser.add_argument("--per-request", type=int, default=10, help="events per load request [10]")

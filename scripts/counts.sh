@@ -12,20 +12,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 POSTGRES_PORT=${POSTGRES_PORT:-5432}
 INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
-EVENT_API_PORT=${EVENT_API_PORT:-9998}
+EVENT_API_PORT=${EVENT_API_PORT:-$DEFAULT_EVENT_API_PORT}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 
 http_ok "http://127.0.0.1:$EVENT_API_PORT/healthz" ||
   die "event-api does not answer on port $EVENT_API_PORT (scripts/local.sh status)"
 # events_accepted_total counts since event-api started.
 accepted=$(curl -fsS --max-time 5 "http://127.0.0.1:$EVENT_API_PORT/metrics" |
-  awk '$1 == "events_accepted_total" { print $2 }')
+  awk -v name="${EVENTS_ACCEPTED_METRIC}_total" '$1 == name { print $2 }')
 high=$("$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d streamproc -qtA \
-  -c "select count(*) from events" 2>/dev/null || echo 0)
+  -c "select count(*) from $EVENTS_TABLE" 2>/dev/null || echo 0)
 low=$(curl -fsS --max-time 5 "http://127.0.0.1:$INFLUXDB_PORT/query" \
-  --data-urlencode "db=streamproc" --data-urlencode "q=SELECT count(amount) FROM event" |
+  --data-urlencode "db=streamproc" --data-urlencode "q=SELECT count(amount) FROM $EVENT_MEASUREMENT" |
   python3 -c 'import json, sys; s = json.load(sys.stdin)["results"][0].get("series"); print(s[0]["values"][0][1] if s else 0)')
-topic=$("$REPO_ROOT/scripts/read_topic.py" --brokers "127.0.0.1:$KAFKA_PORT" --topic events \
+topic=$("$REPO_ROOT/scripts/read_topic.py" --brokers "127.0.0.1:$KAFKA_PORT" --topic "$EVENTS_TOPIC" \
   --summary --idle 2 --timeout 20 | python3 -c 'import json, sys; print(json.load(sys.stdin)["records"])')
 if [[ ${1:-} == --json ]]; then
   printf '{"accepted":%s,"topic":%s,"high":%s,"low":%s}\n' "${accepted:-0}" "$topic" "$high" "$low"

@@ -52,6 +52,8 @@ import in_venv  # first: it may start this script again under the venv
 in_venv.require("confluent_kafka")
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
+import names  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SH = os.path.join(REPO, "scripts", "local.sh")
 INFRA_SH = os.path.join(REPO, "scripts", "infra.sh")
@@ -422,7 +424,7 @@ class Suite:
     def start_second_consumer(self) -> None:
         p = self.stack.p
         env = dict(self.stack.env, PORT=str(SECOND_CONSUMER_PORT), KAFKA_BROKERS=f"127.0.0.1:{p['KAFKA_PORT']}",
-                   KAFKA_TOPIC="events", POSTGRES_HOST="127.0.0.1", POSTGRES_PORT=str(p["POSTGRES_PORT"]),
+                   KAFKA_TOPIC=names.EVENTS_TOPIC, POSTGRES_HOST="127.0.0.1", POSTGRES_PORT=str(p["POSTGRES_PORT"]),
                    POSTGRES_USER="postgres", POSTGRES_DB="streamproc")
         log = open(os.path.join(self.stack.state, "logs", "consumer-high-2.log"), "ab")
         self.second = subprocess.Popen([os.path.join(self.stack.bin, "consumer-high")], env=env, stdout=log,
@@ -554,7 +556,7 @@ def produce_poison(brokers: str, prefix: str) -> list[str]:
                          "broker.address.family": "v4"})
     failures = []
     for key, value in poison.items():
-        producer.produce("events", value=value.encode(), key=key.encode(),
+        producer.produce(names.EVENTS_TOPIC, value=value.encode(), key=key.encode(),
                          on_delivery=lambda err, msg: err and failures.append(str(err)))
     producer.flush(30)
     if failures:
@@ -562,7 +564,7 @@ def produce_poison(brokers: str, prefix: str) -> list[str]:
     return list(poison)
 
 
-def read_dead_letters(brokers: str, topic: str = "events.dlq") -> list[tuple[str | None, str]]:
+def read_dead_letters(brokers: str, topic: str = names.DEAD_LETTER_TOPIC) -> list[tuple[str | None, str]]:
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": "streamproc-fault-suite",
                          "enable.auto.commit": False, "broker.address.family": "v4"})
     try:

@@ -3,6 +3,10 @@
 # shellcheck disable=SC2034  # variables here are used by the sourcing scripts
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Topics, groups, tables, measurements and default ports, as the code names
+# them (generated from crates/event/src/names.rs).
+# shellcheck source=scripts/names.env
+source "$REPO_ROOT/scripts/names.env"
 # Built tools (tansu, TimescaleDB sources) are cached outside the checkout so
 # that fresh clones and CI runs on the same machine reuse them.
 CACHE_DIR=${STREAMPROC_CACHE:-$HOME/.cache/streamproc}

@@ -33,12 +33,12 @@ export KAFKA_PORT=${KAFKA_PORT:-9092}
 export POSTGRES_PORT=${POSTGRES_PORT:-5432}
 export INFLUXDB_PORT=${INFLUXDB_PORT:-8086}
 STATE=$STREAMPROC_STATE
-EVENT_API_PORT=${EVENT_API_PORT:-9998}
-CONSUMER_HIGH_PORT=${CONSUMER_HIGH_PORT:-9996}
-CONSUMER_LOW_PORT=${CONSUMER_LOW_PORT:-9997}
-AGGREGATOR_PORT=${AGGREGATOR_PORT:-9995}
-WEB_UI_PORT=${WEB_UI_PORT:-8080}
-EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-9999}
+EVENT_API_PORT=${EVENT_API_PORT:-$DEFAULT_EVENT_API_PORT}
+CONSUMER_HIGH_PORT=${CONSUMER_HIGH_PORT:-$DEFAULT_CONSUMER_HIGH_PORT}
+CONSUMER_LOW_PORT=${CONSUMER_LOW_PORT:-$DEFAULT_CONSUMER_LOW_PORT}
+AGGREGATOR_PORT=${AGGREGATOR_PORT:-$DEFAULT_AGGREGATOR_PORT}
+WEB_UI_PORT=${WEB_UI_PORT:-$DEFAULT_WEB_UI_PORT}
+EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-$DEFAULT_EVENT_PRODUCER_PORT}
 # Cargo profile to build and run: release by default; the smoke test uses
 # dev to reuse the test build.
 PROFILE=${STREAMPROC_PROFILE:-release}
@@ -131,7 +131,7 @@ StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down
   consumer-low    http://127.0.0.1:$CONSUMER_LOW_PORT/metrics (amount <= 5 -> InfluxDB)
   aggregator      http://127.0.0.1:$AGGREGATOR_PORT/api/v1/series (/api, /api/v1/totals, /api/v1/pipeline, /openapi.json)
   event-producer  http://127.0.0.1:$EVENT_PRODUCER_PORT/metrics (1 event/s, sent every 2 s)
-  Kafka           127.0.0.1:$KAFKA_PORT, topic "events"
+  Kafka           127.0.0.1:$KAFKA_PORT, topic "$EVENTS_TOPIC"
 Read the topic:   scripts/read_topic.py --brokers 127.0.0.1:$KAFKA_PORT --topic events
 Stored events:    scripts/counts.sh
 DONE

@@ -18,11 +18,11 @@ source "$REPO_ROOT/scripts/k8s_lib.sh"
 
 service_port() {
   case $1 in
-    event-api) echo 9998 ;;
-    event-producer) echo 9999 ;;
-    consumer-high) echo 9996 ;;
-    consumer-low) echo 9997 ;;
-    aggregator) echo 9995 ;;
+    event-api) echo "$DEFAULT_EVENT_API_PORT" ;;
+    event-producer) echo "$DEFAULT_EVENT_PRODUCER_PORT" ;;
+    consumer-high) echo "$DEFAULT_CONSUMER_HIGH_PORT" ;;
+    consumer-low) echo "$DEFAULT_CONSUMER_LOW_PORT" ;;
+    aggregator) echo "$DEFAULT_AGGREGATOR_PORT" ;;
     web-ui) echo 80 ;;
   esac
 }

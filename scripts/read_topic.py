@@ -16,11 +16,13 @@ import in_venv  # first: it may start this script again under the venv
 in_venv.require("confluent_kafka")
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 
+import names  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brokers", default="127.0.0.1:9092")
-    parser.add_argument("--topic", default="events")
+    parser.add_argument("--topic", default=names.EVENTS_TOPIC)
     parser.add_argument("--count", type=int, help="stop after this many records")
     parser.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record")
     parser.add_argument("--timeout", type=float, default=10.0, help="stop after this many seconds in all")

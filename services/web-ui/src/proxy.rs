@@ -9,11 +9,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures_util::StreamExt;
-use serde_json::json;
 use streamproc_kit::auth::Token;
-use streamproc_kit::error::Chain;
+use streamproc_kit::error::{Chain, ErrorResponse};
 use tokio_util::sync::CancellationToken;
 
 /// Headers of the aggregator's answer that the page needs.
@@ -78,12 +76,12 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
                 error = %Chain(&error),
                 "aggregator did not answer"
             );
-            return (
-                StatusCode::BAD_GATEWAY,
-                Json(json!({
-                    "message": format!("aggregator unavailable at {}: {error}", proxy.upstream)
-                })),
-            )
+            let message = format!(
+                "aggregator unavailable at {}: {}",
+                proxy.upstream,
+                Chain(&error)
+            );
+            return ErrorResponse::new(StatusCode::BAD_GATEWAY, "aggregator_unavailable", message)
                 .into_response();
         }
     };
@@ -112,9 +110,10 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
 
 /// What `/api` answers when DISABLE is set: the page still loads.
 pub async fn disabled() -> Response {
-    (
+    ErrorResponse::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"message": "web-ui is disabled (DISABLE): /api is not forwarded"})),
+        "disabled",
+        "web-ui is disabled (DISABLE): /api is not forwarded",
     )
-        .into_response()
+    .into_response()
 }

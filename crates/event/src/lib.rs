@@ -7,6 +7,7 @@
 pub mod body;
 mod event;
 mod route;
+pub mod schema;
 
 pub use event::{
     Admission, Amount, Defaults, Event, EventBounds, EventError, EventId, EventTime,

@@ -31,7 +31,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 pub use config::PipelineArgs;
-pub use snapshot::{Snapshot, Status, STAGES};
+pub use snapshot::{Snapshot, Stage, Status, STAGES};
 
 use crate::api::{now_ms, ApiError};
 use crate::stores::{InfluxReader, TimescaleReader};
@@ -206,6 +206,28 @@ impl Monitor {
 
 /// `GET /api/v1/pipeline`: the newest snapshot. 200 whatever the stages'
 /// status: the answer is about the pipeline, and the aggregator answered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipeline",
+    operation_id = "pipeline",
+    summary = "The health of every stage of the pipeline, from the newest probe (every \
+        PIPELINE_INTERVAL, 1 s)",
+    description = "Stages in pipeline order: event-api, kafka, consumer-high, consumer-low, \
+        timescaledb, influxdb. Each has a status (ok, degraded or down), the reason in words when \
+        it is not ok, and its figures. Lag is the consumer group's committed offsets against the \
+        topic's end offsets, read from Kafka, so it covers every replica of a consumer. A consumer \
+        group is degraded when it is PIPELINE_LAG_EVENTS (10 000) events or PIPELINE_LAG_SECONDS \
+        (10 s) behind, and down when it has committed nothing for PIPELINE_STALL_AFTER (30 s) \
+        while events wait. The answer is 200 whatever the stages' status.",
+    responses(
+        (status = 200, description = "The newest snapshot", body = Snapshot),
+        (status = 401, response = streamproc_kit::auth::Unauthorized),
+        (status = 503, body = crate::openapi::ErrorBody,
+            description = "DISABLE is set, PIPELINE_WATCH is false, or the first probe has not \
+                finished yet; message says which"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn endpoint(State(state): State<AppState>) -> Response {
     let Some(latest) = &state.pipeline else {
         return match state.source.stores() {

@@ -11,14 +11,16 @@ use serde_json::Value;
 use crate::event::{Admission, Defaults, Event, EventError, EventTime};
 
 /// One invalid event of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ItemError {
     /// Position of the event in the batch, from 0.
     pub index: usize,
     /// Line of the body, from 1 (line formats only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, nullable = false)]
     pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::field_schema)]
     pub field: Option<&'static str>,
     pub message: String,
 }
@@ -68,6 +70,11 @@ pub enum BodyFormat {
 pub const ACCEPTED_TYPES: &str =
     "application/json, application/text, text/plain, application/x-ndjson";
 
+/// The Content-Type of [`BodyFormat::Json`].
+pub const JSON_TYPE: &str = "application/json";
+/// The Content-Types of [`BodyFormat::Lines`].
+pub const LINE_TYPES: [&str; 3] = ["application/x-ndjson", "text/plain", "application/text"];
+
 impl BodyFormat {
     /// Reads a Content-Type header's raw value; parameters such as
     /// `; charset=utf-8` are allowed.
@@ -79,8 +86,8 @@ impl BodyFormat {
         let unsupported = || BodyError::UnsupportedMediaType(raw.to_owned());
         let mime: mime::Mime = raw.parse().map_err(|_| unsupported())?;
         match mime.essence_str() {
-            "application/json" => Ok(Self::Json),
-            "application/text" | "text/plain" | "application/x-ndjson" => Ok(Self::Lines),
+            JSON_TYPE => Ok(Self::Json),
+            essence if LINE_TYPES.contains(&essence) => Ok(Self::Lines),
             _ => Err(unsupported()),
         }
     }
@@ -292,6 +299,9 @@ mod tests {
             BodyFormat::Lines
         );
         assert_eq!(format("application/x-ndjson").unwrap(), BodyFormat::Lines);
+        for accepted in LINE_TYPES.iter().chain([&JSON_TYPE]) {
+            assert!(ACCEPTED_TYPES.contains(accepted), "{accepted}");
+        }
         assert!(matches!(
             format("application/xml"),
             Err(BodyError::UnsupportedMediaType(_))

@@ -8,6 +8,7 @@ pub mod body;
 mod event;
 pub mod names;
 mod route;
+pub mod schema;
 
 pub use event::{
     Admission, Amount, Defaults, Event, EventBounds, EventError, EventId, EventTime,

@@ -246,6 +246,11 @@ impl Grid {
     }
 }
 
+/// The query parameters that name a grid (`/api/v1/series`).
+pub const GRID_PARAMETERS: [&str; 4] = ["from", "to", "step", "max_points"];
+/// The query parameters of `/api/v1/stream`.
+pub const STREAM_PARAMETERS: [&str; 2] = ["step", "last"];
+
 /// The query parameters that choose a grid, as given (read here rather than
 /// by serde so that errors name the parameter).
 #[derive(Debug, Default, Clone)]
@@ -259,7 +264,7 @@ pub struct GridParams {
 impl GridParams {
     /// From a query's `(name, value)` pairs.
     pub fn from_query(pairs: &[(String, String)]) -> Result<Self, GridError> {
-        let [from, to, step, max_points] = take(pairs, ["from", "to", "step", "max_points"])?;
+        let [from, to, step, max_points] = take(pairs, GRID_PARAMETERS)?;
         Ok(Self {
             from,
             to,
@@ -450,7 +455,7 @@ pub const DEFAULT_LAST: i64 = 60;
 /// `step` and `last`, checked once before streaming so that every tick's
 /// grid is valid (`/api/v1/stream`).
 pub fn step_and_last(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), GridError> {
-    let [step, last] = take(pairs, ["step", "last"])?;
+    let [step, last] = take(pairs, STREAM_PARAMETERS)?;
     let step = match step {
         Some(step) => parse_step(&step)?,
         None => DEFAULT_STEP_MS,

@@ -21,8 +21,18 @@ use axum::routing::MethodRouter;
 use axum::Router;
 use clap::Args;
 use subtle::ConstantTimeEq;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 
-use crate::error::ErrorResponse;
+use crate::error::{self, ErrorResponse};
+
+/// The error code of a 401.
+pub const UNAUTHORIZED: &str = "unauthorized";
+
+/// The name of the bearer security scheme in the OpenAPI documents.
+pub const BEARER_SCHEME: &str = "bearer";
 
 /// Why a value cannot be a token. Never quotes the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -201,7 +211,7 @@ fn refuse(refusal: Refusal) -> Response {
         ),
     };
     let mut response =
-        ErrorResponse::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        ErrorResponse::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED, message).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
@@ -238,6 +248,46 @@ where
     match token {
         Some(token) => route.route_layer(middleware::from_fn_with_state(token, require)),
         None => route,
+    }
+}
+
+/// The security scheme of [`BEARER_SCHEME`] in an OpenAPI document;
+/// `description` says which paths require it.
+pub fn bearer_scheme(description: &str) -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(description))
+            .build(),
+    )
+}
+
+/// The 401 that [`require`] answers, for the OpenAPI documents: the error
+/// body with [`UNAUTHORIZED`], and the `WWW-Authenticate` challenge.
+pub struct Unauthorized;
+
+impl<'r> utoipa::ToResponse<'r> for Unauthorized {
+    fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+        let challenge = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^Bearer")),
+            )
+            .description(Some(
+                "`Bearer`, with `error=\"invalid_token\"` when a bearer token was sent but is not the right one",
+            ));
+        let response = ResponseBuilder::new()
+            .description(
+                "API_TOKEN is set and the request does not carry it as `Authorization: Bearer <token>` \
+                 (missing, another scheme, or a wrong token); the request was refused before its body was read",
+            )
+            .header("WWW-Authenticate", challenge.build())
+            .content(
+                "application/json",
+                Content::new(Some(error::error_body(&[UNAUTHORIZED], &[]))),
+            );
+        ("Unauthorized", response.build().into())
     }
 }
 

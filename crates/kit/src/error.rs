@@ -4,6 +4,7 @@
 //! The body is `{"error": <stable code>, "message": <for a human>, …}` plus
 //! fields that name what was wrong (event-api's `errors`, the aggregator's
 //! `parameter`). Clients branch on `error`; `message` may change.
+//! [`error_schema`] describes that body in each service's OpenAPI document.
 
 use std::error::Error;
 use std::fmt;
@@ -13,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 /// Any error, boxed: what a readiness check or a sink passes on when the
 /// cause comes from a library it does not name in its own type.
@@ -101,6 +104,59 @@ impl IntoResponse for ErrorResponse {
         }
         response
     }
+}
+
+/// The name of the error body's schema in each service's OpenAPI document.
+pub const ERROR_SCHEMA: &str = "Error";
+
+/// The body [`ErrorResponse`] answers with, as a JSON Schema: `error`, one of
+/// the service's `codes`, `message`, and the service's `details` (fields
+/// added with [`ErrorResponse::with`]), which are optional.
+pub fn error_schema(
+    codes: &[&'static str],
+    details: impl IntoIterator<Item = (&'static str, RefOr<Schema>)>,
+) -> Schema {
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("error")
+        .required("message")
+        .property(
+            "error",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("A stable code for what went wrong"))
+                .enum_values(Some(codes.iter().copied())),
+        )
+        .property(
+            "message",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("What is wrong, for people; it may change")),
+        );
+    details
+        .into_iter()
+        .fold(object, |object, (name, schema)| {
+            object.property(name, schema)
+        })
+        .into()
+}
+
+/// An error body whose `error` is one of `codes` (a subset of the service's)
+/// and which carries the `required` details: [`ERROR_SCHEMA`] narrowed.
+pub fn error_body(codes: &[&'static str], required: &[&'static str]) -> RefOr<Schema> {
+    let narrowed = ObjectBuilder::new().property(
+        "error",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes.iter().copied())),
+    );
+    let narrowed = required
+        .iter()
+        .fold(narrowed, |narrowed, field| narrowed.required(*field));
+    AllOfBuilder::new()
+        .item(Ref::from_schema_name(ERROR_SCHEMA))
+        .item(narrowed)
+        .into()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

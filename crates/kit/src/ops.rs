@@ -103,14 +103,38 @@ fn router(registry: Arc<Registry>, ready: ReadinessCheck) -> Router {
 }
 
 /// `GET /` of the Go version, kept for the probes and scripts that use it.
+#[utoipa::path(
+    get,
+    path = "/",
+    summary = "Liveness probe kept from the Go version",
+    description = "Answers `ok` while the process runs.",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")),
+)]
 pub async fn root_ok() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "The process is alive",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")),
+)]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Its summary is the service's: see [`document`].
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    summary = "The service's dependencies answer",
+    description = "Never waits behind the service's own requests.",
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "not ready: names the dependency, and why", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn readyz(State(state): State<OpsState>) -> Response {
     match (state.ready)().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
@@ -122,6 +146,12 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")),
+)]
 async fn metrics(State(state): State<OpsState>) -> Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
@@ -135,6 +165,27 @@ async fn metrics(State(state): State<OpsState>) -> Response {
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(root_ok, healthz, readyz, metrics))]
+struct OpsDoc;
+
+/// The OpenAPI paths of [`root_ok`] and of what [`with_probes_and_metrics`]
+/// adds, for a service's document; `ready` says what `/readyz` checks.
+/// These are always open, whatever API_TOKEN says.
+pub fn document(ready: &str) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut doc = OpsDoc::openapi();
+    if let Some(get) = doc
+        .paths
+        .paths
+        .get_mut("/readyz")
+        .and_then(|item| item.get.as_mut())
+    {
+        get.summary = Some(ready.to_owned());
+    }
+    doc
 }
 
 /// Serves `app` until `shutdown` is cancelled, then stops accepting and waits

@@ -11,12 +11,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use streamproc_event::EventTime;
+use streamproc_kit::auth::Unauthorized;
 use streamproc_kit::error::ErrorResponse;
 
 use crate::metrics::Rejection;
+use crate::openapi::{BadParameter, ErrorBody, GridQuery, SeriesOrError, TotalsOrError};
 use crate::pipeline;
 use crate::series::{zero_filled, Point};
 use crate::stores::{Both, Store, StoreError, Stores, Totals};
@@ -91,25 +95,64 @@ impl ApiError {
             Self::StoresFailed(_) => "stores_unavailable",
         }
     }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadParameter(_) => StatusCode::BAD_REQUEST,
+            Self::Disabled
+            | Self::Busy(_)
+            | Self::Timeout(_)
+            | Self::Off(_)
+            | Self::Clock(_)
+            | Self::StoresFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Seconds to wait before asking again: every 503 says.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::BadParameter(_) => None,
+            Self::Busy(_) | Self::Timeout(_) => Some(BUSY_RETRY_AFTER_SECONDS),
+            Self::Disabled | Self::Off(_) | Self::Clock(_) | Self::StoresFailed(_) => {
+                Some(RETRY_AFTER_SECONDS)
+            }
+        }
+    }
+
+    /// One error of each kind, for the OpenAPI document's codes.
+    pub fn each() -> Vec<Self> {
+        let each = vec![
+            Self::BadParameter(GridError::StepAndMaxPoints),
+            Self::Disabled,
+            Self::Busy(""),
+            Self::Timeout(Duration::ZERO),
+            Self::Off(""),
+            Self::Clock(GridError::AfterEnd),
+            Self::StoresFailed(String::new()),
+        ];
+        // A new kind of error does not compile here until it is listed above.
+        for error in &each {
+            match error {
+                Self::BadParameter(_)
+                | Self::Disabled
+                | Self::Busy(_)
+                | Self::Timeout(_)
+                | Self::Off(_)
+                | Self::Clock(_)
+                | Self::StoresFailed(_) => {}
+            }
+        }
+        each
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, retry_after) = match &self {
-            Self::BadParameter(_) => (StatusCode::BAD_REQUEST, None),
-            Self::Busy(_) | Self::Timeout(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some(BUSY_RETRY_AFTER_SECONDS),
-            ),
-            Self::Disabled | Self::Off(_) | Self::Clock(_) | Self::StoresFailed(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Some(RETRY_AFTER_SECONDS))
-            }
-        };
-        let mut response = ErrorResponse::new(status, self.code(), self.to_string());
+        let mut response = ErrorResponse::new(self.status(), self.code(), self.to_string());
         if let Self::BadParameter(error) = &self {
             response = response.with("parameter", error.param());
         }
-        if let Some(secs) = retry_after {
+        if let Some(secs) = self.retry_after() {
             response = response.retry_after(secs);
         }
         response.into_response()
@@ -144,6 +187,36 @@ pub struct Part<T> {
     pub error: Option<String>,
 }
 
+/// The schema of a `Part<T>`: `store`, `available`, `error`, and the fields
+/// of `T`, present only when the store answered.
+fn part_schema<T: ToSchema>() -> RefOr<Schema> {
+    let available = ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .description(Some(
+            "false when the store failed or timed out; error says why and the data is absent",
+        ));
+    let error = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Why the store gave no answer (when available is false)",
+        ));
+    let part = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("store")
+        .required("available")
+        .property("store", Store::schema())
+        .property("available", available)
+        .property("error", error);
+    // `T`'s fields are flattened into the part, and absent when it failed.
+    let data = match T::schema() {
+        RefOr::T(Schema::Object(data)) => data.properties,
+        _ => unreachable!("{} is a struct", T::name()),
+    };
+    data.into_iter()
+        .fold(part, |part, (name, schema)| part.property(name, schema))
+        .into()
+}
+
 impl<T> Part<T> {
     fn new<U>(store: Store, result: Result<U, StoreError>, data: impl FnOnce(U) -> T) -> Self {
         match result {
@@ -163,18 +236,27 @@ impl<T> Part<T> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Points {
+    /// One per bucket, empty ones included, oldest first.
     pub points: Vec<Point>,
 }
 
 /// Both series on one grid; also the payload of each stream event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Series)]
 pub struct SeriesBody {
+    /// Start of the first bucket, Unix ms.
     pub from: i64,
+    /// End of the last bucket (exclusive), Unix ms.
     pub to: i64,
+    /// Bucket width in ms.
     pub step: i64,
+    /// Events with amount above the watermark, from TimescaleDB.
+    #[schema(schema_with = part_schema::<Points>)]
     pub high: Part<Points>,
+    /// The other events, from InfluxDB.
+    #[schema(schema_with = part_schema::<Points>)]
     pub low: Part<Points>,
 }
 
@@ -199,6 +281,23 @@ impl SeriesBody {
 }
 
 /// `GET /api/v1/series?from=&to=&step=|max_points=`
+#[utoipa::path(
+    get,
+    path = "/api/v1/series",
+    summary = "Both series with count, sum, min, max and mean per bucket",
+    params(GridQuery),
+    responses(
+        (status = 200, description = "Both series", body = SeriesBody),
+        (status = 400, body = BadParameter,
+            description = "A parameter is invalid, out of range or given twice; parameter names it"),
+        (status = 401, response = Unauthorized),
+        (status = 503, body = inline(SeriesOrError),
+            description = "A store failed (its part has available=false and error), DISABLE is \
+                set; or the aggregator is busy (MAX_QUERIES answers in progress) or took longer \
+                than REQUEST_TIMEOUT: message says which"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn series(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -227,13 +326,32 @@ fn answer(complete: bool, body: impl Serialize) -> Response {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Everything each store holds.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Totals)]
 pub struct TotalsBody {
+    /// TimescaleDB's.
+    #[schema(schema_with = part_schema::<Totals>)]
     pub high: Part<Totals>,
+    /// InfluxDB's.
+    #[schema(schema_with = part_schema::<Totals>)]
     pub low: Part<Totals>,
 }
 
 /// `GET /api/v1/totals`
+#[utoipa::path(
+    get,
+    path = "/api/v1/totals",
+    summary = "Count and sum of everything each store holds, and its newest event time",
+    responses(
+        (status = 200, description = "Totals", body = TotalsBody),
+        (status = 401, response = Unauthorized),
+        (status = 503, body = inline(TotalsOrError),
+            description = "A store failed, DISABLE is set; or the aggregator is busy (MAX_QUERIES \
+                answers in progress) or took longer than REQUEST_TIMEOUT: message says which"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn totals(State(state): State<AppState>) -> Result<Response, ApiError> {
     let stores = state.source.stores()?;
     let Both { high, low } = stores.totals().await;
@@ -244,18 +362,59 @@ pub async fn totals(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(answer(body.high.available && body.low.available, body))
 }
 
-#[derive(Serialize)]
+/// `/api`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct Legacy {
+    /// `ok`, or that DISABLE is set.
+    message: &'static str,
+    /// Both types for every bucket start, sorted by time.
+    points: Vec<LegacyPoint>,
+}
+
+#[derive(Serialize, ToSchema)]
 struct LegacyPoint {
+    /// Bucket start, Unix ms.
     time: i64,
     count: u64,
     #[serde(rename = "type")]
-    kind: &'static str,
+    #[schema(inline)]
+    kind: Kind,
+}
+
+/// Which series a point of `/api` counts.
+#[derive(Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Low,
+    High,
 }
 
 /// `GET /api`: the Go version's answer, on the aligned, zero-filled grid.
+#[utoipa::path(
+    get,
+    path = "/api",
+    summary = format!(
+        "The Go version's answer: counts for the last {} minutes in {} s buckets, both types \
+         for every bucket start, sorted by time",
+        LEGACY_BUCKETS * LEGACY_STEP_MS / 60_000,
+        LEGACY_STEP_MS / 1_000
+    ),
+    responses(
+        (status = 200, description = "Points", body = Legacy),
+        (status = 401, response = Unauthorized),
+        (status = 503, body = ErrorBody,
+            description = "A store failed (message names it), or the aggregator is busy \
+                (MAX_QUERIES) or took longer than REQUEST_TIMEOUT"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn legacy(State(state): State<AppState>) -> Response {
     let Source::Stores(stores) = state.source.as_ref() else {
-        return Json(json!({"message": DISABLED_MESSAGE, "points": []})).into_response();
+        let disabled = Legacy {
+            message: DISABLED_MESSAGE,
+            points: Vec::new(),
+        };
+        return Json(disabled).into_response();
     };
     // Valid until the clock passes 2100; said rather than panicked then.
     let grid = match Grid::latest(EventTime::now().as_millis(), LEGACY_STEP_MS, LEGACY_BUCKETS) {
@@ -274,17 +433,21 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
                         LegacyPoint {
                             time: low.time,
                             count: low.count,
-                            kind: "low",
+                            kind: Kind::Low,
                         },
                         LegacyPoint {
                             time: high.time,
                             count: high.count,
-                            kind: "high",
+                            kind: Kind::High,
                         },
                     ]
                 })
                 .collect();
-            Json(json!({"message": "ok", "points": points})).into_response()
+            Json(Legacy {
+                message: "ok",
+                points,
+            })
+            .into_response()
         }
         _ => {
             let errors: Vec<String> = [body.high.error, body.low.error]
@@ -298,6 +461,28 @@ pub async fn legacy(State(state): State<AppState>) -> Response {
 
 /// `GET /api/v1/pipeline`: the newest snapshot. 200 whatever the stages'
 /// status: the answer is about the pipeline, and the aggregator answered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipeline",
+    operation_id = "pipeline",
+    summary = "The health of every stage of the pipeline, from the newest probe (every \
+        PIPELINE_INTERVAL, 1 s)",
+    description = "Stages in pipeline order: event-api, kafka, consumer-high, consumer-low, \
+        timescaledb, influxdb. Each has a status (ok, degraded or down), the reason in words when \
+        it is not ok, and its figures. Lag is the consumer group's committed offsets against the \
+        topic's end offsets, read from Kafka, so it covers every replica of a consumer. A consumer \
+        group is degraded when it is PIPELINE_LAG_EVENTS (10 000) events or PIPELINE_LAG_SECONDS \
+        (10 s) behind, and down when it has committed nothing for PIPELINE_STALL_AFTER (30 s) \
+        while events wait. The answer is 200 whatever the stages' status.",
+    responses(
+        (status = 200, description = "The newest snapshot", body = pipeline::Snapshot),
+        (status = 401, response = streamproc_kit::auth::Unauthorized),
+        (status = 503, body = ErrorBody,
+            description = "DISABLE is set, PIPELINE_WATCH is false, or the first probe has not \
+                finished yet; message says which"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn pipeline(State(state): State<AppState>) -> Response {
     let Some(latest) = &state.pipeline else {
         return match state.source.stores() {

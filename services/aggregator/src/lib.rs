@@ -4,12 +4,13 @@
 
 mod api;
 mod metrics;
+mod openapi;
 mod pipeline;
 mod series;
 mod stores;
 mod stream;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::http::header;
@@ -35,8 +36,9 @@ use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
 
 pub const DEFAULT_PORT: u16 = streamproc_event::names::AGGREGATOR_PORT;
 
-/// The OpenAPI description served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// The OpenAPI description served at `/openapi.json`, generated from the
+/// code (see `src/openapi.rs`).
+pub static OPENAPI: LazyLock<String> = LazyLock::new(openapi::document);
 
 /// aggregator: serves the events of both stores as aligned time series.
 #[derive(Debug, Clone, Parser)]
@@ -184,7 +186,7 @@ pub async fn run(
     }
     let app = Router::new()
         .route("/", get(ops::root_ok))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi_json))
         .merge(auth::protect(api, token))
         .with_state(state);
     let app = ops::with_probes_and_metrics(app, registry, ready);
@@ -201,8 +203,17 @@ fn permits(limit: u32) -> usize {
     usize::try_from(limit).map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS))
 }
 
-async fn openapi() -> ([(header::HeaderName, &'static str); 1], &'static str) {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")),
+)]
+async fn openapi_json() -> ([(header::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
+    )
 }
 
 fn stores_readiness(stores: Arc<Stores>) -> ReadinessCheck {
@@ -297,7 +308,7 @@ mod tests {
     #[test]
     fn the_openapi_limits_are_the_enforced_ones() {
         use streamproc_grid::{MAX_POINTS, MAX_QUERY_TIME_MS, MAX_STEP_MS};
-        let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+        let spec: Value = serde_json::from_str(&OPENAPI).unwrap();
         let schemas = &spec["components"]["schemas"];
         assert_eq!(schemas["Time"]["anyOf"][0]["maximum"], MAX_QUERY_TIME_MS);
         assert_eq!(schemas["Step"]["anyOf"][0]["maximum"], MAX_STEP_MS / 1000);

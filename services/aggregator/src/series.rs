@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use streamproc_grid::Grid;
 
@@ -18,13 +19,17 @@ pub struct Stats {
 
 /// One bucket of a series, named by its start. An empty bucket has count 0
 /// and sum 0, and no min, max or mean.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Point {
+    /// Bucket start, Unix ms.
     pub time: i64,
     pub count: u64,
     pub sum: f64,
+    #[schema(required = true)]
     pub min: Option<f64>,
+    #[schema(required = true)]
     pub max: Option<f64>,
+    #[schema(required = true)]
     pub mean: Option<f64>,
 }
 

@@ -20,10 +20,31 @@ use streamproc_event::EventTime;
 
 use crate::api::{ApiError, SeriesBody};
 use crate::metrics::Rejection;
+use crate::openapi::{BadParameter, ErrorBody, StreamQuery};
 use crate::pipeline::Snapshot;
 use crate::AppState;
 use streamproc_grid::{step_and_last, Grid};
+use streamproc_kit::auth::Unauthorized;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    summary = "Server-Sent Events: every STREAM_INTERVAL (250 ms), a series event with the newest \
+        buckets, then, when the pipeline was probed since the last one (about once a second), a \
+        pipeline event with its health",
+    params(StreamQuery),
+    responses(
+        (status = 200, content_type = "text/event-stream",
+            description = "event: series, data: the /api/v1/series JSON; then event: pipeline, \
+                data: the /api/v1/pipeline JSON (once the first probe has finished)"),
+        (status = 400, body = BadParameter,
+            description = "A parameter is invalid, out of range or given twice; parameter names it"),
+        (status = 401, response = Unauthorized),
+        (status = 503, body = ErrorBody,
+            description = "DISABLE is set, or MAX_STREAMS streams are open; message says which"),
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,

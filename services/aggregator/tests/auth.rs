@@ -142,7 +142,7 @@ async fn the_api_answers_with_the_token_only() {
 /// The document declares the token, optional as it is, and the 401.
 #[test]
 fn the_document_states_the_token_and_the_401() {
-    let spec: Value = serde_json::from_str(aggregator::OPENAPI).unwrap();
+    let spec: Value = serde_json::from_str(&aggregator::OPENAPI).unwrap();
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

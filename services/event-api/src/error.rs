@@ -55,6 +55,71 @@ impl ApiError {
         }
     }
 
+    /// Seconds the client should wait before retrying: 429 and 503 only.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(
+            self.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then_some(RETRY_AFTER_SECS)
+    }
+
+    /// The rest of the body may still be on its way: the connection cannot
+    /// carry another request after the answer.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BodyTimeout { .. })
+    }
+
+    /// One error of each kind, for the OpenAPI document, which lists each
+    /// status with its codes and headers.
+    pub fn each() -> Vec<Self> {
+        let each = vec![
+            Self::Body(BodyError::UnsupportedMediaType(String::new())),
+            Self::Body(BodyError::Malformed(String::new())),
+            Self::Body(BodyError::NoEvents),
+            Self::Body(BodyError::InvalidEvents {
+                total: 0,
+                invalid: 0,
+                errors: Vec::new(),
+            }),
+            Self::Body(BodyError::TooManyEvents { limit: 0 }),
+            Self::BodyTooLarge { limit: 0 },
+            Self::BatchTooLarge {
+                events: 0,
+                limit: 0,
+            },
+            Self::Busy,
+            Self::KafkaUnavailable(String::new()),
+            Self::Overloaded { limit: 0 },
+            Self::BodyTimeout {
+                limit: Duration::ZERO,
+            },
+            Self::RequestTimeout {
+                limit: Duration::ZERO,
+            },
+        ];
+        // A new kind of error does not compile here until it is listed above.
+        for error in &each {
+            match error {
+                Self::Body(
+                    BodyError::UnsupportedMediaType(_)
+                    | BodyError::Malformed(_)
+                    | BodyError::NoEvents
+                    | BodyError::InvalidEvents { .. }
+                    | BodyError::TooManyEvents { .. },
+                )
+                | Self::BodyTooLarge { .. }
+                | Self::BatchTooLarge { .. }
+                | Self::Busy
+                | Self::KafkaUnavailable(_)
+                | Self::Overloaded { .. }
+                | Self::BodyTimeout { .. }
+                | Self::RequestTimeout { .. } => {}
+            }
+        }
+        each
+    }
+
     /// A stable, machine-readable name for the error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -83,15 +148,10 @@ impl IntoResponse for ApiError {
                 response = response.with("errors_omitted", invalid - errors.len());
             }
         }
-        if matches!(
-            self.status(),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            response = response.retry_after(RETRY_AFTER_SECS);
+        if let Some(secs) = self.retry_after() {
+            response = response.retry_after(secs);
         }
-        if matches!(self, Self::BodyTimeout { .. }) {
-            // The rest of the body may still be on its way; the connection
-            // cannot carry another request after it.
+        if self.closes_connection() {
             response = response.close_connection();
         }
         response.into_response()

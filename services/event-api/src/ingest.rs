@@ -17,6 +17,8 @@ use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::publisher::{PublishError, Publisher};
 use streamproc_event::body::{self, BodyError, BodyFormat};
+use streamproc_event::schema::EventLines;
+use streamproc_kit::auth::Unauthorized;
 
 /// Where accepted events go.
 pub enum Intake {
@@ -40,12 +42,40 @@ pub struct IngestState {
     pub metrics: ApiMetrics,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ingested {
+    #[schema(examples("ingested 2 events", "processing disabled, did nothing"))]
     pub message: String,
+    /// Events written to Kafka.
     pub ingested: usize,
 }
 
+/// `POST /v1/events`, and `POST /` (the Go version's path), which the
+/// document lists as the same operation (`crate::openapi`).
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    operation_id = "ingest",
+    summary = "Ingest events",
+    description = "Validates every event, then writes each to Kafka and answers 200 only once \
+        Kafka acknowledged all of them. A batch with any invalid event writes nothing.",
+    request_body(
+        description = crate::openapi::body_description(),
+        content(
+            (inline(crate::openapi::JsonBatch) = body::JSON_TYPE),
+            (inline(EventLines) = body::LINE_TYPES[0]),
+            (inline(EventLines) = body::LINE_TYPES[1]),
+            (inline(EventLines) = body::LINE_TYPES[2]),
+        ),
+    ),
+    responses(
+        (status = 200, body = Ingested,
+            description = "Kafka acknowledged every event (or DISABLE is set, and nothing was written)"),
+        (status = 401, response = Unauthorized),
+        ApiError,
+    ),
+    security(("bearer" = []), ()),
+)]
 pub async fn ingest(
     State(state): State<IngestState>,
     request: Request,

@@ -6,9 +6,10 @@ mod config;
 mod error;
 mod ingest;
 mod metrics;
+mod openapi;
 mod publisher;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -39,8 +40,9 @@ use publisher::Publisher;
 
 pub const DEFAULT_PORT: u16 = streamproc_event::names::EVENT_API_PORT;
 
-/// The OpenAPI description served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// The OpenAPI description served at `/openapi.json`, generated from the
+/// code (see `src/openapi.rs`).
+pub static OPENAPI: LazyLock<String> = LazyLock::new(openapi::document);
 
 /// How long a readiness probe waits for the broker.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -100,7 +102,7 @@ pub async fn run(
     let app = Router::new()
         .route("/", get(ops::root_ok).merge(ingest.clone()))
         .route("/v1/events", ingest)
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi_json))
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
     let app = ops::with_probes_and_metrics(app, registry, ready);
@@ -154,8 +156,17 @@ fn ingest_route(
     auth::protect_method(bounded, token)
 }
 
-async fn openapi() -> ([(header::HeaderName, &'static str); 1], &'static str) {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")),
+)]
+async fn openapi_json() -> ([(header::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
+    )
 }
 
 fn kafka_readiness(publisher: &Publisher) -> ReadinessCheck {

@@ -113,7 +113,7 @@ async fn only_requests_with_the_token_are_ingested() {
 /// The document declares the token, optional as it is, and the 401.
 #[test]
 fn the_document_states_the_token_and_the_401() {
-    let spec: Value = serde_json::from_str(event_api::OPENAPI).unwrap();
+    let spec: Value = serde_json::from_str(&event_api::OPENAPI).unwrap();
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -30,7 +30,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 pub use config::PipelineArgs;
-pub use snapshot::{Snapshot, Status, STAGES};
+pub use snapshot::{Snapshot, Stage, Status, STAGES};
 
 use crate::stores::{InfluxReader, TimescaleReader};
 use event_api::ApiProbe;

@@ -22,7 +22,7 @@ use crate::series::Stats;
 use streamproc_grid::Grid;
 
 /// Which store holds a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Store {
     /// Events with amount above the watermark (the high series).
@@ -74,7 +74,8 @@ fn missing_table(error: &sqlx::Error) -> &str {
 }
 
 /// Everything a store holds, for reconciling with the events accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = StoreTotals)]
 pub struct Totals {
     pub count: u64,
     pub sum: f64,

@@ -39,11 +39,17 @@ impl InProcess {
             .expect("the service answers")
     }
 
-    /// The value of an unlabelled metric from `/metrics`; 0 when absent.
+    /// The value of one series from `/metrics`, named as Prometheus text
+    /// writes it (`events_written_total`, or with its labels:
+    /// `store_query_failures_total{store="influxdb"}`); 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").await.text().await.unwrap_or_default();
+        let (wanted, labels) = match name.split_once('{') {
+            Some((wanted, labels)) => (wanted, labels.trim_end_matches('}')),
+            None => (name, ""),
+        };
         let value = streamproc_kit::metrics::samples(&text)
-            .find(|sample| sample.name == name && sample.labels.is_empty())
+            .find(|sample| sample.name == wanted && sample.labels == labels)
             .map_or(0.0, |sample| sample.value);
         value
     }

@@ -146,7 +146,7 @@ pub async fn ingest(
                 error = %Chain(&error),
                 "publishing failed; answering 503"
             );
-            Err(ApiError::KafkaUnavailable(error.to_string()))
+            Err(ApiError::KafkaUnavailable(Chain(&error).to_string()))
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use streamproc_event::Event;
@@ -22,8 +23,13 @@ pub enum PublishError {
     /// librdkafka's local queue is full: Kafka is slower than the intake.
     #[error("the producer queue is full")]
     QueueFull,
-    #[error(transparent)]
-    NotAcknowledged(SendError),
+    #[error("{failed} of {total} events were not acknowledged")]
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        /// Why the last one failed.
+        source: KafkaError,
+    },
 }
 
 pub struct Publisher {
@@ -80,7 +86,15 @@ impl Publisher {
         match producer::send_all(&self.producer, records.into_iter()).await {
             Ok(()) => Ok(started.elapsed()),
             Err(SendError::QueueFull) => Err(PublishError::QueueFull),
-            Err(error) => Err(PublishError::NotAcknowledged(error)),
+            Err(SendError::NotAcknowledged {
+                failed,
+                total,
+                last,
+            }) => Err(PublishError::NotAcknowledged {
+                failed,
+                total,
+                source: last,
+            }),
         }
     }
 

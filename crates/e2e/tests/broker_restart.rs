@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 const TOPIC: &str = "events";
 const PARTITIONS: i32 = 3;
 const GROUP_HIGH: &str = "streamproc-consumer-high";
+const GROUP_LOW: &str = "streamproc-consumer-low";
 
 /// Event ids, by what event-api answered.
 #[derive(Default)]
@@ -149,7 +150,17 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     .await;
     assert!(readyz_noticed, "event-api stayed ready without a broker");
     let accepted_before = accepted(&sent).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outage has been felt before the broker comes back: a POST was
+    // refused during it, and both consumers report the broker unreachable.
+    let refused_before = sent.lock().await.refused;
+    let felt = eventually(Duration::from_secs(30), || async {
+        sent.lock().await.refused > refused_before && !ready(&high).await && !ready(&low).await
+    })
+    .await;
+    assert!(
+        felt,
+        "no POST was refused, or a consumer stayed ready, while the broker was down"
+    );
     broker.restart();
 
     let ready_again = eventually(Duration::from_secs(30), || ready(&event_api)).await;
@@ -241,7 +252,26 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
         stored_count(&postgres, &influx).await,
         on_topic.len()
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both groups have committed every record on the topic: they commit only
+    // after writing, so nothing is left to arrive late.
+    let all_committed = eventually(Duration::from_secs(30), || async {
+        let mut done = true;
+        for group in [GROUP_HIGH, GROUP_LOW] {
+            let committed = broker.committed_offsets(group, TOPIC, PARTITIONS).await;
+            done &= committed.iter().sum::<i64>() == records.len() as i64;
+        }
+        done
+    })
+    .await;
+    let committed_after = broker
+        .committed_offsets(GROUP_HIGH, TOPIC, PARTITIONS)
+        .await;
+    assert!(
+        all_committed,
+        "consumer-high committed {committed_after:?}, consumer-low {:?}, not all {} records",
+        broker.committed_offsets(GROUP_LOW, TOPIC, PARTITIONS).await,
+        records.len()
+    );
     let mut stored = stored_high(&postgres);
     stored.extend(stored_low(&influx).await);
     let stored_total = stored.len();
@@ -252,21 +282,6 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     // The consumers went on from their committed offsets: committed offsets
     // survived the restart and moved on, and consumer-high read the records
     // from before the restart about once, not again from offset 0.
-    let all_committed = eventually(Duration::from_secs(30), || async {
-        let committed = broker
-            .committed_offsets(GROUP_HIGH, TOPIC, PARTITIONS)
-            .await;
-        committed.iter().sum::<i64>() == records.len() as i64
-    })
-    .await;
-    let committed_after = broker
-        .committed_offsets(GROUP_HIGH, TOPIC, PARTITIONS)
-        .await;
-    assert!(
-        all_committed,
-        "consumer-high committed {committed_after:?}, not all {} records",
-        records.len()
-    );
     for (before, after) in committed_before.iter().zip(&committed_after) {
         assert!(
             after >= before,

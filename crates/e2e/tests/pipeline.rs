@@ -24,8 +24,11 @@ async fn totals(aggregator: &InProcess) -> Option<(u64, u64)> {
     ))
 }
 
-/// Waits until the stores hold `expected` events in all and stay there.
-async fn assert_stored(aggregator: &InProcess, expected: u64) -> (u64, u64) {
+/// Waits until the stores hold `expected` events in all and both consumer
+/// groups have committed as many records of the topic (they commit only
+/// after writing, so nothing is left to arrive late), then checks that the
+/// stores hold exactly that many.
+async fn assert_stored(aggregator: &InProcess, broker: &Tansu, expected: u64) -> (u64, u64) {
     let reached = eventually(Duration::from_secs(60), || async {
         totals(aggregator)
             .await
@@ -37,7 +40,12 @@ async fn assert_stored(aggregator: &InProcess, expected: u64) -> (u64, u64) {
         "stored {:?} of {expected}",
         totals(aggregator).await
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    for group in ["streamproc-consumer-high", "streamproc-consumer-low"] {
+        let committed = broker
+            .wait_committed(group, "events", expected as usize, Duration::from_secs(60))
+            .await;
+        assert!(committed, "{group} did not commit {expected} records");
+    }
     let (high, low) = totals(aggregator).await.unwrap();
     assert_eq!(high + low, expected, "each accepted event stored once");
     (high, low)
@@ -78,7 +86,7 @@ async fn events_flow_from_the_producer_to_the_page() {
         .unwrap();
     assert_eq!((summary.sent, summary.lost), (PRODUCED, 0));
 
-    let (stored_high, stored_low) = assert_stored(&aggregator, PRODUCED).await;
+    let (stored_high, stored_low) = assert_stored(&aggregator, &broker, PRODUCED).await;
     assert!(stored_high > 0 && stored_low > 0, "both stores hold events");
     assert_eq!(
         event_api.metric("events_accepted_total").await,
@@ -98,7 +106,7 @@ async fn events_flow_from_the_producer_to_the_page() {
     .await;
     assert!(screenshots.join("web-ui.png").is_file());
 
-    assert_stored(&aggregator, PRODUCED + 3).await;
+    assert_stored(&aggregator, &broker, PRODUCED + 3).await;
     for service in [web_ui, aggregator, low, high, event_api] {
         service.stop().await;
     }

@@ -100,6 +100,50 @@ impl Tansu {
         offsets.into_iter().map(|(_, offset)| offset).collect()
     }
 
+    /// How many partitions `topic` has; 0 when the broker does not know it.
+    pub async fn partitions(&self, topic: &str) -> i32 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("broker.address.family", "v4")
+            .create()
+            .expect("cannot create the metadata reader");
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("cannot fetch the metadata of {topic}: {e}"));
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map_or(0, |t| t.partitions().len() as i32)
+        })
+        .await
+        .expect("metadata reader panicked")
+    }
+
+    /// Waits until `group` has committed offsets on `topic` that add up to
+    /// at least `records`: with every partition starting at offset 0, the
+    /// group has then read, stored and committed that many records, so a
+    /// consumer that commits only after its writes has nothing more to
+    /// write. The positive signal to wait for before asserting that nothing
+    /// more arrives. False if that does not happen within `timeout`.
+    pub async fn wait_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        records: usize,
+        timeout: Duration,
+    ) -> bool {
+        let partitions = self.partitions(topic).await;
+        assert!(partitions > 0, "topic {topic} has no partitions");
+        crate::eventually(timeout, || async {
+            let committed = self.committed_offsets(group, topic, partitions).await;
+            committed.iter().sum::<i64>() >= records as i64
+        })
+        .await
+    }
+
     /// Creates a topic and waits until the broker serves it.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         streamproc_kafka::producer::ensure_topic(

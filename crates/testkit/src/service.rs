@@ -85,18 +85,39 @@ impl InProcess {
 
 /// Produces `round(0)`, `round(1)`, … to `topic` until every consumer in
 /// `members` has written events: a consumer group needs a moment to
-/// rebalance onto a new member. The number of rounds produced; panics after
-/// 45 s.
+/// rebalance onto a new member. Every record of a round must be an event
+/// these members store. After each round it waits until the members have
+/// written every event produced so far, so each check sees the round's
+/// effect however slow the machine; only then, while some member is still
+/// idle, it pauses briefly (a poll interval, so rounds do not pile up during
+/// the rebalance) and produces the next. The number of rounds produced;
+/// panics after 45 s.
 pub async fn produce_until_all_busy(
     brokers: &str,
     topic: &str,
     members: &[&InProcess],
     mut round: impl FnMut(usize) -> Vec<(String, Vec<u8>)>,
 ) -> usize {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut produced = 0;
     for rounds in 1.. {
-        crate::produce(brokers, topic, &round(rounds - 1)).await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let records = round(rounds - 1);
+        produced += records.len();
+        crate::produce(brokers, topic, &records).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let written = crate::eventually(left, || async {
+            let mut written = 0.0;
+            for member in members {
+                written += member.metric("events_written_total").await;
+            }
+            // A redelivered event is written again: at least, not exactly.
+            written >= produced as f64
+        })
+        .await;
+        assert!(
+            written,
+            "the {produced} events produced were not written within 45 s"
+        );
         let mut busy = true;
         for member in members {
             busy &= member.metric("events_written_total").await > 0.0;
@@ -108,6 +129,7 @@ pub async fn produce_until_all_busy(
             tokio::time::Instant::now() < deadline,
             "not every consumer got partitions within 45 s"
         );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     unreachable!("the loop returns or panics")
 }

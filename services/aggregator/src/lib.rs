@@ -228,8 +228,13 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    /// The query endpoints' limits, around a handler as slow as asked.
-    async fn serve_slow(max_queries: u32, request_timeout: Duration) -> String {
+    /// The query endpoints' limits, around a handler as slow as asked; the
+    /// `Notify` is told each time a request reaches the handler.
+    async fn serve_slow(
+        max_queries: u32,
+        request_timeout: Duration,
+    ) -> (String, Arc<tokio::sync::Notify>) {
+        let entered = Arc::new(tokio::sync::Notify::new());
         let state = AppState {
             source: Arc::new(Source::Disabled),
             stream_interval: Duration::from_secs(1),
@@ -240,9 +245,13 @@ mod tests {
             request_timeout,
             pipeline: None,
         };
-        let slow = |axum::extract::Query(q): axum::extract::Query<Vec<(String, u64)>>| async move {
-            tokio::time::sleep(Duration::from_millis(q[0].1)).await;
-            "done"
+        let slow = {
+            let entered = entered.clone();
+            |axum::extract::Query(q): axum::extract::Query<Vec<(String, u64)>>| async move {
+                entered.notify_one();
+                tokio::time::sleep(Duration::from_millis(q[0].1)).await;
+                "done"
+            }
         };
         let app = Router::new()
             .route("/slow", get(slow))
@@ -251,12 +260,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        (url, entered)
     }
 
     #[tokio::test]
     async fn a_slow_answer_is_cut_off_with_503_and_retry_after() {
-        let url = serve_slow(4, Duration::from_millis(200)).await;
+        let (url, _) = serve_slow(4, Duration::from_millis(200)).await;
         let response = reqwest::get(format!("{url}/slow?ms=5000")).await.unwrap();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "1");
@@ -268,9 +277,12 @@ mod tests {
 
     #[tokio::test]
     async fn queries_past_max_queries_are_refused_at_once() {
-        let url = serve_slow(1, Duration::from_secs(10)).await;
+        let (url, entered) = serve_slow(1, Duration::from_secs(10)).await;
         let held = tokio::spawn(reqwest::get(format!("{url}/slow?ms=1000")));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The held request is in the handler, so it has the one place.
+        tokio::time::timeout(Duration::from_secs(10), entered.notified())
+            .await
+            .expect("the held request reaches the handler");
         let started = std::time::Instant::now();
         let refused = reqwest::get(format!("{url}/slow?ms=0")).await.unwrap();
         assert_eq!(refused.status(), 503);

@@ -792,7 +792,19 @@ async fn a_busy_aggregator_refuses_instead_of_queueing_and_stays_ready() {
         let url = format!("{}{path}", aggregator.url);
         async move { reqwest::get(url).await.unwrap().status().as_u16() }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The held query has its place and the pool's one connection once
+    // PostgreSQL shows the aggregator's query waiting for the lock.
+    let waiting = eventually(Duration::from_secs(10), || async {
+        stores
+            .postgres
+            .psql(
+                "select count(*) from pg_stat_activity \
+                 where wait_event_type = 'Lock' and query ilike '%from events_per_second%'",
+            )
+            .is_ok_and(|n| n != "0")
+    })
+    .await;
+    assert!(waiting, "the held query never waited for the lock");
 
     let started = std::time::Instant::now();
     let refused = aggregator.get("/api/v1/totals").await;

@@ -16,6 +16,7 @@ use testkit::{
 };
 
 const TOPIC: &str = "events";
+const GROUP: &str = "streamproc-consumer-high";
 
 /// consumer-high in this process, with short batches and retries.
 async fn start(brokers: &str, postgres: &Postgres, extra: &[&str]) -> InProcess {
@@ -49,9 +50,11 @@ fn rows(postgres: &Postgres) -> i64 {
     count(postgres, "select count(*) from events")
 }
 
-/// Waits until `events` holds `expected` rows, then checks the count stays
-/// there (nothing late, nothing doubled) and every id is unique.
-async fn assert_rows_settle_at(postgres: &Postgres, expected: i64) {
+/// Waits until `events` holds `expected` rows and the consumers have
+/// committed all `records` of the topic (they commit only after writing:
+/// nothing is left to arrive late), then checks the count is exactly that
+/// (nothing late, nothing doubled) and every id is unique.
+async fn assert_rows_settle_at(postgres: &Postgres, expected: i64, broker: &Tansu, records: usize) {
     let reached = eventually(Duration::from_secs(60), || async {
         rows(postgres) >= expected
     })
@@ -61,7 +64,10 @@ async fn assert_rows_settle_at(postgres: &Postgres, expected: i64) {
         "only {} of {expected} rows arrived",
         rows(postgres)
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let committed = broker
+        .wait_committed(GROUP, TOPIC, records, Duration::from_secs(60))
+        .await;
+    assert!(committed, "the {records} records were not all committed");
     assert_eq!(rows(postgres), expected, "rows after settling");
     let distinct = postgres
         .psql("select count(distinct id) from events")
@@ -142,7 +148,7 @@ async fn stores_exactly_the_high_events_once_each() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     let consumer = start(&broker.brokers(), &postgres, &[]).await;
-    assert_rows_settle_at(&postgres, 101).await;
+    assert_rows_settle_at(&postgres, 101, &broker, records.len()).await;
     let stored = postgres
         .psql("select string_agg(id, ',') from events where id not like 'high-%'")
         .unwrap();
@@ -169,7 +175,7 @@ async fn runs_on_a_plain_table_without_timescaledb() {
     produce(&broker.brokers(), TOPIC, &high_events("plain", 30)).await;
 
     let consumer = start(&broker.brokers(), &postgres, &[]).await;
-    assert_rows_settle_at(&postgres, 30).await;
+    assert_rows_settle_at(&postgres, 30, &broker, 30).await;
     let extension =
         postgres.psql("select count(*) from pg_extension where extname = 'timescaledb'");
     assert_eq!(extension.unwrap(), "0");
@@ -187,7 +193,7 @@ async fn waits_out_a_database_outage_and_catches_up_exactly() {
     let consumer = start(&broker.brokers(), &postgres, &[]).await;
 
     produce(&broker.brokers(), TOPIC, &high_events("before", 50)).await;
-    assert_rows_settle_at(&postgres, 50).await;
+    assert_rows_settle_at(&postgres, 50, &broker, 50).await;
 
     postgres.stop();
     produce(&broker.brokers(), TOPIC, &high_events("during", 200)).await;
@@ -203,7 +209,7 @@ async fn waits_out_a_database_outage_and_catches_up_exactly() {
     assert_eq!(readyz.status(), 503);
 
     postgres.restart();
-    assert_rows_settle_at(&postgres, 250).await;
+    assert_rows_settle_at(&postgres, 250, &broker, 250).await;
     consumer.stop().await;
 }
 
@@ -219,7 +225,7 @@ async fn two_instances_split_the_partitions_and_store_each_event_once() {
         high_events(&format!("round{n}"), 40)
     })
     .await;
-    assert_rows_settle_at(&postgres, produced as i64 * 40).await;
+    assert_rows_settle_at(&postgres, produced as i64 * 40, &broker, produced * 40).await;
     a.stop().await;
     b.stop().await;
 }
@@ -254,7 +260,7 @@ async fn hour_totals_stay_exact_over_days_with_two_instances_and_redeliveries() 
     let mut again = events.clone();
     again.reverse();
     produce(&broker.brokers(), TOPIC, &again).await;
-    assert_rows_settle_at(&postgres, 1_200).await;
+    assert_rows_settle_at(&postgres, 1_200, &broker, 2 * events.len()).await;
     let hours = count(&postgres, "select count(*) from events_per_hour");
     assert!(hours > 100, "the events span {hours} hours: use more");
     assert_eq!(
@@ -280,7 +286,7 @@ async fn the_migration_computes_hour_totals_of_the_events_stored_before() {
         &spread_events("before", 1_700_000_000_000, 100),
     )
     .await;
-    assert_rows_settle_at(&postgres, 100).await;
+    assert_rows_settle_at(&postgres, 100, &broker, 100).await;
     consumer.stop().await;
     // Back to the schema of the release before: no hour totals, migration
     // 0003 not applied.
@@ -295,7 +301,7 @@ async fn the_migration_computes_hour_totals_of_the_events_stored_before() {
         &spread_events("after", 1_700_000_000_000 + 3_600_000, 100),
     )
     .await;
-    assert_rows_settle_at(&postgres, 200).await;
+    assert_rows_settle_at(&postgres, 200, &broker, 200).await;
     consumer.stop().await;
 }
 
@@ -319,7 +325,7 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     let consumer = start(&broker.brokers(), &postgres, &[]).await;
-    assert_rows_settle_at(&postgres, 20).await;
+    assert_rows_settle_at(&postgres, 20, &broker, records.len()).await;
     let dead = consumer.dead_letters(&broker.brokers(), 3).await;
     let keys: Vec<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(keys, ["garbage", "no-amount", "nan"]);
@@ -388,7 +394,7 @@ async fn kill_9_mid_stream_then_restart_loses_and_doubles_nothing() {
     );
 
     let _restarted = spawn_binary(&broker.brokers(), &postgres, &[]);
-    assert_rows_settle_at(&postgres, total as i64).await;
+    assert_rows_settle_at(&postgres, total as i64, &broker, total).await;
 }
 
 #[tokio::test]
@@ -400,7 +406,7 @@ async fn sigterm_writes_commits_and_exits_0() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     let mut child = spawn_binary(&broker.brokers(), &postgres, &[]);
-    assert_rows_settle_at(&postgres, 300).await;
+    assert_rows_settle_at(&postgres, 300, &broker, records.len()).await;
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()

@@ -13,6 +13,7 @@ use testkit::{
 };
 
 const TOPIC: &str = "events";
+const GROUP: &str = "streamproc-consumer-low";
 
 async fn start_low(brokers: &str, influx: &InfluxDb) -> InProcess {
     let config = consumer_low::Config::try_parse_from([
@@ -53,7 +54,11 @@ async fn points(influx: &InfluxDb) -> i64 {
         .unwrap_or(0)
 }
 
-async fn assert_points_settle_at(influx: &InfluxDb, expected: i64) {
+/// Waits until InfluxDB holds `expected` points and the consumers have
+/// committed all `records` of the topic (they commit only after writing:
+/// nothing is left to arrive late), then checks the count is exactly that
+/// and the totals agree with the points.
+async fn assert_points_settle_at(influx: &InfluxDb, expected: i64, broker: &Tansu, records: usize) {
     let reached = eventually(Duration::from_secs(60), || async {
         points(influx).await >= expected
     })
@@ -63,7 +68,10 @@ async fn assert_points_settle_at(influx: &InfluxDb, expected: i64) {
         "only {} of {expected} points arrived",
         points(influx).await
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let committed = broker
+        .wait_committed(GROUP, TOPIC, records, Duration::from_secs(60))
+        .await;
+    assert!(committed, "the {records} records were not all committed");
     assert_eq!(points(influx).await, expected, "points after settling");
     assert_rollups_agree(influx).await;
 }
@@ -191,7 +199,7 @@ async fn stores_exactly_the_low_events_once_each() {
     produce(&broker.brokers(), TOPIC, &records).await;
 
     let consumer = start_low(&broker.brokers(), &influx).await;
-    assert_points_settle_at(&influx, 301).await;
+    assert_points_settle_at(&influx, 301, &broker, records.len()).await;
     let boundary = influx
         .query(
             "streamproc",
@@ -305,7 +313,7 @@ async fn hour_totals_are_computed_at_start_where_only_seconds_have_them() {
     let influx = InfluxDb::start();
     let consumer = start_low(&broker.brokers(), &influx).await;
     produce(&broker.brokers(), TOPIC, &spread_events("before", 300)).await;
-    assert_points_settle_at(&influx, 300).await;
+    assert_points_settle_at(&influx, 300, &broker, 300).await;
     consumer.stop().await;
     influx
         .query("streamproc", "DROP MEASUREMENT event_1h")
@@ -350,7 +358,13 @@ async fn two_instances_writing_the_same_hours_over_days_keep_hour_totals_exact()
     let events = spread_events("spread", 300);
     produce(&broker.brokers(), TOPIC, &events).await;
     produce(&broker.brokers(), TOPIC, &events).await;
-    assert_points_settle_at(&influx, rounds as i64 * 60 + 300).await;
+    assert_points_settle_at(
+        &influx,
+        rounds as i64 * 60 + 300,
+        &broker,
+        rounds * 60 + 2 * events.len(),
+    )
+    .await;
     let (_, hours) = per_hour(&influx).await;
     assert!(
         hours.len() > 24,
@@ -377,7 +391,7 @@ async fn two_instances_writing_the_same_seconds_keep_the_totals_exact() {
         low_events(&format!("round{n}"), 40)
     })
     .await;
-    assert_points_settle_at(&influx, rounds as i64 * 40).await;
+    assert_points_settle_at(&influx, rounds as i64 * 40, &broker, rounds * 40).await;
     a.stop().await;
     b.stop().await;
 }
@@ -390,7 +404,7 @@ async fn waits_out_an_influxdb_outage_and_catches_up_exactly() {
     let consumer = start_low(&broker.brokers(), &influx).await;
 
     produce(&broker.brokers(), TOPIC, &low_events("before", 40)).await;
-    assert_points_settle_at(&influx, 40).await;
+    assert_points_settle_at(&influx, 40, &broker, 40).await;
 
     influx.stop();
     produce(&broker.brokers(), TOPIC, &low_events("during", 160)).await;
@@ -405,7 +419,7 @@ async fn waits_out_an_influxdb_outage_and_catches_up_exactly() {
     assert_eq!(readyz.status(), 503);
 
     influx.restart();
-    assert_points_settle_at(&influx, 200).await;
+    assert_points_settle_at(&influx, 200, &broker, 200).await;
     consumer.stop().await;
 }
 
@@ -437,7 +451,7 @@ async fn every_event_lands_in_exactly_one_store() {
         .count() as i64;
     produce(&broker.brokers(), TOPIC, &records).await;
 
-    assert_points_settle_at(&influx, expected_low).await;
+    assert_points_settle_at(&influx, expected_low, &broker, records.len()).await;
     let rows = || {
         postgres
             .psql("select count(*) from events")

@@ -22,16 +22,53 @@ struct SlowBody {
 
 impl SlowBody {
     fn start(url: &str) -> Self {
+        Self::send(url, "")
+    }
+
+    /// The same request with `Expect: 100-continue`, which the server
+    /// answers (hyper does, on its own) when the handler starts reading the
+    /// body: the signal that the request holds one of the
+    /// MAX_CONCURRENT_REQUESTS places (see [`SlowBody::in_handler`]). The 5
+    /// bytes go out at once all the same, as from a client that does not wait.
+    fn start_expecting_continue(url: &str) -> Self {
+        Self::send(url, "expect: 100-continue\r\n")
+    }
+
+    fn send(url: &str, extra_headers: &str) -> Self {
         let address = url.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).expect("event-api accepts connections");
         write!(
             stream,
             "POST /v1/events HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
-             content-length: 100\r\n\r\n[{{\"am"
+             content-length: 100\r\n{extra_headers}\r\n[{{\"am"
         )
         .unwrap();
         stream.flush().unwrap();
         Self { stream }
+    }
+
+    /// Waits for the server's `100 Continue` to a request made with
+    /// [`SlowBody::start_expecting_continue`]: the handler is reading this
+    /// body, so the request holds its place.
+    async fn in_handler(self) -> Self {
+        tokio::task::spawn_blocking(move || {
+            let mut stream = self.stream;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut byte).expect("100 Continue within 20 s");
+                assert!(read > 0, "connection closed before 100 Continue");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            assert!(head.starts_with("HTTP/1.1 100 "), "{head}");
+            Self { stream }
+        })
+        .await
+        .unwrap()
     }
 
     /// The status and JSON body of the answer, once it comes.
@@ -88,10 +125,14 @@ async fn past_max_concurrent_requests_is_503_slow_bodies_408_probes_answer_then_
     api.wait_ready().await;
     assert_eq!(api.post("application/json", EVENT).await.status(), 200);
 
-    let slow = [SlowBody::start(&api.url), SlowBody::start(&api.url)];
+    let slow = [
+        SlowBody::start_expecting_continue(&api.url),
+        SlowBody::start_expecting_continue(&api.url),
+    ];
     let started = Instant::now();
     // Both slow requests must be in the handler before the third arrives.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let [first, second] = slow;
+    let slow = [first.in_handler().await, second.in_handler().await];
 
     let shed = api.post("application/json", EVENT).await;
     assert_eq!(

@@ -75,7 +75,15 @@ async fn more_in_flight_events_than_the_bound_is_429_and_kafka_timeout_is_503() 
 
     let waiting = api.post("application/json", batch(8));
     let crowded = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The 8 events hold their places once they wait for Kafka.
+        let holding = testkit::eventually(Duration::from_secs(10), || async {
+            api.service.metric("events_in_flight").await == 8.0
+        })
+        .await;
+        assert!(
+            holding,
+            "the first request's 8 events never waited for Kafka"
+        );
         api.post("application/json", batch(5)).await
     };
     let (waiting, crowded) = tokio::join!(waiting, crowded);
@@ -171,7 +179,11 @@ async fn shutdown_finishes_the_requests_in_flight_then_refuses_connections() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = testkit::eventually(Duration::from_secs(10), || async {
+        api.service.metric("events_in_flight").await == 1.0
+    })
+    .await;
+    assert!(waiting, "the request never waited for Kafka");
     let stopping = std::time::Instant::now();
     api.stop().await;
     assert!(

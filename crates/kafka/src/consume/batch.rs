@@ -130,6 +130,26 @@ impl Batch {
     }
 }
 
+#[cfg(test)]
+impl Batch {
+    /// A batch as if read from partition 0 of `topic`: `events` at offsets
+    /// 0, 1, …, then `dead`, records that were not valid events.
+    pub fn for_tests(topic: &str, events: Vec<Event>, dead: Vec<DeadLetter>) -> Self {
+        let mut batch = Self::new(topic, &EventBounds::default());
+        batch.sources = (0..events.len() as i64)
+            .map(|offset| Source {
+                partition: 0,
+                offset,
+            })
+            .collect();
+        batch.records = events.len() + dead.len();
+        batch.next_offsets.insert(0, batch.records as i64);
+        batch.events = events;
+        batch.dead = dead;
+        batch
+    }
+}
+
 /// Once a batch has records, how long it waits for the next before it is
 /// written. Records of one fetch reach the queue together, so this only
 /// ends a batch when the broker has nothing more in hand: under load the

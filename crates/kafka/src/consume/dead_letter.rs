@@ -2,6 +2,7 @@
 //! the reason and their origin in headers, so they never block a partition
 //! and are never silently dropped.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -34,6 +35,26 @@ pub enum DeadLetterError {
     Topic(#[source] producer::KafkaSetupError),
     #[error("Kafka did not acknowledge the dead letters")]
     Send(#[source] producer::SendError),
+}
+
+/// Where a batch's dead letters go: [`DeadLetters`], the dead-letter topic.
+/// A trait only so that the store's unit tests can put a recorder in its
+/// place and test the loop's logic without a broker.
+pub trait SendDeadLetters: Sync {
+    /// Writes every dead letter and waits for their acknowledgements.
+    fn send_all(
+        &self,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+}
+
+impl SendDeadLetters for DeadLetters {
+    fn send_all(
+        &self,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Result<(), DeadLetterError>> + Send {
+        DeadLetters::send_all(self, letters)
+    }
 }
 
 pub struct DeadLetters {

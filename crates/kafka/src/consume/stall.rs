@@ -5,7 +5,10 @@
 //! `stall_after`, `/readyz` fails with the reason and a metric says so.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's, outside tests), so that tests can advance it.
+use tokio::time::Instant;
 
 use super::ConsumerMetrics;
 
@@ -81,14 +84,16 @@ mod tests {
     use super::*;
     use prometheus_client::registry::Registry;
 
-    #[test]
-    fn reports_only_after_the_limit_and_clears_on_progress() {
+    #[tokio::test(start_paused = true)]
+    async fn reports_only_after_the_limit_and_clears_on_progress() {
         let metrics = ConsumerMetrics::register(&mut Registry::default());
         let stall = Stall::new(Duration::from_millis(50));
         assert!(stall.check().is_ok());
         stall.failing(3, "disk full", &metrics);
         assert!(stall.check().is_ok(), "not yet");
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::advance(Duration::from_millis(49)).await;
+        assert!(stall.check().is_ok(), "not yet, 1 ms before the limit");
+        tokio::time::advance(Duration::from_millis(11)).await;
         stall.failing(3, "disk still full", &metrics);
         let reason = stall.check().unwrap_err().to_string();
         assert!(

@@ -11,22 +11,23 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::dead_letter::{DeadLetter, DeadLetters};
+use super::dead_letter::{DeadLetter, DeadLetters, SendDeadLetters};
 use super::stall::Stall;
 use super::{Batch, ConsumerMetrics, Deadline, Sink, SinkError};
 use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::{BoxError, Chain};
 
-/// What storing needs besides the batch and the sink.
-pub(super) struct Store<'a> {
-    pub dead_letters: &'a DeadLetters,
+/// What storing needs besides the batch and the sink. `D` is where dead
+/// letters go: the dead-letter topic, or a recorder in the unit tests.
+pub(super) struct Store<'a, D: SendDeadLetters = DeadLetters> {
+    pub dead_letters: &'a D,
     pub metrics: &'a ConsumerMetrics,
     pub retry: &'a mut Backoff,
     pub deadline: &'a Deadline<'a>,
     pub stall: &'a Stall,
 }
 
-impl Store<'_> {
+impl<D: SendDeadLetters> Store<'_, D> {
     /// Returns false when shutdown's drain time ran out before the batch
     /// was stored: it is then not committed, and is read again later.
     pub async fn batch<S: Sink>(&mut self, batch: &Batch, sink: &S) -> bool {
@@ -139,5 +140,483 @@ impl Store<'_> {
                 }
             }
         }
+    }
+}
+
+/// The loop's storing logic under tokio's paused clock: an in-test sink and
+/// dead-letter recorder stand for the store and the dead-letter topic, so
+/// the waits are exact and nothing needs a broker or a database.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::future::{ready, Future};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use prometheus_client::registry::Registry;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::consume::batch::Source;
+    use crate::consume::dead_letter::DeadLetterError;
+    use streamproc_event::{Amount, Event, EventId, EventTime};
+
+    const TOPIC: &str = "events";
+    const RETRY_INITIAL: Duration = Duration::from_millis(100);
+    const RETRY_MAX: Duration = Duration::from_secs(1);
+    const STALL_AFTER: Duration = Duration::from_secs(2);
+    /// A tokio timer fires on the first millisecond tick at or after its
+    /// deadline.
+    const TICK: Duration = Duration::from_millis(1);
+
+    fn event(n: usize) -> Event {
+        Event::new(
+            EventId::parse(&format!("e-{n}")).unwrap(),
+            EventTime::from_millis(1_700_000_000_000 + n as i64).unwrap(),
+            Amount::new(n as f64 + 0.5).unwrap(),
+        )
+    }
+
+    fn events(n: usize) -> Vec<Event> {
+        (0..n).map(event).collect()
+    }
+
+    fn unavailable() -> SinkError {
+        SinkError::Unavailable("connection refused".into())
+    }
+
+    /// One write the sink was asked for.
+    #[derive(Debug, Clone)]
+    struct Call {
+        /// Since the sink was made (the test's start).
+        at: Duration,
+        ids: Vec<String>,
+        ok: bool,
+        /// What `/readyz` said about the loop at that moment.
+        stalled: Option<String>,
+    }
+
+    type Answer = Box<dyn Fn(Duration, &[Event]) -> Result<(), SinkError> + Send + Sync>;
+
+    /// A sink that answers each write as `answer` says (given the time since
+    /// the test began and the events) and records every call.
+    struct ScriptedSink {
+        started: Instant,
+        answer: Answer,
+        stall: Stall,
+        calls: Mutex<Vec<Call>>,
+    }
+
+    impl ScriptedSink {
+        fn new(
+            stall: &Stall,
+            answer: impl Fn(Duration, &[Event]) -> Result<(), SinkError> + Send + Sync + 'static,
+        ) -> Self {
+            Self {
+                started: Instant::now(),
+                answer: Box::new(answer),
+                stall: stall.clone(),
+                calls: Mutex::default(),
+            }
+        }
+
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Sink for ScriptedSink {
+        fn write(&self, events: &[Event]) -> impl Future<Output = Result<(), SinkError>> + Send {
+            let at = self.started.elapsed();
+            let answer = (self.answer)(at, events);
+            self.calls.lock().unwrap().push(Call {
+                at,
+                ids: events.iter().map(|e| e.id.as_str().to_owned()).collect(),
+                ok: answer.is_ok(),
+                stalled: self.stall.check().err().map(|e| e.to_string()),
+            });
+            ready(answer)
+        }
+
+        fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send {
+            ready(Ok(()))
+        }
+    }
+
+    /// Stands for the dead-letter topic: refuses the first `failures` sends
+    /// (as Kafka not acknowledging), then keeps what it is sent.
+    struct DeadLetterLog {
+        failures: usize,
+        tries: AtomicUsize,
+        sent: Mutex<Vec<DeadLetter>>,
+    }
+
+    impl DeadLetterLog {
+        fn failing(failures: usize) -> Self {
+            Self {
+                failures,
+                tries: AtomicUsize::new(0),
+                sent: Mutex::default(),
+            }
+        }
+
+        fn tries(&self) -> usize {
+            self.tries.load(Ordering::SeqCst)
+        }
+
+        /// The keys of what was sent, as text.
+        fn sent_keys(&self) -> Vec<String> {
+            self.sent
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|d| String::from_utf8(d.key.clone().unwrap_or_default()).unwrap())
+                .collect()
+        }
+    }
+
+    impl SendDeadLetters for DeadLetterLog {
+        fn send_all(
+            &self,
+            letters: &[DeadLetter],
+        ) -> impl Future<Output = Result<(), DeadLetterError>> + Send {
+            if letters.is_empty() {
+                return ready(Ok(()));
+            }
+            if self.tries.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return ready(Err(DeadLetterError::Canceled));
+            }
+            self.sent.lock().unwrap().extend_from_slice(letters);
+            ready(Ok(()))
+        }
+    }
+
+    /// What the loop hands the store besides the batch and the sink.
+    struct Parts {
+        metrics: ConsumerMetrics,
+        stall: Stall,
+        dead_letters: DeadLetterLog,
+    }
+
+    impl Parts {
+        fn new(dead_letter_failures: usize) -> Self {
+            Self {
+                metrics: ConsumerMetrics::register(&mut Registry::default()),
+                stall: Stall::new(STALL_AFTER),
+                dead_letters: DeadLetterLog::failing(dead_letter_failures),
+            }
+        }
+
+        /// Stores `batch` as the consume loop does: retries from
+        /// RETRY_INITIAL up to RETRY_MAX, `drain` after `shutdown`.
+        async fn store<S: Sink>(
+            &self,
+            sink: &S,
+            batch: &Batch,
+            shutdown: &CancellationToken,
+            drain: Duration,
+        ) -> bool {
+            let mut retry = Backoff::new(RETRY_INITIAL, RETRY_MAX);
+            let deadline = Deadline::new(shutdown, drain);
+            let mut store = Store {
+                dead_letters: &self.dead_letters,
+                metrics: &self.metrics,
+                retry: &mut retry,
+                deadline: &deadline,
+                stall: &self.stall,
+            };
+            store.batch(batch, sink).await
+        }
+    }
+
+    /// A malformed record read after the batch's events.
+    fn malformed(offset: i64) -> DeadLetter {
+        DeadLetter {
+            source_topic: TOPIC.to_owned(),
+            source: Source {
+                partition: 0,
+                offset,
+            },
+            key: Some(b"garbage".to_vec()),
+            payload: Some(b"not json".to_vec()),
+            reason: "not valid JSON".to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unavailable_sink_is_retried_with_backoff_until_it_answers_and_the_stall_is_reported(
+    ) {
+        let parts = Parts::new(0);
+        let back_at = Duration::from_secs(4);
+        let sink = ScriptedSink::new(&parts.stall, move |at, _| {
+            if at < back_at {
+                Err(unavailable())
+            } else {
+                Ok(())
+            }
+        });
+        let batch = Batch::for_tests(TOPIC, events(3), Vec::new());
+        let started = Instant::now();
+        let stored = parts
+            .store(&sink, &batch, &CancellationToken::new(), Duration::ZERO)
+            .await;
+        assert!(stored, "stored once the sink answers");
+
+        let calls = sink.calls();
+        let (last, failed) = calls.split_last().unwrap();
+        assert!(last.ok && last.at >= back_at, "{calls:?}");
+        assert_eq!(started.elapsed(), last.at, "done at the write that worked");
+        assert!(failed.iter().all(|c| !c.ok), "{calls:?}");
+        assert!(
+            calls.iter().all(|c| c.ids == ["e-0", "e-1", "e-2"]),
+            "every try writes the whole batch: {calls:?}"
+        );
+        // The waits double from RETRY_INITIAL up to RETRY_MAX, each ±25%.
+        for (k, pair) in calls.windows(2).enumerate() {
+            let waited = pair[1].at - pair[0].at;
+            let base = RETRY_INITIAL.saturating_mul(1 << k.min(10)).min(RETRY_MAX);
+            assert!(
+                waited >= base.mul_f64(0.75) && waited <= base.mul_f64(1.25) + TICK,
+                "wait {k}: {waited:?} for a base of {base:?}: {calls:?}"
+            );
+        }
+        // 0.1 + 0.2 + 0.4 + 0.8 s, then 1 s apart: at least 5 tries in 4 s.
+        assert!(failed.len() >= 5, "{calls:?}");
+
+        // /readyz: fine until the batch has failed for STALL_AFTER, then
+        // stalled, naming the records waiting and the last error.
+        for call in &calls {
+            match &call.stalled {
+                None => assert!(call.at < STALL_AFTER, "{call:?}"),
+                Some(reason) => {
+                    assert!(call.at >= STALL_AFTER, "{call:?}");
+                    assert!(
+                        reason.contains("3 records") && reason.contains("connection refused"),
+                        "{reason}"
+                    );
+                }
+            }
+        }
+        assert!(
+            calls.iter().any(|c| c.stalled.is_some()),
+            "the stall was reported: {calls:?}"
+        );
+        // The loop clears the stall only once the batch is committed.
+        assert!(parts.stall.check().is_err());
+        let last_failure = failed.last().unwrap().at.as_secs() as i64;
+        assert_eq!(parts.metrics.stalled_seconds.get(), last_failure);
+
+        assert_eq!(parts.metrics.write_failures.get(), failed.len() as u64);
+        assert_eq!(parts.metrics.written.get(), 3);
+        assert_eq!(parts.metrics.write_rejections.get(), 0);
+        assert_eq!(parts.metrics.dead_lettered.get(), 0);
+        assert_eq!(parts.dead_letters.tries(), 0, "no dead letters to send");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_events_are_found_by_splitting_and_only_they_are_dead_lettered() {
+        let parts = Parts::new(0);
+        let refused: Arc<BTreeSet<String>> = Arc::new(
+            ["e-3", "e-10", "e-11"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        );
+        let sink = ScriptedSink::new(&parts.stall, {
+            let refused = refused.clone();
+            move |_, events| match events.iter().find(|e| refused.contains(e.id.as_str())) {
+                Some(e) => Err(SinkError::Rejected(
+                    format!("check constraint violated by {}", e.id.as_str()).into(),
+                )),
+                None => Ok(()),
+            }
+        });
+        let total = 20;
+        let batch = Batch::for_tests(TOPIC, events(total), vec![malformed(total as i64)]);
+        let started = Instant::now();
+        let stored = parts
+            .store(&sink, &batch, &CancellationToken::new(), Duration::ZERO)
+            .await;
+        assert!(stored);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a refusal is not an outage: nothing is waited out"
+        );
+
+        let calls = sink.calls();
+        assert_eq!(calls[0].ids.len(), total, "the whole batch first");
+        // Every other event is written exactly once, in writes the store
+        // took; every refused event was finally tried alone.
+        let mut written: Vec<String> = calls
+            .iter()
+            .filter(|c| c.ok)
+            .flat_map(|c| c.ids.clone())
+            .collect();
+        written.sort();
+        let mut good: Vec<String> = (0..total)
+            .map(|n| format!("e-{n}"))
+            .filter(|id| !refused.contains(id))
+            .collect();
+        good.sort();
+        assert_eq!(written, good, "{calls:?}");
+        for id in refused.iter() {
+            assert!(
+                calls.iter().any(|c| !c.ok && c.ids == [id.as_str()]),
+                "{id} tried alone: {calls:?}"
+            );
+        }
+        // About 2·k·log₂(n) extra writes for k refused among n.
+        assert!(calls.len() <= 1 + 2 * 3 * 5, "{} writes", calls.len());
+
+        // The dead letters: the malformed record, then exactly the refused
+        // events, each with the store's reason and where it came from.
+        assert_eq!(
+            parts.dead_letters.sent_keys(),
+            ["garbage", "e-3", "e-10", "e-11"]
+        );
+        let sent = parts.dead_letters.sent.lock().unwrap().clone();
+        for letter in &sent[1..] {
+            let id = String::from_utf8(letter.key.clone().unwrap()).unwrap();
+            let n: i64 = id.trim_start_matches("e-").parse().unwrap();
+            assert_eq!(
+                letter.reason,
+                format!("rejected by the store: check constraint violated by {id}")
+            );
+            assert_eq!(
+                (letter.source_topic.as_str(), letter.source),
+                (
+                    TOPIC,
+                    Source {
+                        partition: 0,
+                        offset: n
+                    }
+                )
+            );
+            assert_eq!(
+                letter.payload.as_deref(),
+                Some(event(n as usize).to_json_bytes().as_slice())
+            );
+        }
+
+        let metrics = &parts.metrics;
+        assert_eq!(metrics.written.get(), (total - 3) as u64);
+        assert_eq!(metrics.dead_lettered.get(), 4);
+        assert_eq!(
+            metrics.write_rejections.get(),
+            calls.iter().filter(|c| !c.ok).count() as u64
+        );
+        assert_eq!(metrics.write_failures.get(), 0);
+        assert!(parts.stall.check().is_ok(), "refusals are not a stall");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_letters_kafka_does_not_take_are_retried_without_writing_again() {
+        let parts = Parts::new(2);
+        let sink = ScriptedSink::new(&parts.stall, |_, _| Ok(()));
+        let batch = Batch::for_tests(TOPIC, events(4), vec![malformed(4)]);
+        let started = Instant::now();
+        let stored = parts
+            .store(&sink, &batch, &CancellationToken::new(), Duration::ZERO)
+            .await;
+        assert!(stored);
+        assert_eq!(sink.calls().len(), 1, "the events are written once");
+        assert_eq!(parts.dead_letters.tries(), 3);
+        assert_eq!(parts.dead_letters.sent_keys(), ["garbage"]);
+        let waited = started.elapsed();
+        assert!(
+            waited >= (RETRY_INITIAL * 3).mul_f64(0.75)
+                && waited <= (RETRY_INITIAL * 3).mul_f64(1.25) + 2 * TICK,
+            "two waits of the backoff: {waited:?}"
+        );
+        assert_eq!(parts.metrics.dead_lettered.get(), 1);
+        let stalled = parts.stall.check();
+        assert!(stalled.is_ok(), "not for STALL_AFTER yet: {stalled:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_deadline_on_shutdown_stops_the_retries() {
+        let parts = Parts::new(0);
+        let sink = ScriptedSink::new(&parts.stall, |_, _| Err(unavailable()));
+        let batch = Batch::for_tests(TOPIC, events(2), Vec::new());
+        let shutdown = CancellationToken::new();
+        let shutdown_at = Duration::from_secs(2);
+        let drain = Duration::from_secs(3);
+        let started = Instant::now();
+        let (stored, ()) = tokio::join!(parts.store(&sink, &batch, &shutdown, drain), async {
+            tokio::time::sleep(shutdown_at).await;
+            shutdown.cancel();
+        });
+        assert!(
+            !stored,
+            "not stored: the loop does not commit it, and it is read again"
+        );
+        let took = started.elapsed();
+        let ends = shutdown_at + drain;
+        assert!(
+            took >= ends && took <= ends + TICK,
+            "the retries stop when the drain time ends: {took:?}"
+        );
+        let calls = sink.calls();
+        assert!(
+            calls.iter().any(|c| c.at > shutdown_at && c.at < ends),
+            "the retries go on during the drain: {calls:?}"
+        );
+        let last = calls.last().unwrap();
+        assert!(
+            last.at >= ends && last.at <= ends + TICK,
+            "a last try when the drain time ends, none after: {calls:?}"
+        );
+        assert_eq!(parts.metrics.write_failures.get(), calls.len() as u64);
+        assert_eq!(parts.metrics.written.get(), 0);
+        assert_eq!(parts.dead_letters.tries(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_shutdown_a_batch_gets_the_drain_time_and_no_more() {
+        let shut = CancellationToken::new();
+        shut.cancel();
+
+        // No drain time: one try, no wait.
+        let parts = Parts::new(0);
+        let sink = ScriptedSink::new(&parts.stall, |_, _| Err(unavailable()));
+        let batch = Batch::for_tests(TOPIC, events(2), Vec::new());
+        let started = Instant::now();
+        assert!(!parts.store(&sink, &batch, &shut, Duration::ZERO).await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(sink.calls().len(), 1);
+
+        // A sink that answers within the drain time: the batch is stored.
+        let parts = Parts::new(0);
+        let back_at = Duration::from_millis(1500);
+        let sink = ScriptedSink::new(&parts.stall, move |at, _| {
+            if at < back_at {
+                Err(unavailable())
+            } else {
+                Ok(())
+            }
+        });
+        assert!(
+            parts
+                .store(&sink, &batch, &shut, Duration::from_secs(3))
+                .await
+        );
+        assert_eq!(parts.metrics.written.get(), 2);
+
+        // Dead letters Kafka never takes: sending stops at the drain's end
+        // too (the events were written; written again after the restart).
+        let parts = Parts::new(usize::MAX);
+        let sink = ScriptedSink::new(&parts.stall, |_, _| Ok(()));
+        let batch = Batch::for_tests(TOPIC, events(2), vec![malformed(2)]);
+        let started = Instant::now();
+        let drain = Duration::from_secs(2);
+        assert!(!parts.store(&sink, &batch, &shut, drain).await);
+        let took = started.elapsed();
+        assert!(took >= drain && took <= drain + TICK, "{took:?}");
+        assert!(parts.dead_letters.tries() >= 3);
+        assert_eq!(parts.metrics.dead_lettered.get(), 0);
+        assert_eq!(sink.calls().len(), 1);
     }
 }

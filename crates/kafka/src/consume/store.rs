@@ -159,8 +159,9 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::consume::batch::Source;
     use crate::consume::dead_letter::DeadLetterError;
+    use crate::consume::dead_letter::Source;
+    use crate::producer::SendError;
     use streamproc_event::{Amount, Event, EventId, EventTime};
 
     const TOPIC: &str = "events";
@@ -286,7 +287,7 @@ mod tests {
                 return ready(Ok(()));
             }
             if self.tries.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return ready(Err(DeadLetterError::Canceled));
+                return ready(Err(DeadLetterError::Send(SendError::QueueFull)));
             }
             self.sent.lock().unwrap().extend_from_slice(letters);
             ready(Ok(()))

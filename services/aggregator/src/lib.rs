@@ -2,10 +2,13 @@
 //! series, totals for reconciling, and a live stream. See the README beside
 //! this crate for the API and its semantics.
 
+mod answers;
 mod api;
+mod error;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod schema;
 mod series;
 mod stores;
 mod stream;
@@ -27,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use api::DISABLED_MESSAGE;
+pub use error::DISABLED_MESSAGE;
 pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 
 use api::Source;

@@ -18,10 +18,11 @@ use tokio_stream::wrappers::IntervalStream;
 
 use streamproc_event::EventTime;
 
-use crate::api::{ApiError, SeriesBody};
+use crate::answers::SeriesBody;
+use crate::error::ApiError;
 use crate::metrics::Rejection;
-use crate::openapi::{BadParameter, ErrorBody, StreamQuery};
 use crate::pipeline::Snapshot;
+use crate::schema::{BadParameter, ErrorBody, StreamQuery};
 use crate::AppState;
 use streamproc_grid::{step_and_last, Grid};
 use streamproc_kit::auth::Unauthorized;

@@ -60,9 +60,9 @@ pub struct Ingested {
     description = "Validates every event, then writes each to Kafka and answers 200 only once \
         Kafka acknowledged all of them. A batch with any invalid event writes nothing.",
     request_body(
-        description = crate::openapi::body_description(),
+        description = crate::schema::body_description(),
         content(
-            (inline(crate::openapi::JsonBatch) = body::JSON_TYPE),
+            (inline(crate::schema::JsonBatch) = body::JSON_TYPE),
             (inline(EventLines) = body::LINE_TYPES[0]),
             (inline(EventLines) = body::LINE_TYPES[1]),
             (inline(EventLines) = body::LINE_TYPES[2]),

@@ -8,6 +8,7 @@ mod ingest;
 mod metrics;
 mod openapi;
 mod publisher;
+mod schema;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! and the probes ([`crate::ops::document`]): the `Retry-After` header, and
 //! the JSON text a document is served as.
 
+use axum::extract::State;
+use axum::http::header;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -78,6 +80,49 @@ impl Tree {
             Self::Array(items) => items.iter_mut().for_each(Self::require_headers),
             Self::Leaf(_) => {}
         }
+    }
+}
+
+/// `GET /openapi.json`: a service's document, as the JSON [`to_json`] made.
+/// Listed with the probes in [`crate::ops::document`].
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")),
+)]
+pub async fn serve_document(
+    State(document): State<&'static str>,
+) -> ([(header::HeaderName, &'static str); 1], &'static str) {
+    ([(header::CONTENT_TYPE, "application/json")], document)
+}
+
+/// What a service's test asserts of its document: OpenAPI 3, exactly the
+/// `operations` (path, method) expected, and no `$ref` naming nothing.
+pub fn check_document(json: &str, operations: &[(&str, &str)]) -> Result<(), String> {
+    let doc: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    if !version.starts_with("3.") {
+        return Err(format!("OpenAPI {version:?}, not 3.x"));
+    }
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            found.push((path.clone(), method.clone()));
+        }
+    }
+    found.sort_unstable();
+    let mut expected: Vec<(String, String)> = operations
+        .iter()
+        .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
+        .collect();
+    expected.sort_unstable();
+    if found != expected {
+        return Err(format!("operations {found:?}, expected {expected:?}"));
+    }
+    match unresolved_refs(json).as_slice() {
+        [] => Ok(()),
+        unresolved => Err(format!("unresolved $refs: {unresolved:?}")),
     }
 }
 

@@ -168,7 +168,7 @@ async fn metrics(State(state): State<OpsState>) -> Response {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(root_ok, healthz, readyz, metrics))]
+#[openapi(paths(root_ok, healthz, readyz, metrics, crate::openapi::serve_document))]
 struct OpsDoc;
 
 /// The OpenAPI paths of [`root_ok`] and of what [`with_probes_and_metrics`]

@@ -16,7 +16,6 @@ mod stream;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::http::header;
 use axum::routing::get;
 use axum::{middleware, Router};
 use clap::Parser;
@@ -189,7 +188,10 @@ pub async fn run(
     }
     let app = Router::new()
         .route("/", get(ops::root_ok))
-        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/openapi.json",
+            get(streamproc_kit::openapi::serve_document).with_state(OPENAPI.as_str()),
+        )
         .merge(auth::protect(api, token))
         .with_state(state);
     let app = ops::with_probes_and_metrics(app, registry, ready);
@@ -204,19 +206,6 @@ fn permits(limit: u32) -> usize {
     // A u32 fits a usize on every target tokio supports; the cap keeps
     // within what a Semaphore accepts if it ever did not.
     usize::try_from(limit).map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS))
-}
-
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    summary = "This document",
-    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")),
-)]
-async fn openapi_json() -> ([(header::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI.as_str(),
-    )
 }
 
 fn stores_readiness(stores: Arc<Stores>) -> ReadinessCheck {

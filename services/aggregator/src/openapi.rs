@@ -30,7 +30,6 @@ use crate::series::Point;
         crate::stream::stream,
         crate::api::pipeline,
         crate::api::totals,
-        crate::openapi_json,
     ),
     components(
         schemas(ErrorBody, Time, Step, GridQuery, StreamQuery, Point, Stage),
@@ -112,25 +111,9 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_with_every_operation() {
-        let spec = spec();
-        assert!(
-            spec["openapi"].as_str().unwrap().starts_with("3."),
-            "{}",
-            spec["openapi"]
-        );
-        let mut operations = Vec::new();
-        for (path, item) in spec["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                operations.push((path.as_str(), method.as_str()));
-            }
-        }
-        operations.sort_unstable();
-        let mut expected = OPERATIONS.to_vec();
-        expected.sort_unstable();
-        assert_eq!(operations, expected);
         assert_eq!(
-            openapi::unresolved_refs(&crate::OPENAPI),
-            Vec::<String>::new()
+            openapi::check_document(&crate::OPENAPI, &OPERATIONS),
+            Ok(())
         );
     }
 

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
 use axum::routing::{get, post, MethodRouter};
 use axum::{BoxError, Router};
 use streamproc_kafka::producer;
@@ -103,7 +102,10 @@ pub async fn run(
     let app = Router::new()
         .route("/", get(ops::root_ok).merge(ingest.clone()))
         .route("/v1/events", ingest)
-        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/openapi.json",
+            get(streamproc_kit::openapi::serve_document).with_state(OPENAPI.as_str()),
+        )
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
     let app = ops::with_probes_and_metrics(app, registry, ready);
@@ -155,19 +157,6 @@ fn ingest_route(
             .layer(TimeoutLayer::new(timeout)),
     );
     auth::protect_method(bounded, token)
-}
-
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    summary = "This document",
-    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json")),
-)]
-async fn openapi_json() -> ([(header::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI.as_str(),
-    )
 }
 
 fn kafka_readiness(publisher: &Publisher) -> ReadinessCheck {

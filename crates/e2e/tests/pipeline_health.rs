@@ -9,10 +9,11 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
+use streamproc_event::EventTime;
 use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +68,7 @@ fn status_of(snapshot: &Value, name: &str) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    EventTime::now().as_millis()
 }
 
 /// Posts one event every 50 ms, alternating between the stores, until

@@ -136,7 +136,7 @@ impl Postgres {
     }
 
     /// Runs SQL with psql; its unaligned output, or its error.
-    pub fn psql(&self, sql: &str) -> Result<String, String> {
+    pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
         let output = Command::new(pg_bin("psql"))
             .args([
                 "-h",
@@ -147,13 +147,13 @@ impl Postgres {
                 "postgres",
             ])
             .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 }
 

@@ -99,12 +99,10 @@ pub async fn serve_document(
 
 /// What a service's test asserts of its document: OpenAPI 3, exactly the
 /// `operations` (path, method) expected, and no `$ref` naming nothing.
-pub fn check_document(json: &str, operations: &[(&str, &str)]) -> Result<(), String> {
-    let doc: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+pub fn check_document(json: &str, operations: &[(&str, &str)]) -> anyhow::Result<()> {
+    let doc: Value = serde_json::from_str(json)?;
     let version = doc["openapi"].as_str().unwrap_or_default();
-    if !version.starts_with("3.") {
-        return Err(format!("OpenAPI {version:?}, not 3.x"));
-    }
+    anyhow::ensure!(version.starts_with("3."), "OpenAPI {version:?}, not 3.x");
     let mut found: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
@@ -117,13 +115,13 @@ pub fn check_document(json: &str, operations: &[(&str, &str)]) -> Result<(), Str
         .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
         .collect();
     expected.sort_unstable();
-    if found != expected {
-        return Err(format!("operations {found:?}, expected {expected:?}"));
-    }
-    match unresolved_refs(json).as_slice() {
-        [] => Ok(()),
-        unresolved => Err(format!("unresolved $refs: {unresolved:?}")),
-    }
+    anyhow::ensure!(
+        found == expected,
+        "operations {found:?}, expected {expected:?}"
+    );
+    let unresolved = unresolved_refs(json);
+    anyhow::ensure!(unresolved.is_empty(), "unresolved $refs: {unresolved:?}");
+    Ok(())
 }
 
 /// The `$ref`s of a served document that name nothing in it.

@@ -12,12 +12,9 @@ pub const EVENTS_TOPIC: &str = "events";
 /// (`KAFKA_DLQ_TOPIC`).
 pub const DEAD_LETTER_TOPIC: &str = "events.dlq";
 
-pub const EVENT_API: &str = "event-api";
-pub const EVENT_PRODUCER: &str = "event-producer";
+/// The consumer services, which name their groups after themselves.
 pub const CONSUMER_HIGH: &str = "consumer-high";
 pub const CONSUMER_LOW: &str = "consumer-low";
-pub const AGGREGATOR: &str = "aggregator";
-pub const WEB_UI: &str = "web-ui";
 
 /// The consumer group a consumer service joins unless `KAFKA_GROUP_ID`
 /// says otherwise: its replicas share it and split the partitions.
@@ -25,10 +22,9 @@ pub fn consumer_group(service: &str) -> String {
     format!("streamproc-{service}")
 }
 
-/// TimescaleDB: consumer-high's events, and the totals it keeps beside them.
+/// TimescaleDB: consumer-high's events (its migrations create the table,
+/// and the per-second and per-hour totals beside it).
 pub const EVENTS_TABLE: &str = "events";
-pub const EVENTS_PER_SECOND_TABLE: &str = "events_per_second";
-pub const EVENTS_PER_HOUR_TABLE: &str = "events_per_hour";
 
 /// InfluxDB: consumer-low's points (field `amount`, the Go version's name),
 /// and the totals it keeps beside them.
@@ -54,14 +50,12 @@ pub const WEB_UI_PORT: u16 = 8080;
 /// `scripts/names.env`: the names above as shell assignments, which
 /// `scripts/lib.sh` sources and the Python harnesses read.
 pub fn env_file() -> String {
-    let names: [(&str, String); 18] = [
+    let names: [(&str, String); 16] = [
         ("EVENTS_TOPIC", EVENTS_TOPIC.into()),
         ("DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.into()),
         ("CONSUMER_HIGH_GROUP", consumer_group(CONSUMER_HIGH)),
         ("CONSUMER_LOW_GROUP", consumer_group(CONSUMER_LOW)),
         ("EVENTS_TABLE", EVENTS_TABLE.into()),
-        ("EVENTS_PER_SECOND_TABLE", EVENTS_PER_SECOND_TABLE.into()),
-        ("EVENTS_PER_HOUR_TABLE", EVENTS_PER_HOUR_TABLE.into()),
         ("EVENT_MEASUREMENT", EVENT_MEASUREMENT.into()),
         (
             "EVENT_PER_SECOND_MEASUREMENT",

@@ -86,10 +86,6 @@ impl ErrorResponse {
         self.close = true;
         self
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl IntoResponse for ErrorResponse {

@@ -74,16 +74,12 @@ impl Publisher {
         }
         let started = Instant::now();
         let payloads: Vec<Vec<u8>> = events.iter().map(Event::to_json_bytes).collect();
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> = events
-            .iter()
-            .zip(&payloads)
-            .map(|(event, payload)| {
-                FutureRecord::to(&self.topic)
-                    .key(event.id.as_str().as_bytes())
-                    .payload(payload.as_slice())
-            })
-            .collect();
-        match producer::send_all(&self.producer, records.into_iter()).await {
+        let records = events.iter().zip(&payloads).map(|(event, payload)| {
+            FutureRecord::to(&self.topic)
+                .key(event.id.as_str().as_bytes())
+                .payload(payload.as_slice())
+        });
+        match producer::send_all(&self.producer, records).await {
             Ok(()) => Ok(started.elapsed()),
             Err(SendError::QueueFull) => Err(PublishError::QueueFull),
             Err(SendError::NotAcknowledged {

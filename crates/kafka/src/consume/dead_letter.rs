@@ -93,9 +93,8 @@ impl DeadLetters {
                 .map_err(DeadLetterError::Topic)?;
             self.topic_exists.store(true, Ordering::Relaxed);
         }
-        let records: Vec<FutureRecord<'_, [u8], [u8]>> =
-            letters.iter().map(|letter| self.record(letter)).collect();
-        producer::send_all(&self.producer, records.into_iter())
+        let records = letters.iter().map(|letter| self.record(letter));
+        producer::send_all(&self.producer, records)
             .await
             .map_err(DeadLetterError::Send)
     }

@@ -65,7 +65,10 @@ fn readiness<S: Sink>(consumer: Arc<Consumer>, sink: Arc<S>) -> ReadinessCheck {
             match tokio::time::timeout(READY_TIMEOUT, sink.check()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(NotReady::new("store", e)),
-                Err(elapsed) => Err(NotReady::new("store", elapsed)),
+                Err(_) => Err(NotReady::new(
+                    "store",
+                    format!("no answer within {READY_TIMEOUT:?}"),
+                )),
             }
         })
     })

@@ -6,6 +6,7 @@
 //! happens, and never touch a local stack a developer has running.
 
 mod broker;
+pub mod guarantees;
 mod influxdb;
 mod postgres;
 mod process;

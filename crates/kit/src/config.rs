@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 
 use streamproc_event::{EventBounds, AMOUNT_LIMIT_CEILING};
 
+use crate::server::ConnectionArgs;
+
 /// What an event may say: read by event-api, which answers 400 outside
 /// these bounds, and by the consumers, which dead-letter records outside
 /// them (a topic can be written by anyone). Give all three the same values.
@@ -65,6 +67,9 @@ pub struct ServeArgs {
     /// work instead. Probes and metrics still answer.
     #[arg(short = 'x', long = "disable", env = "DISABLE")]
     pub disable: bool,
+
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 impl ServeArgs {

@@ -15,8 +15,6 @@ use axum::routing::get;
 use axum::{middleware, Router};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{BoxError, Chain};
 use crate::metrics::HttpMetrics;
@@ -186,18 +184,6 @@ pub fn document(ready: &str) -> utoipa::openapi::OpenApi {
         get.summary = Some(ready.to_owned());
     }
     doc
-}
-
-/// Serves `app` until `shutdown` is cancelled, then stops accepting and waits
-/// for the requests in flight to finish.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
 #[cfg(test)]

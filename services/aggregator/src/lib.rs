@@ -23,11 +23,13 @@ use streamproc_kit::auth::{self, ApiTokenArgs};
 use streamproc_kit::config::ServeArgs;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, ReadinessCheck};
+use streamproc_kit::server;
 use streamproc_store::influx::InfluxArgs;
 use streamproc_store::timescale::PostgresArgs;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
 
 pub use error::DISABLED_MESSAGE;
 pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
@@ -193,11 +195,14 @@ pub async fn run(
             get(streamproc_kit::openapi::serve_document).with_state(OPENAPI.as_str()),
         )
         .merge(auth::protect(api, token))
-        .with_state(state);
+        .with_state(state)
+        // JSON answers shrink about tenfold; the event stream is left
+        // alone (tower-http never compresses text/event-stream).
+        .layer(CompressionLayer::new());
     let app = ops::with_probes_and_metrics(app, registry, ready);
 
     tracing::info!(addr = %listener.local_addr()?, "aggregator listening");
-    ops::serve(listener, app, shutdown).await?;
+    server::serve(listener, app, &config.serve.connections, shutdown).await?;
     tracing::info!("aggregator stopped");
     Ok(())
 }

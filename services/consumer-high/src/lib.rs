@@ -44,7 +44,7 @@ pub async fn run(
     let postgres = config.postgres.clone();
     service::serve(
         settings,
-        config.serve.disable,
+        &config.serve,
         listener,
         |_| TimescaleSink::new(&postgres),
         shutdown,

@@ -58,7 +58,7 @@ pub async fn run(
     let mut maintainer = None;
     let served = service::serve(
         settings,
-        config.serve.disable,
+        &config.serve,
         listener,
         |registry| {
             let sink = InfluxSink::new(influx)?;

@@ -23,6 +23,7 @@ use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
+use streamproc_kit::server;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +116,7 @@ pub async fn run(
         topic = %config.kafka.kafka_topic,
         "event-api listening"
     );
-    ops::serve(listener, app, shutdown).await?;
+    server::serve(listener, app, &config.serve.connections, shutdown).await?;
     if let Intake::Kafka(publisher) = intake.as_ref() {
         publisher.flush().await;
     }

@@ -15,6 +15,7 @@ use axum::{routing::get, Router};
 use streamproc_event::EventTime;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops;
+use streamproc_kit::server;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -55,7 +56,11 @@ pub async fn run(
         ops::always_ready(),
     );
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(ops::serve(listener, app, server_stop.clone()));
+    let connections = config.serve.connections.clone();
+    let server = tokio::spawn({
+        let stop = server_stop.clone();
+        async move { server::serve(listener, app, &connections, stop).await }
+    });
 
     let generator = Generator::new(config.seed, config.amount_min..config.amount_max);
     let buffer = Arc::new(Buffer::new(config.max_buffered_events));

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use percent_encoding::percent_decode_str;
 use streamproc_kit::auth::Token;
 use streamproc_kit::error::{Chain, ErrorResponse};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,14 @@ impl Proxy {
 
 /// `GET /api` and `GET /api/*`: the same path and query at the aggregator.
 pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -> Response {
+    if !stays_under_api(uri.path()) {
+        return ErrorResponse::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "only paths under /api/ are forwarded: no dot segments, empty segments or encoded slashes",
+        )
+        .into_response();
+    }
     let path = uri.path_and_query().map_or("/api", |p| p.as_str());
     let mut request = proxy.client.get(format!("{}{path}", proxy.upstream));
     if let Some(accept) = headers.get(header::ACCEPT) {
@@ -108,6 +117,32 @@ pub async fn forward(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap) -
         .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e.to_string()).into_response())
 }
 
+/// Whether the aggregator, once it (or the URL parser on the way) resolves
+/// `path`, still sees a path under `/api`. The router matched `/api/...`
+/// on the raw text, but `/api/../metrics`, `/api/%2e%2E/metrics` and
+/// `/api/..%2fmetrics` all climb out after resolution, and a backslash reads
+/// as a slash to a WHATWG URL parser. Rather than resolve such paths the way
+/// some parser might, every segment that could move up, or that hides a
+/// separator, is refused; the page never sends one.
+fn stays_under_api(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return false;
+    };
+    rest.split('/').all(|segment| {
+        let decoded: Vec<u8> = percent_decode_str(segment).collect();
+        !decoded.is_empty()
+            && decoded != b"."
+            && decoded != b".."
+            && !decoded.iter().any(|b| matches!(b, b'/' | b'\\'))
+    })
+}
+
 /// What `/api` answers when DISABLE is set: the page still loads.
 pub async fn disabled() -> Response {
     ErrorResponse::new(
@@ -116,4 +151,41 @@ pub async fn disabled() -> Response {
         "web-ui is disabled (DISABLE): /api is not forwarded",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_under_api;
+
+    #[test]
+    fn only_paths_that_stay_under_api_are_forwarded() {
+        for good in [
+            "/api",
+            "/api/v1/series",
+            "/api/v1/stream",
+            "/api/v1/series%20x",
+            "/api/v1/a.b",
+            "/api/v1/...",
+        ] {
+            assert!(stays_under_api(good), "{good}");
+        }
+        for bad in [
+            "/api/../metrics",
+            "/api/%2e%2e/metrics",
+            "/api/%2E%2e/metrics",
+            "/api/.%2e/metrics",
+            "/api/..%2fmetrics",
+            "/api/..%2Fmetrics",
+            "/api/..%5cmetrics",
+            "/api/..\\metrics",
+            "/api/v1/./series",
+            "/api//metrics",
+            "/api/v1//series",
+            "/api/",
+            "/apiv1",
+            "/metrics",
+        ] {
+            assert!(!stays_under_api(bad), "{bad}");
+        }
+    }
 }

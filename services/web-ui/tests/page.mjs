@@ -61,10 +61,17 @@ async function assertPlotsTheApi(page, metric) {
 try {
   mkdirSync(args.screenshots, { recursive: true });
   const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+  // Script errors and console errors both fail the test: a resource the
+  // CSP blocks, or one that answers 404, shows only as a console error.
   const errors = [];
-  page.on("pageerror", (error) => errors.push(error.message));
+  const watch = (p) => {
+    p.on("pageerror", (error) => errors.push(error.message));
+    p.on("console", (message) => message.type() === "error" && errors.push(message.text()));
+  };
+  watch(page);
 
-  await page.goto(`${args.url}/?range=5m`);
+  const loaded = await page.goto(`${args.url}/?range=5m`);
+  assert.match(loaded.headers()["content-security-policy"] ?? "", /default-src 'none'/, "the page is served under its CSP");
   const first = await until("both stores up and the stream live", async () => {
     const s = await snapshot(page);
     return s.transport === "stream" && s.stores.high.available && s.stores.low.available && s.times.length > 0 && s;
@@ -150,6 +157,7 @@ try {
   ok("pause and resume");
 
   const dark = await browser.newPage({ viewport: { width: 1200, height: 760 }, colorScheme: "dark" });
+  watch(dark);
   await dark.goto(`${args.url}/?range=15m&transport=polling`);
   await until("the polling fallback live", async () => {
     const s = await snapshot(dark);
@@ -163,8 +171,10 @@ try {
   await dark.screenshot({ path: join(args.screenshots, "web-ui-dark.png") });
   ok("polling fallback keeps the chart live; dark mode");
 
-  assert.deepEqual(errors, [], "no script errors on the page");
-  ok("no script errors");
+  const icon = await page.evaluate(async () => (await fetch(document.querySelector("link[rel=icon]").href)).status);
+  assert.equal(icon, 200, "the page's icon");
+  assert.deepEqual(errors, [], "no script or console errors (CSP violations, 404s) on the page");
+  ok("no script or console errors under the CSP; the icon loads");
   console.log(`page: ${checksPassed()} passed, 0 failed`);
 } catch (error) {
   console.error(`not ok - ${error.stack ?? error}`);

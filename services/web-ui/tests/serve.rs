@@ -119,3 +119,108 @@ async fn not_ready_without_the_page_files() {
     );
     ui.stop().await;
 }
+
+/// Sends `target` as written, byte for byte (an HTTP client would resolve
+/// its dot segments first), and answers the status code.
+async fn raw_get_status(url: &str, target: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line for {target}: {answer}"))
+}
+
+#[tokio::test]
+async fn the_forwarder_never_leaves_api() {
+    let aggregator = quiet_aggregator().await;
+    let ui = web_ui(&["--aggregator-url", &aggregator.url]).await;
+    let asked = |path: &'static str| {
+        let aggregator = &aggregator;
+        async move {
+            aggregator
+                .metric(&format!(
+                    "http_requests_total{{method=\"GET\",path=\"{path}\",status=\"200\"}}"
+                ))
+                .await
+        }
+    };
+    let metrics_before = asked("/metrics").await;
+    for target in [
+        "/api/../metrics",
+        "/api/%2e%2e/metrics",
+        "/api/%2E%2e/metrics",
+        "/api/.%2e/metrics",
+        "/api/..%2fmetrics",
+        "/api/..%2Fmetrics",
+        "/api/..%5cmetrics",
+        "/api/..\\metrics",
+        "/api//metrics",
+        "/api/v1/../../metrics",
+        "/api/./../readyz",
+    ] {
+        let status = raw_get_status(&ui.url, target).await;
+        assert!(matches!(status, 400 | 404), "{target} answered {status}");
+    }
+    // The only /metrics the aggregator answered since is the one read here.
+    assert_eq!(asked("/metrics").await, metrics_before + 1.0);
+    assert_eq!(asked("/readyz").await, 0.0);
+    // What the page asks for still goes through.
+    assert_eq!(raw_get_status(&ui.url, "/api").await, 200);
+    ui.stop().await;
+    aggregator.stop().await;
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_page_headers_and_json_is_compressed_on_request() {
+    let aggregator = quiet_aggregator().await;
+    let ui = web_ui(&["--aggregator-url", &aggregator.url]).await;
+    for path in ["/", "/app.js", "/favicon.svg", "/api", "/no-such-file"] {
+        let response = ui.get(path).await;
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"],
+            web_ui::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    assert_eq!(
+        ui.get("/favicon.svg").await.headers()["content-type"],
+        "image/svg+xml"
+    );
+
+    // reqwest is built without decompression here, so the encoding shows.
+    let client = reqwest::Client::new();
+    for (path, asked, expected) in [
+        (
+            "/api/v1/series?from=now-1h&step=fast",
+            Some("gzip"),
+            Some("gzip"),
+        ),
+        ("/api/v1/series?from=now-1h&step=fast", None, None),
+        ("/app.js", Some("gzip"), Some("gzip")),
+    ] {
+        let mut request = client.get(format!("{}{path}", ui.url));
+        if let Some(asked) = asked {
+            request = request.header("accept-encoding", asked);
+        }
+        let response = request.send().await.unwrap();
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(encoding.as_deref(), expected, "{path} asked {asked:?}");
+    }
+    ui.stop().await;
+    aggregator.stop().await;
+}

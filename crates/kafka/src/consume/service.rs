@@ -10,21 +10,23 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
+use streamproc_kit::config::ServeArgs;
 use streamproc_kit::metrics::Registry;
 use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
+use streamproc_kit::server;
 
 /// Serves a consumer on `listener` until `shutdown`. `connect` builds the
-/// sink; it is not called when `disabled`, so a disabled consumer opens no
-/// connection to Kafka or its store.
+/// sink; it is not called when `serve_args` says DISABLE, so a disabled
+/// consumer opens no connection to Kafka or its store.
 pub async fn serve<S: Sink>(
     settings: ConsumerSettings,
-    disabled: bool,
+    serve_args: &ServeArgs,
     listener: TcpListener,
     connect: impl FnOnce(&mut Registry) -> anyhow::Result<S>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let consumer = if disabled {
+    let consumer = if serve_args.disable {
         tracing::warn!("DISABLE is set: consuming nothing, connecting to no store");
         None
     } else {
@@ -42,7 +44,11 @@ pub async fn serve<S: Sink>(
 
     // Probes keep answering while the consumer drains.
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(ops::serve(listener, app, server_stop.clone()));
+    let connections = serve_args.connections.clone();
+    let server = tokio::spawn({
+        let stop = server_stop.clone();
+        async move { server::serve(listener, app, &connections, stop).await }
+    });
     match consumer {
         Some((consumer, sink)) => consumer.run(sink.as_ref(), shutdown).await,
         None => shutdown.cancelled().await,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use streamproc_event::names::DEAD_LETTER_TOPIC;
 use testkit::{eventually, produce, read_topic, InProcess, InfluxDb, Postgres, Tansu};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -186,11 +187,19 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
         "no POST fell into the outage; the test did not test it"
     );
 
-    // The dead-letter producer writes after the restart.
+    // Both dead-letter producers write after the restart: a record with
+    // no readable amount is consumer-low's to dead-letter, one whose amount
+    // is above the watermark consumer-high's.
     produce(
         &brokers,
         TOPIC,
-        &[("garbage-after-restart".to_owned(), b"not json".to_vec())],
+        &[
+            ("garbage-after-restart".to_owned(), b"not json".to_vec()),
+            (
+                "high-after-restart".to_owned(),
+                br#"{"id":"high-after-restart","amount":9.5}"#.to_vec(),
+            ),
+        ],
     )
     .await;
     let dead_lettered = eventually(Duration::from_secs(60), || async {
@@ -200,21 +209,20 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     .await;
     assert!(
         dead_lettered,
-        "the consumers did not dead-letter the malformed record after the restart"
+        "the consumers did not dead-letter the malformed records after the restart"
     );
     let dead = read_topic(
         &brokers,
-        "events.dlq",
-        1,
+        DEAD_LETTER_TOPIC,
+        2,
         Duration::from_secs(60),
         Duration::from_millis(500),
     )
     .await;
-    assert!(
-        dead.iter()
-            .any(|r| r.key.as_deref() == Some("garbage-after-restart")),
-        "the malformed record was not dead-lettered after the restart"
-    );
+    for key in ["garbage-after-restart", "high-after-restart"] {
+        let copies = dead.iter().filter(|r| r.key.as_deref() == Some(key)).count();
+        assert_eq!(copies, 1, "{key} dead-lettered {copies} times after the restart");
+    }
 
     // Every event record on the topic is stored once, in one store; every
     // accepted event is among them. Refused events may be there too (a

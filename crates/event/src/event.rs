@@ -331,7 +331,7 @@ impl Event {
     }
 }
 
-fn parse_amount(value: &Value) -> Result<Amount, EventError> {
+pub(crate) fn parse_amount(value: &Value) -> Result<Amount, EventError> {
     let number = match value {
         Value::Number(n) => n.as_f64().ok_or(EventError::AmountNotFinite)?,
         // The Go producer sent amounts as decimal strings: keep accepting them.

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::event::Amount;
+use serde_json::Value;
+
+use crate::event::{parse_amount, Amount};
 
 /// Where an event is stored: `High` in TimescaleDB, `Low` in InfluxDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +56,22 @@ impl Watermark {
             Route::Low
         }
     }
+
+    /// The route that owns a record which is not a valid event, and so
+    /// writes its one dead letter. Both consumer groups read every record;
+    /// each must decide alone, from the payload, whether the bad record is
+    /// its own. A readable finite amount decides as it would for a valid
+    /// event, whatever else is wrong; with none, the record is Low's, the
+    /// side of the rule that takes everything not above the watermark.
+    pub fn route_invalid(self, payload: &[u8]) -> Route {
+        let amount = match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(mut fields)) => fields.remove("amount"),
+            _ => None,
+        };
+        amount
+            .and_then(|amount| parse_amount(&amount).ok())
+            .map_or(Route::Low, |amount| self.route(amount))
+    }
 }
 
 impl Default for Watermark {
@@ -97,6 +115,30 @@ mod tests {
         assert_eq!(route(5.0_f64.next_down()), Route::Low);
         assert_eq!(route(-1.0), Route::Low);
         assert_eq!(route(9.99), Route::High);
+    }
+
+    #[test]
+    fn each_invalid_record_has_one_owner() {
+        let owner = |payload: &str| Watermark::DEFAULT.route_invalid(payload.as_bytes());
+        // A readable amount decides, whatever else is wrong.
+        assert_eq!(owner(r#"{"amount": 9.5}"#), Route::High);
+        assert_eq!(owner(r#"{"amount": "9.5", "time": "soon"}"#), Route::High);
+        assert_eq!(owner(r#"{"amount": 1e308, "time": -1}"#), Route::High);
+        assert_eq!(owner(r#"{"amount": 5, "id": 7}"#), Route::Low);
+        assert_eq!(owner(r#"{"amount": -3}"#), Route::Low);
+        // Without one, Low owns it.
+        for payload in [
+            "",
+            "garbage",
+            "[9.5]",
+            r#"{"time": 1}"#,
+            r#"{"amount": "NaN"}"#,
+            r#"{"amount": "inf"}"#,
+            r#"{"amount": null}"#,
+            r#"{"amount": 1e999}"#,
+        ] {
+            assert_eq!(owner(payload), Route::Low, "{payload}");
+        }
     }
 
     #[test]

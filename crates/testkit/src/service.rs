@@ -65,7 +65,7 @@ impl InProcess {
         assert!(counted, "{expected} records were not dead-lettered in 30 s");
         crate::read_topic(
             brokers,
-            "events.dlq",
+            streamproc_event::names::DEAD_LETTER_TOPIC,
             expected,
             Duration::from_secs(20),
             Duration::from_millis(500),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use streamproc_event::names::{CONSUMER_LOW, EVENTS_TOPIC};
+use streamproc_event::names::{CONSUMER_LOW, DEAD_LETTER_TOPIC, EVENTS_TOPIC};
 use streamproc_event::Route;
 use testkit::guarantees::{assert_settles_at, start_consumer, StoreUnderTest, TopicRecord};
 use testkit::{
@@ -386,6 +386,10 @@ async fn every_event_lands_in_exactly_one_store() {
             event["amount"].as_f64().unwrap() <= 5.0
         })
         .count() as i64;
+    // Both groups read every record; exactly one dead-letters each bad one.
+    let malformed = testkit::guarantees::malformed_records();
+    let mut records = records;
+    records.extend(malformed.iter().map(|(record, ..)| record.clone()));
     produce(&broker.brokers(), EVENTS_TOPIC, &records).await;
 
     assert_settles_at(&store, expected_low, &broker, records.len()).await;
@@ -405,8 +409,32 @@ async fn every_event_lands_in_exactly_one_store() {
         rows(),
         1000 - expected_low
     );
-    assert_eq!(low.metric("events_consumed_total").await, 1000.0);
-    assert_eq!(high.metric("events_consumed_total").await, 1000.0);
+    let dead_lettered = || async {
+        low.metric("events_dead_lettered_total").await
+            + high.metric("events_dead_lettered_total").await
+    };
+    let counted = eventually(Duration::from_secs(30), || async {
+        dead_lettered().await >= malformed.len() as f64
+    })
+    .await;
+    assert!(counted, "dead letters counted: {}", dead_lettered().await);
+    let dead = testkit::read_topic(
+        &broker.brokers(),
+        DEAD_LETTER_TOPIC,
+        malformed.len(),
+        Duration::from_secs(20),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut keys: Vec<_> = dead.iter().filter_map(|r| r.key.clone()).collect();
+    keys.sort();
+    let mut expected: Vec<_> = malformed.iter().map(|((key, _), ..)| key.clone()).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "one dead letter per bad record");
+    assert_eq!(dead_lettered().await, malformed.len() as f64);
+    let consumed = records.len() as f64;
+    assert_eq!(low.metric("events_consumed_total").await, consumed);
+    assert_eq!(high.metric("events_consumed_total").await, consumed);
     low.stop().await;
     high.stop().await;
 }

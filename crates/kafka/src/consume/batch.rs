@@ -74,12 +74,17 @@ impl Batch {
         };
         let next = self.next_offsets.entry(source.partition).or_insert(0);
         *next = (*next).max(source.offset + 1);
-        match Event::from_json_bytes(message.payload().unwrap_or_default(), &self.admission) {
+        let payload = message.payload().unwrap_or_default();
+        match Event::from_json_bytes(payload, &self.admission) {
             Ok(event) if settings.watermark.route(event.amount) == settings.route => {
                 self.events.push(event);
                 self.sources.push(source);
             }
             Ok(_) => {
+                metrics.skipped.inc();
+            }
+            Err(_) if settings.watermark.route_invalid(payload) != settings.route => {
+                // The other group dead-letters it: one dead letter per record.
                 metrics.skipped.inc();
             }
             Err(error) => {

@@ -59,7 +59,7 @@ impl ConsumerMetrics {
         );
         registry.register(
             "events_skipped",
-            "Valid events routed to the other store",
+            "Records the other consumer owns: valid events routed to the other store, and invalid records whose dead letter it writes",
             metrics.skipped.clone(),
         );
         registry.register(

@@ -220,8 +220,14 @@ async fn a_broker_restart_under_load_heals_without_a_manual_step() {
     )
     .await;
     for key in ["garbage-after-restart", "high-after-restart"] {
-        let copies = dead.iter().filter(|r| r.key.as_deref() == Some(key)).count();
-        assert_eq!(copies, 1, "{key} dead-lettered {copies} times after the restart");
+        let copies = dead
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .count();
+        assert_eq!(
+            copies, 1,
+            "{key} dead-lettered {copies} times after the restart"
+        );
     }
 
     // Every event record on the topic is stored once, in one store; every

@@ -288,7 +288,10 @@ pub async fn malformed_records_go_to_the_dead_letter_topic_and_the_rest_flows<S:
     broker.create_topic(EVENTS_TOPIC, 1).await;
     let store = S::start();
     let malformed = malformed_records();
-    let mut records: Vec<_> = malformed.iter().map(|(record, ..)| record.clone()).collect();
+    let mut records: Vec<_> = malformed
+        .iter()
+        .map(|(record, ..)| record.clone())
+        .collect();
     records.extend(events::<S>("after", 20));
     produce(&broker.brokers(), EVENTS_TOPIC, &records).await;
 

@@ -37,6 +37,7 @@ pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 use api::Source;
 use metrics::ApiMetrics;
 use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
+use stream::StreamSlots;
 
 pub const DEFAULT_PORT: u16 = streamproc_event::names::AGGREGATOR_PORT;
 
@@ -68,10 +69,15 @@ pub struct Config {
     #[arg(long, env = "STREAM_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub stream_interval: Duration,
 
-    /// Most /api/v1/stream connections open at once; past it a new one is
-    /// answered 503 with Retry-After.
+    /// Most /api/v1/stream connections open at once; past it a new one
+    /// ends the oldest, whose browser reconnects.
     #[arg(long, env = "MAX_STREAMS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
+
+    /// Longest a stream stays open; then it ends and the browser
+    /// reconnects, without a gap or a repeated point.
+    #[arg(long, env = "STREAM_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub stream_max_age: Duration,
 
     /// Most /api, /api/v1/series and /api/v1/totals requests answered at
     /// once; past it a new one is answered 503 with Retry-After.
@@ -99,7 +105,8 @@ struct AppState {
     shutdown: CancellationToken,
     metrics: ApiMetrics,
     /// A place for each open stream, MAX_STREAMS in all.
-    streams: Arc<Semaphore>,
+    streams: Arc<StreamSlots>,
+    stream_max_age: Duration,
     /// A place for each query being answered, MAX_QUERIES in all.
     queries: Arc<Semaphore>,
     request_timeout: Duration,
@@ -168,7 +175,8 @@ pub async fn run(
         stream_interval: config.stream_interval,
         shutdown: shutdown.clone(),
         metrics,
-        streams: Arc::new(Semaphore::new(permits(config.max_streams))),
+        streams: Arc::new(StreamSlots::new(permits(config.max_streams))),
+        stream_max_age: config.stream_max_age,
         queries: Arc::new(Semaphore::new(permits(config.max_queries))),
         request_timeout: config.request_timeout,
         pipeline,
@@ -237,7 +245,8 @@ mod tests {
             stream_interval: Duration::from_secs(1),
             shutdown: CancellationToken::new(),
             metrics: ApiMetrics::register(&mut Registry::default()),
-            streams: Arc::new(Semaphore::new(1)),
+            streams: Arc::new(StreamSlots::new(1)),
+            stream_max_age: Duration::from_secs(60),
             queries: Arc::new(Semaphore::new(permits(max_queries))),
             request_timeout,
             pipeline: None,

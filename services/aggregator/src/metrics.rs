@@ -1,5 +1,5 @@
 //! The aggregator's request-side figures, beside the shared HTTP request
-//! counters: refusals by reason and open streams. The stores' query figures
+//! counters: refusals by reason, open streams and why streams ended. The stores' query figures
 //! are the stores module's own (`stores::QueryMetrics`).
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,8 +11,6 @@ use prometheus_client::registry::Registry;
 /// Why a request was refused with 503 before or instead of its answer.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Rejection {
-    /// MAX_STREAMS streams were open.
-    Streams,
     /// MAX_QUERIES queries were being answered.
     Queries,
     /// No answer within REQUEST_TIMEOUT.
@@ -22,9 +20,26 @@ pub enum Rejection {
 impl Rejection {
     fn name(self) -> &'static str {
         match self {
-            Self::Streams => "streams",
             Self::Queries => "queries",
             Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Why the server ended a stream (a client hanging up is not counted).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// MAX_STREAMS were open and a newer stream took its place.
+    Evicted,
+    /// It was open for STREAM_MAX_AGE.
+    MaxAge,
+}
+
+impl StreamEnd {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Evicted => "evicted",
+            Self::MaxAge => "max_age",
         }
     }
 }
@@ -38,6 +53,7 @@ struct RejectionLabels {
 pub struct ApiMetrics {
     rejections: Family<RejectionLabels, Counter>,
     pub stream_clients: Gauge,
+    streams_ended: Family<RejectionLabels, Counter>,
 }
 
 impl ApiMetrics {
@@ -45,6 +61,7 @@ impl ApiMetrics {
         let metrics = Self {
             rejections: Family::default(),
             stream_clients: Gauge::default(),
+            streams_ended: Family::default(),
         };
         registry.register(
             "requests_rejected",
@@ -56,7 +73,19 @@ impl ApiMetrics {
             "Open /api/v1/stream connections",
             metrics.stream_clients.clone(),
         );
+        registry.register(
+            "streams_ended",
+            "/api/v1/stream connections the server ended, by reason: evicted (MAX_STREAMS were \
+             open and a newer stream took the place) or max_age (STREAM_MAX_AGE)",
+            metrics.streams_ended.clone(),
+        );
         metrics
+    }
+
+    pub fn stream_ended(&self, why: StreamEnd) {
+        self.streams_ended
+            .get_or_create(&RejectionLabels { reason: why.name() })
+            .inc();
     }
 
     pub fn rejected(&self, reason: Rejection) {

@@ -4,6 +4,17 @@
 //! of `step` (the bucket in progress included), then, when the pipeline was
 //! probed since the last one, a `pipeline` event with the same JSON as
 //! `/api/v1/pipeline`.
+//!
+//! A stream ends after STREAM_MAX_AGE, or when MAX_STREAMS are open and a
+//! newer one needs its place ([`slots`]); the browser reconnects after the
+//! `retry` the stream sets, and as every event carries whole buckets (the
+//! page keys them by time), the reconnected stream neither skips nor
+//! repeats a point. A client that stops reading is cut off by the server's
+//! IDLE_TIMEOUT once its connection's buffers are full.
+
+mod slots;
+
+pub use slots::StreamSlots;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +23,6 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::IntervalStream;
 
@@ -20,7 +30,7 @@ use streamproc_event::EventTime;
 
 use crate::answers::SeriesBody;
 use crate::error::ApiError;
-use crate::metrics::Rejection;
+use crate::metrics::StreamEnd;
 use crate::pipeline::Snapshot;
 use crate::schema::{BadParameter, ErrorBody, StreamQuery};
 use crate::AppState;
@@ -41,8 +51,7 @@ use streamproc_kit::auth::Unauthorized;
         (status = 400, body = BadParameter,
             description = "A parameter is invalid, out of range or given twice; parameter names it"),
         (status = 401, response = Unauthorized),
-        (status = 503, body = ErrorBody,
-            description = "DISABLE is set, or MAX_STREAMS streams are open; message says which"),
+        (status = 503, body = ErrorBody, description = "DISABLE is set"),
     ),
     security(("bearer" = []), ()),
 )]
@@ -53,15 +62,14 @@ pub async fn stream(
     let (step, last) =
         step_and_last(&pairs, EventTime::now().as_millis()).map_err(ApiError::BadParameter)?;
     let stores = state.source.stores()?.clone();
-    // Refused rather than queued: a waiting EventSource would only retry.
-    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
-        state.metrics.rejected(Rejection::Streams);
-        return Err(ApiError::Busy("too many streams open: try again later"));
-    };
+    let (slot, evicted) = state.streams.open();
+    if evicted {
+        state.metrics.stream_ended(StreamEnd::Evicted);
+    }
     let mut ticks = tokio::time::interval(state.stream_interval);
     // A slow store delays the next event rather than queueing a burst.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let client = ClientCount::open(&state, permit);
+    let client = ClientCount::open(&state);
     let pipeline = state.pipeline.clone();
     // The pipeline is probed less often than a fast stream ticks: each
     // snapshot is sent once, with the first tick after it was taken.
@@ -103,27 +111,43 @@ pub async fn stream(
                 futures_util::stream::iter(events)
             }
         })
-        .flatten()
-        // Without this, graceful shutdown would wait for every open stream.
-        .take_until(state.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(events)
+        .flatten();
+    // The browser reconnects this soon after a stream ends.
+    let retry = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Event::default().retry(RECONNECT_AFTER))
+    });
+    let (shutdown, max_age, metrics) = (
+        state.shutdown.clone(),
+        state.stream_max_age,
+        state.metrics.clone(),
+    );
+    let end = async move {
+        tokio::select! {
+            // Without this, graceful shutdown would wait for every open stream.
+            () = shutdown.cancelled() => {}
+            () = slot.evicted() => {}
+            () = tokio::time::sleep(max_age) => metrics.stream_ended(StreamEnd::MaxAge),
+        }
+    };
+    Ok(Sse::new(retry.chain(events).take_until(end))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
 
-/// Counts an open stream in the `stream_clients` gauge, and holds its place
-/// among `MAX_STREAMS`, until it is dropped.
+/// How long the browser waits before it reconnects an ended stream: well
+/// inside the page's own silence timeout, after which it would poll.
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Counts an open stream in the `stream_clients` gauge until it is dropped.
 struct ClientCount {
     gauge: prometheus_client::metrics::gauge::Gauge,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl ClientCount {
-    fn open(state: &AppState, permit: OwnedSemaphorePermit) -> Self {
+    fn open(state: &AppState) -> Self {
         state.metrics.stream_clients.inc();
         Self {
             gauge: state.metrics.stream_clients.clone(),
-            _permit: permit,
         }
     }
 }

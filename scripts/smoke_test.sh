@@ -85,4 +85,17 @@ aggregated() {
 }
 wait_until 15 "the aggregator's totals equal the stored events" aggregated ||
   die "aggregator totals: $(curl -sS "http://127.0.0.1:$WEB_UI_PORT/api/v1/totals")"
+
+# Each HTTP service under a connection flood (5,000 connections that never
+# finish their headers) still answers a normal client within 1 s, closes the
+# flood within HEADER_READ_TIMEOUT and gives its file descriptors back. The
+# open file counts are read from /proc, so only for plain processes.
+if [[ ${STREAMPROC_RUN:-process} == process ]]; then
+  log "connection flood against event-api, the aggregator and web-ui"
+  flood() { "$VENV/bin/python" "$REPO_ROOT/scripts/flood.py" --pid-file "$STREAMPROC_STATE/run/$1.pid" --name "$@"; }
+  flood event-api --url "http://127.0.0.1:$EVENT_API_PORT" --post 500
+  flood aggregator --url "http://127.0.0.1:$AGGREGATOR_PORT" --path /api/v1/totals
+  flood web-ui --url "http://127.0.0.1:$WEB_UI_PORT" --path /api/v1/totals
+  checks=$((checks + 3))
+fi
 echo "smoke: $checks passed, 0 failed"

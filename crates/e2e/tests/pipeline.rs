@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const PRODUCED: u64 = 300;
@@ -49,6 +50,22 @@ async fn assert_stored(aggregator: &InProcess, broker: &Tansu, expected: u64) ->
     let (high, low) = totals(aggregator).await.unwrap();
     assert_eq!(high + low, expected, "each accepted event stored once");
     (high, low)
+}
+
+/// `n` clients that ask web-ui for the event stream and never read a byte
+/// of it.
+async fn non_reading_streams(url: &str, n: usize) -> Vec<TcpStream> {
+    let addr = url.trim_start_matches("http://");
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /api/v1/stream?step=1s&last=60 HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    streams
 }
 
 #[tokio::test]
@@ -96,6 +113,15 @@ async fn events_flow_from_the_producer_to_the_page() {
     let through_ui: Value = web_ui.get("/api/v1/totals").await.json().await.unwrap();
     assert_eq!(through_ui["high"]["count"], stored_high);
 
+    // MAX_STREAMS (64) clients hold a stream each and never read it; the
+    // page must still go live within 10 s (page.mjs's first check).
+    let hogs = non_reading_streams(&web_ui.url, 64).await;
+    let held = eventually(Duration::from_secs(30), || async {
+        aggregator.metric("stream_clients").await >= 64.0
+    })
+    .await;
+    assert!(held, "the 64 streams did not open");
+
     // The page, in Debian's Chromium, against this pipeline; it posts three
     // more events through event-api and watches them arrive.
     let screenshots = common::run_browser_test(
@@ -105,6 +131,14 @@ async fn events_flow_from_the_producer_to_the_page() {
     )
     .await;
     assert!(screenshots.join("web-ui.png").is_file());
+    assert!(
+        aggregator
+            .metric("streams_ended_total{reason=\"evicted\"}")
+            .await
+            >= 1.0,
+        "the page's stream made room by ending the oldest"
+    );
+    drop(hogs);
 
     assert_stored(&aggregator, &broker, PRODUCED + 3).await;
     for service in [web_ui, aggregator, low, high, event_api] {

@@ -722,45 +722,56 @@ async fn hostile_numbers_are_400s_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn streams_past_max_streams_are_503_with_retry_after() {
+async fn a_stream_past_max_streams_ends_the_oldest_and_each_ends_at_its_max_age() {
     let stores = Stores::start();
     stores.write(&KNOWN).await;
     let aggregator = stores
-        .aggregator(&["--max-streams", "1", "--stream-interval", "100ms"])
+        .aggregator(&[
+            "--max-streams",
+            "1",
+            "--stream-interval",
+            "100ms",
+            "--stream-max-age",
+            "2s",
+        ])
         .await;
-    let stream = |last: u32| {
+    let stream = || {
         reqwest::get(format!(
-            "{}/api/v1/stream?step=1s&last={last}",
+            "{}/api/v1/stream?step=1s&last=3",
             aggregator.url
         ))
     };
-    let first = stream(3).await.unwrap();
+    let ended = |reason: &'static str| {
+        let aggregator = &aggregator;
+        async move {
+            aggregator
+                .metric(&format!("streams_ended_total{{reason=\"{reason}\"}}"))
+                .await
+        }
+    };
+    let first = stream().await.unwrap();
     assert_eq!(first.status(), 200);
-    let second = stream(3).await.unwrap();
-    assert_eq!(second.status(), 503);
-    assert_eq!(second.headers()["retry-after"], "1");
-    let body: Value = second.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains("streams"),
-        "{body}"
-    );
-    assert_eq!(
-        aggregator
-            .metric("requests_rejected_total{reason=\"streams\"}")
-            .await,
-        1.0
-    );
+    let second = stream().await.unwrap();
+    assert_eq!(second.status(), 200, "a new stream is never refused");
+
+    // The oldest ends, having told the browser to come back soon.
+    let rest = tokio::time::timeout(Duration::from_secs(10), first.text())
+        .await
+        .expect("the oldest stream ends")
+        .unwrap();
+    assert!(rest.starts_with("retry: 500"), "{rest}");
+    assert_eq!(ended("evicted").await, 1.0);
     let (status, _) = get_json(&aggregator, "/api/v1/series?from=now-1m&step=1s").await;
     assert_eq!(status, 200, "queries are not held by the stream limit");
 
-    // Hanging up gives the place back, once the server writes to the closed
-    // connection.
-    drop(first);
-    let freed = eventually(Duration::from_secs(10), || async {
-        stream(3).await.unwrap().status() == 200
-    })
-    .await;
-    assert!(freed, "a new stream opens once the first is closed");
+    // The newest runs until STREAM_MAX_AGE, live all along.
+    let rest = tokio::time::timeout(Duration::from_secs(10), second.text())
+        .await
+        .expect("a stream ends at its max age")
+        .unwrap();
+    let series = rest.matches("event: series").count();
+    assert!(series >= 10, "{series} updates in 2 s at 100 ms");
+    assert_eq!(ended("max_age").await, 1.0);
     aggregator.stop().await;
 }
 

@@ -75,7 +75,7 @@ try {
   const first = await until("both stores up and the stream live", async () => {
     const s = await snapshot(page);
     return s.transport === "stream" && s.stores.high.available && s.stores.low.available && s.times.length > 0 && s;
-  });
+  }, 10_000);
   assert.equal(first.step, 1000, "5 minutes in 300 points: 1 s buckets");
   ok("page loads; both stores up; live over the stream");
 

@@ -31,12 +31,13 @@ RUN cargo chef prepare --recipe-path recipe.json
 # Cargo.lock change, not on every source edit.
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+RUN cargo chef cook --profile image --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bins \
+# The image profile (Cargo.toml): the release build without debug info.
+RUN cargo build --profile image --locked --bins \
  && mkdir /out \
- && cp target/release/event-api target/release/event-producer target/release/consumer-high \
-       target/release/consumer-low target/release/aggregator target/release/web-ui /out/
+ && cp target/image/event-api target/image/event-producer target/image/consumer-high \
+       target/image/consumer-low target/image/aggregator target/image/web-ui /out/
 
 # The page's charting library, from the npm registry under the lock file.
 FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS web-assets

@@ -34,7 +34,7 @@ seconds=${1:-20}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "seconds per target must be a positive whole number, got '$seconds'"
 shift $(($# > 0 ? 1 : 0))
 
-# As scripts/install.sh installs it.
+# A test-only tool: installed here, on first use, not by scripts/install.sh.
 CARGO_FUZZ_ROOT=$CACHE_DIR/cargo-fuzz
 CARGO_FUZZ_VERSION=0.13.2
 if [[ ! -x $CARGO_FUZZ_ROOT/bin/cargo-fuzz ]]; then
@@ -55,6 +55,10 @@ done
 
 log "cargo fmt --check (fuzz/)"
 cargo fmt -- --check
+
+# The fuzz workspace builds from its own lock file as it stands: cargo-fuzz
+# has no --locked, so a fetch that may not change the lock goes first.
+cargo fetch --locked
 
 build_flags=(-s none)
 log "building the fuzz targets"

@@ -735,12 +735,7 @@ async fn a_stream_past_max_streams_ends_the_oldest_and_each_ends_at_its_max_age(
             "2s",
         ])
         .await;
-    let stream = || {
-        reqwest::get(format!(
-            "{}/api/v1/stream?step=1s&last=3",
-            aggregator.url
-        ))
-    };
+    let stream = || reqwest::get(format!("{}/api/v1/stream?step=1s&last=3", aggregator.url));
     let ended = |reason: &'static str| {
         let aggregator = &aggregator;
         async move {

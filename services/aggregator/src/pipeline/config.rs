@@ -51,6 +51,17 @@ pub struct PipelineArgs {
     #[arg(long, env = "API_URL")]
     pub api_url: Option<String>,
 
+    /// consumer-high's URL, whose host is resolved and every address probed
+    /// (/readyz), as event-api's: the chart points it at the consumer's
+    /// headless Service, so that each replica is seen. Unset, the consumer
+    /// is judged from Kafka alone.
+    #[arg(long, env = "CONSUMER_HIGH_URL")]
+    pub consumer_high_url: Option<String>,
+
+    /// consumer-low's URL, as CONSUMER_HIGH_URL.
+    #[arg(long, env = "CONSUMER_LOW_URL")]
+    pub consumer_low_url: Option<String>,
+
     /// event-api's host, used when API_URL is not set.
     #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
     pub api_host: String,
@@ -105,8 +116,12 @@ pub enum PipelineConfigError {
     History { history: String, window: String },
     #[error("{0} must be above 0")]
     Zero(&'static str),
-    #[error("API_URL {url:?} is not an http(s) URL with a host: {reason}")]
-    ApiUrl { url: String, reason: String },
+    #[error("{setting} {url:?} is not an http(s) URL with a host: {reason}")]
+    Url {
+        setting: &'static str,
+        url: String,
+        reason: String,
+    },
 }
 
 fn human(duration: Duration) -> String {
@@ -143,7 +158,8 @@ impl PipelineArgs {
                 return Err(PipelineConfigError::Zero(name));
             }
         }
-        self.api_base().map(drop)
+        self.api_base()?;
+        self.consumer_bases().map(drop)
     }
 
     /// event-api's origin: API_URL's, else `http://API_HOST:API_PORT/`.
@@ -152,23 +168,43 @@ impl PipelineArgs {
             Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
             _ => format!("http://{}:{}/", self.api_host, self.api_port),
         };
-        let invalid = |reason: String| PipelineConfigError::ApiUrl {
-            url: url.clone(),
-            reason,
-        };
-        let mut parsed = reqwest::Url::parse(&url).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(format!("scheme {:?}", parsed.scheme())));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("no host".into()));
-        }
-        // /readyz and /metrics are at the root, wherever events are posted.
-        parsed.set_path("/");
-        parsed.set_query(None);
-        parsed.set_fragment(None);
-        Ok(parsed)
+        base_url("API_URL", &url)
     }
+
+    /// A consumer's base URL (CONSUMER_HIGH_URL, CONSUMER_LOW_URL), when
+    /// set: its replicas are then probed too.
+    pub fn consumer_bases(&self) -> Result<[Option<reqwest::Url>; 2], PipelineConfigError> {
+        let base = |setting, url: &Option<String>| match url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => base_url(setting, url).map(Some),
+            _ => Ok(None),
+        };
+        Ok([
+            base("CONSUMER_HIGH_URL", &self.consumer_high_url)?,
+            base("CONSUMER_LOW_URL", &self.consumer_low_url)?,
+        ])
+    }
+}
+
+/// `url` checked and cut to its root, where /readyz and /metrics are,
+/// whatever path it names (event-producer's API_URL is a POST URL).
+fn base_url(setting: &'static str, url: &str) -> Result<reqwest::Url, PipelineConfigError> {
+    let invalid = |reason: String| PipelineConfigError::Url {
+        setting,
+        url: url.to_owned(),
+        reason,
+    };
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!("scheme {:?}", parsed.scheme())));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".into()));
+    }
+    // /readyz and /metrics are at the root, wherever events are posted.
+    parsed.set_path("/");
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    Ok(parsed)
 }
 
 #[cfg(test)]

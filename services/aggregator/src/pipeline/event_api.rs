@@ -8,7 +8,6 @@
 //! ClusterIP Service each probe reaches one replica, so readiness is that
 //! replica's and the rates are left out when a counter goes backwards.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 use streamproc_event::names::{
     EVENTS_ACCEPTED_METRIC, EVENTS_REJECTED_METRIC, HTTP_REQUESTS_METRIC,
@@ -18,20 +17,12 @@ use streamproc_kit::metrics::samples;
 use futures_util::future::join_all;
 use reqwest::Url;
 
-use super::failure::Failure;
-
-/// The most addresses probed at once: a bound on a DNS answer.
-const MAX_ADDRESSES: usize = 32;
+use super::replicas::{Readiness, Replicas};
 
 /// What event-api's replicas answered in one probe.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiSample {
-    /// Addresses probed.
-    pub replicas: usize,
-    /// Addresses that answered `/readyz` with 200.
-    pub ready: usize,
-    /// Why the others are not ready (the first reason).
-    pub not_ready: Option<String>,
+    pub readiness: Readiness,
     /// Counters summed over the replicas whose `/metrics` answered; `None`
     /// when none did.
     pub counters: Option<ApiCounters>,
@@ -57,39 +48,34 @@ impl std::ops::Add for ApiCounters {
 }
 
 pub struct ApiProbe {
-    base: Url,
-    client: reqwest::Client,
+    replicas: Replicas,
 }
 
 impl ApiProbe {
     pub fn new(base: Url, timeout: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
-        Ok(Self { base, client })
+        Ok(Self {
+            replicas: Replicas::new(base, timeout)?,
+        })
     }
 
     pub async fn sample(&self) -> ApiSample {
-        let addresses = match self.addresses().await {
-            Ok(addresses) if !addresses.is_empty() => addresses,
-            Ok(_) => return unreachable_api(format!("{} resolves to nothing", self.host())),
-            Err(error) => {
-                return unreachable_api(format!("cannot resolve {}: {error}", self.host()))
-            }
-        };
-        let answers = join_all(addresses.iter().map(|address| self.replica(*address))).await;
-        let mut sample = ApiSample {
-            replicas: answers.len(),
-            ..ApiSample::default()
-        };
-        for (ready, counters) in answers {
-            match ready {
-                Ok(()) => sample.ready += 1,
-                Err(reason) => {
-                    sample.not_ready.get_or_insert_with(|| reason.to_string());
+        let urls = match self.replicas.find().await {
+            Ok(urls) => urls,
+            Err(reason) => {
+                return ApiSample {
+                    readiness: Readiness::none_found(reason),
+                    counters: None,
                 }
             }
+        };
+        let answers = join_all(
+            urls.iter()
+                .map(|url| async { tokio::join!(self.replicas.ready(url), self.counters(url)) }),
+        )
+        .await;
+        let mut sample = ApiSample::default();
+        for (ready, counters) in answers {
+            sample.readiness.add(ready);
             if let Some(counters) = counters {
                 sample.counters = Some(sample.counters.unwrap_or_default() + counters);
             }
@@ -97,81 +83,12 @@ impl ApiProbe {
         sample
     }
 
-    fn host(&self) -> &str {
-        self.base.host_str().unwrap_or_default()
+    /// One replica's counters, from its `/metrics`.
+    async fn counters(&self, base: &Url) -> Option<ApiCounters> {
+        let url = base.join("metrics").ok()?;
+        let response = self.replicas.client().get(url).send().await.ok()?;
+        Some(parse_counters(&response.text().await.ok()?))
     }
-
-    async fn addresses(&self) -> std::io::Result<Vec<SocketAddr>> {
-        let port = self.base.port_or_known_default().unwrap_or(80);
-        let mut addresses: Vec<SocketAddr> = tokio::net::lookup_host((self.host(), port))
-            .await?
-            .collect();
-        addresses.sort_unstable();
-        addresses.dedup();
-        addresses.truncate(MAX_ADDRESSES);
-        Ok(addresses)
-    }
-
-    /// One replica: ready or why not, and its counters.
-    async fn replica(&self, address: SocketAddr) -> (Result<(), Failure>, Option<ApiCounters>) {
-        let mut base = self.base.clone();
-        // By address, so that each replica behind one name is asked itself;
-        // an https name keeps its name (certificates name hosts).
-        if base.scheme() == "http" {
-            let _ = base.set_ip_host(address.ip());
-        }
-        let ready =
-            async {
-                let url = base.join("readyz").map_err(|e| Failure::from_error(&e))?;
-                let response =
-                    self.client.get(url).send().await.map_err(|e| {
-                        Failure::from(format!("does not answer: {}", without_url(e)))
-                    })?;
-                if response.status().is_success() {
-                    return Ok(());
-                }
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                Err(Failure::from(if body.trim().is_empty() {
-                    format!("/readyz answered {status}")
-                } else {
-                    first_chars(body.trim(), 300)
-                }))
-            };
-        let counters = async {
-            let url = base.join("metrics").ok()?;
-            let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
-            Some(parse_counters(&text))
-        };
-        tokio::join!(ready, counters)
-    }
-}
-
-fn unreachable_api(reason: String) -> ApiSample {
-    ApiSample {
-        replicas: 0,
-        ready: 0,
-        not_ready: Some(reason),
-        counters: None,
-    }
-}
-
-/// reqwest's message without the URL it adds (an address the reader did not
-/// configure).
-fn without_url(error: reqwest::Error) -> String {
-    let mut message = if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "connection refused or unreachable".to_owned()
-    } else {
-        error.without_url().to_string()
-    };
-    message.truncate(300);
-    message
-}
-
-fn first_chars(text: &str, n: usize) -> String {
-    text.chars().take(n).collect()
 }
 
 /// The counters in event-api's Prometheus text: `events_accepted_total`,

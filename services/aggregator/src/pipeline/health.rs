@@ -10,6 +10,7 @@ use super::event_api::ApiSample;
 use super::failure::Failure;
 use super::history::{History, Point};
 use super::kafka::KafkaSample;
+use super::replicas::Readiness;
 use super::snapshot::{Figures, GroupFigures, PartitionFigures, Stage, Status, Thresholds};
 use super::stores::StoreSample;
 
@@ -19,6 +20,9 @@ pub struct Probe {
     pub time_ms: i64,
     pub api: ApiSample,
     pub kafka: KafkaSample,
+    /// consumer-high's replicas, then consumer-low's, where their URLs are
+    /// set (CONSUMER_HIGH_URL, CONSUMER_LOW_URL).
+    pub members: [Option<Readiness>; 2],
     pub timescale: StoreSample,
     pub influx: StoreSample,
 }
@@ -107,6 +111,7 @@ pub fn judge(probe: &Probe, history: &History, names: &Names, rules: &Rules) -> 
             committed_rate,
             stalled_ms,
             stored_per_second: stores[index].stored_per_second.map(round2),
+            members: probe.members[index].as_ref(),
             rules,
         }));
     }
@@ -140,21 +145,7 @@ fn event_api(
     rejected: Option<f64>,
     shed: Option<f64>,
 ) -> Stage {
-    let mut problems = Vec::new();
-    let why = || api.not_ready.clone().unwrap_or_else(|| "not ready".into());
-    if api.ready == 0 {
-        problems.push((Status::Down, why()));
-    } else if api.ready < api.replicas {
-        problems.push((
-            Status::Degraded,
-            format!(
-                "{} of {} replicas ready: {}",
-                api.ready,
-                api.replicas,
-                why()
-            ),
-        ));
-    }
+    let mut problems: Vec<_> = replica_problem(&api.readiness).into_iter().collect();
     if let Some(shed) = shed.filter(|&shed| shed > 0.0) {
         problems.push((
             Status::Degraded,
@@ -170,12 +161,34 @@ fn event_api(
         lag_events: None,
         lag_seconds: None,
         figures: Figures::EventApi {
-            replicas: api.replicas,
-            ready: api.ready,
+            replicas: api.readiness.replicas,
+            ready: api.readiness.ready,
             accepted_per_second: accepted,
             rejected_per_second: rejected,
             shed_per_second: shed,
         },
+    }
+}
+
+/// None ready is down, some not ready degraded; the reason is the first
+/// replica's own.
+fn replica_problem(readiness: &Readiness) -> Option<(Status, String)> {
+    let why = || {
+        readiness
+            .not_ready
+            .clone()
+            .unwrap_or_else(|| "not ready".into())
+    };
+    if readiness.ready == 0 {
+        Some((Status::Down, why()))
+    } else if readiness.ready < readiness.replicas {
+        let (ready, replicas) = (readiness.ready, readiness.replicas);
+        Some((
+            Status::Degraded,
+            format!("{ready} of {replicas} replicas ready: {}", why()),
+        ))
+    } else {
+        None
     }
 }
 
@@ -228,6 +241,7 @@ struct ConsumerInput<'a> {
     committed_rate: Option<f64>,
     stalled_ms: i64,
     stored_per_second: Option<f64>,
+    members: Option<&'a Readiness>,
     rules: &'a Rules,
 }
 
@@ -280,6 +294,13 @@ fn consumer(input: ConsumerInput<'_>) -> Stage {
             (status, reason, Some(lag), Some(round2(seconds)), partitions)
         }
     };
+    // The replicas' own readiness, where they are watched, beside the lag.
+    let members = input.members.and_then(replica_problem);
+    let (status, reason) = match (reason, members) {
+        (reason, None) => (status, reason),
+        (None, Some(problem)) => ok_or(vec![problem]),
+        (Some(reason), Some(problem)) => ok_or(vec![(status, reason), problem]),
+    };
     Stage {
         name: input.name,
         status,
@@ -291,6 +312,8 @@ fn consumer(input: ConsumerInput<'_>) -> Stage {
             group: input.group.to_owned(),
             partitions,
             records_per_second: input.committed_rate,
+            replicas: input.members.map(|m| m.replicas),
+            ready: input.members.map(|m| m.ready),
         },
     }
 }
@@ -405,9 +428,11 @@ mod tests {
         Probe {
             time_ms,
             api: ApiSample {
-                replicas: 1,
-                ready: 1,
-                not_ready: None,
+                readiness: Readiness {
+                    replicas: 1,
+                    ready: 1,
+                    not_ready: None,
+                },
                 counters: Some(ApiCounters {
                     accepted: end as f64,
                     ..ApiCounters::default()
@@ -422,6 +447,7 @@ mod tests {
                 dead_lettered: Some(0),
                 groups: vec![at(high), at(low)],
             },
+            members: [None, None],
             timescale: healthy_store(),
             influx: healthy_store(),
         }
@@ -522,8 +548,8 @@ mod tests {
             dead_lettered: None,
             groups: vec![Err("Kafka does not answer".into()); 2],
         };
-        last.api.ready = 0;
-        last.api.not_ready = Some("not ready: kafka: all brokers down".into());
+        last.api.readiness.ready = 0;
+        last.api.readiness.not_ready = Some("not ready: kafka: all brokers down".into());
         let stages = run([probe(0, 10, 10, 10), last]);
         let kafka = stage(&stages, "kafka");
         assert_eq!(kafka.status, Status::Down);
@@ -559,6 +585,52 @@ mod tests {
         assert_eq!(
             api.reason.as_deref(),
             Some("shedding 2.0 requests/s (429/503)")
+        );
+    }
+
+    #[test]
+    fn every_consumer_replica_is_counted_and_one_not_ready_degrades() {
+        let mut last = probe(1000, 10, 10, 10);
+        let not_ready = Some("not ready: store: connection refused".to_owned());
+        last.members = [
+            Some(Readiness {
+                replicas: 2,
+                ready: 2,
+                not_ready: None,
+            }),
+            Some(Readiness {
+                replicas: 3,
+                ready: 2,
+                not_ready: not_ready.clone(),
+            }),
+        ];
+        let stages = run([probe(0, 10, 10, 10), last.clone()]);
+        let high = stage(&stages, "consumer-high");
+        assert_eq!((high.status, high.reason.as_deref()), (Status::Ok, None));
+        let low = stage(&stages, "consumer-low");
+        assert_eq!(low.status, Status::Degraded);
+        assert_eq!(
+            low.reason.as_deref(),
+            Some("2 of 3 replicas ready: not ready: store: connection refused")
+        );
+        let Figures::Consumer {
+            replicas, ready, ..
+        } = &low.figures
+        else {
+            panic!("{:?}", low.figures)
+        };
+        assert_eq!((*replicas, *ready), (Some(3), Some(2)));
+
+        // None ready is down, whatever the lag says.
+        last.members[0] = Some(Readiness::none_found(
+            "cannot resolve consumer-high-pods".into(),
+        ));
+        let stages = run([probe(0, 10, 10, 10), last]);
+        let high = stage(&stages, "consumer-high");
+        assert_eq!(high.status, Status::Down);
+        assert_eq!(
+            high.reason.as_deref(),
+            Some("cannot resolve consumer-high-pods")
         );
     }
 

@@ -17,6 +17,7 @@ mod history;
 mod kafka;
 mod metrics;
 mod periods;
+mod replicas;
 mod snapshot;
 mod stores;
 
@@ -39,6 +40,7 @@ use history::History;
 use kafka::KafkaProbe;
 use metrics::PipelineMetrics;
 use periods::Periods;
+use replicas::Replicas;
 use stores::StoreProbe;
 
 /// What `/api/v1/pipeline` answers with PIPELINE_WATCH=false.
@@ -60,6 +62,8 @@ pub struct Setup<'a> {
 
 struct Monitor {
     api: ApiProbe,
+    /// consumer-high's replicas, then consumer-low's, where watched.
+    members: [Option<Replicas>; 2],
     kafka: KafkaProbe,
     stores: StoreProbe,
     names: Names,
@@ -87,6 +91,14 @@ pub fn start(setup: Setup<'_>, shutdown: CancellationToken) -> anyhow::Result<La
         + 1;
     let monitor = Monitor {
         api: ApiProbe::new(args.api_base()?, setup.timeout)?,
+        members: {
+            let [high, low] = args.consumer_bases()?;
+            let watch = |base: Option<reqwest::Url>| {
+                base.map(|base| Replicas::new(base, setup.timeout))
+                    .transpose()
+            };
+            [watch(high)?, watch(low)?]
+        },
         kafka: KafkaProbe::new(args, &[&groups[0], &groups[1]], setup.timeout)?,
         stores: StoreProbe::new(
             setup.timescale,
@@ -150,15 +162,27 @@ async fn run(
 impl Monitor {
     async fn probe(&mut self) -> Snapshot {
         let time_ms = EventTime::now().as_millis();
-        let (api, kafka, (timescale, influx)) = tokio::join!(
+        let members = |index: usize| {
+            let replicas = self.members[index].as_ref();
+            async move {
+                match replicas {
+                    Some(replicas) => Some(replicas.readiness().await),
+                    None => None,
+                }
+            }
+        };
+        let (api, kafka, (timescale, influx), high, low) = tokio::join!(
             self.api.sample(),
             self.kafka.sample(),
-            self.stores.sample(time_ms)
+            self.stores.sample(time_ms),
+            members(0),
+            members(1),
         );
         let probe = Probe {
             time_ms,
             api,
             kafka,
+            members: [high, low],
             timescale,
             influx,
         };

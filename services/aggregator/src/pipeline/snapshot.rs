@@ -98,6 +98,14 @@ pub enum Figures {
         /// consumer reads every record and skips the other store's).
         #[schema(required = true)]
         records_per_second: Option<f64>,
+        /// Addresses the consumer's host resolves to (CONSUMER_HIGH_URL,
+        /// CONSUMER_LOW_URL; every replica behind a headless Service),
+        /// each probed; null when the consumer's URL is not set.
+        #[schema(required = true)]
+        replicas: Option<usize>,
+        /// Of those, how many answered /readyz with 200.
+        #[schema(required = true)]
+        ready: Option<usize>,
     },
     #[schema(title = "StoreFigures")]
     Store {

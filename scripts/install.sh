@@ -133,17 +133,6 @@ install_web_packages() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
-# cargo-fuzz, for scripts/fuzz.sh; built once into the cache.
-install_cargo_fuzz() {
-  local version=0.13.2 # the same in scripts/fuzz.sh
-  if [[ -x $CACHE_DIR/cargo-fuzz/bin/cargo-fuzz ]]; then
-    log "cargo-fuzz: cached in $CACHE_DIR/cargo-fuzz"
-    return
-  fi
-  log "cargo-fuzz: building (about 2 minutes on two cores, once per machine)"
-  cargo install --root "$CACHE_DIR/cargo-fuzz" cargo-fuzz --version "$version" --locked
-}
-
 # podman as root on a host like the CI machines: crun refuses their hybrid
 # cgroup layout, so runc; and root cannot raise its open-files and process
 # limits past these, so containers ask for no more than that.
@@ -172,5 +161,6 @@ install_timescaledb
 install_python_tools
 install_web_packages
 install_tansu
-install_cargo_fuzz
+# cargo-fuzz, a test-only tool, is installed by scripts/fuzz.sh when the
+# tests first need it, not here: `scripts/local.sh up` does not wait for it.
 log "all installed"

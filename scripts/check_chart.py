@@ -347,8 +347,8 @@ EXPECTED_REACH = {
     # networkPolicy.ingressFrom empty: through the ingress from any source.
     "aggregator": {ANY},
     "web-ui": {ANY},
-    "consumer-high": set(),
-    "consumer-low": set(),
+    "consumer-high": {"aggregator"},
+    "consumer-low": {"aggregator"},
     "event-producer": set(),
     "topics": set(),
     "db-users": set(),
@@ -363,6 +363,46 @@ EXPECTED_REACH_BY_CASE = {
         "web-ui": {OUTSIDE},
     },
 }
+
+
+# The aggregator's settings that name a component whose every replica the
+# pipeline view must see.
+WATCHED_REPLICAS = {"API_URL": "event-api", "CONSUMER_HIGH_URL": "consumer-high", "CONSUMER_LOW_URL": "consumer-low"}
+
+
+def discovery_problems(r: Render) -> list[str]:
+    """Each enabled component the pipeline view watches is named to the
+    aggregator through a headless Service (one DNS answer per pod, not-ready
+    pods included) that selects exactly that component's pods."""
+    pods = r.pods()
+    aggregator = [(spec, owner) for spec, labels, owner in pods
+                  if labels.get("app.kubernetes.io/component") == "aggregator"]
+    if not aggregator:
+        return []
+    spec, owner = aggregator[0]
+    env = container_env(r, spec["containers"][0])
+    problems = []
+    for setting, component in WATCHED_REPLICAS.items():
+        if not r.values["services"][component]["enabled"]:
+            if setting in env:
+                problems.append(f"{owner}: {setting} is set, but {component} is switched off")
+            continue
+        if setting not in env:
+            problems.append(f"{owner}: {setting} is not set: the pipeline view would not see {component}'s replicas")
+            continue
+        host = URL.sub("", env[setting]).split("/")[0].rpartition(":")[0]
+        service = r.find("Service", host)
+        if service is None:
+            problems.append(f"{owner}: {setting} names {host!r}, which is no Service of the render")
+            continue
+        if service["spec"].get("clusterIP") != "None" or not service["spec"].get("publishNotReadyAddresses"):
+            problems.append(f"{owner}: {setting} names Service {host!r}, which is not headless with not-ready "
+                            "addresses published: its name would resolve to one address, not every replica")
+        selected = {o for _, labels, o in pods if selects(service["spec"]["selector"], labels, plain=True)}
+        expected = {o for _, labels, o in pods if labels.get("app.kubernetes.io/component") == component}
+        if selected != expected:
+            problems.append(f"Service {host!r} selects {sorted(selected)}, expected {sorted(expected)}")
+    return problems
 
 
 def reach(r: Render) -> dict[str, set[str]]:
@@ -461,6 +501,8 @@ def main() -> int:
                    f"render {label}: {len(r.objects)} objects valid for Kubernetes {' and '.join(KUBERNETES_VERSIONS)}, names valid",
                    problems)
             report(not (problems := reference_problems(r)), f"references in {label}", problems)
+            report(not (problems := discovery_problems(r)),
+                   f"every replica of event-api and the consumers found by the pipeline view in {label}", problems)
             problems = network_policy_problems(r, EXPECTED_REACH_BY_CASE.get(what) if release == "streamproc" else None)
             report(not problems, f"network policies in {label}", problems)
     # Each invalid file says on a line `# expect: <text>` what Helm's refusal

@@ -56,6 +56,17 @@ release (services.<name>.enabled): "true" or empty. */}}
 {{- printf "http://%s:%v" (include "streamproc.fullname" (dict "root" .root "component" .name)) (index .root.Values.services .name).port }}
 {{- end }}
 
+{{- /* The headless Service of a component whose replicas the pipeline view
+probes one by one (services.yaml). */}}
+{{- define "streamproc.podsServiceName" -}}
+{{- include "streamproc.fullname" (dict "root" .root "component" (printf "%s-pods" .component)) }}
+{{- end }}
+
+{{- /* http://<component>-pods:<port>: every replica's address. */}}
+{{- define "streamproc.podsUrl" -}}
+{{- printf "http://%s:%v" (include "streamproc.podsServiceName" (dict "root" .root "component" .name)) (index .root.Values.services .name).port }}
+{{- end }}
+
 {{- define "streamproc.image" -}}
 {{- $image := .root.Values.image }}
 {{- $tag := $image.tag | default .root.Chart.AppVersion }}
@@ -160,10 +171,18 @@ INFLUXDB_USER: {{ $root.Values.readOnlyUsers.influxdbUser | quote }}
 {{- end }}
 {{- if eq .name "aggregator" }}
 {{- /* The pipeline watch: both groups' lag (the consumers' default group
-ids) and the dead letters from Kafka, event-api's readiness and counters. */}}
+ids) and the dead letters from Kafka; every replica of event-api (readiness
+and counters) and of each consumer (readiness), through their headless
+Services. */}}
 KAFKA_DLQ_TOPIC: {{ $root.Values.kafka.deadLetterTopic | quote }}
 {{- if include "streamproc.serviceEnabled" (dict "root" $root "name" "event-api") }}
-API_URL: {{ include "streamproc.serviceUrl" (dict "root" $root "name" "event-api") | quote }}
+API_URL: {{ include "streamproc.podsUrl" (dict "root" $root "name" "event-api") | quote }}
+{{- end }}
+{{- if include "streamproc.serviceEnabled" (dict "root" $root "name" "consumer-high") }}
+CONSUMER_HIGH_URL: {{ include "streamproc.podsUrl" (dict "root" $root "name" "consumer-high") | quote }}
+{{- end }}
+{{- if include "streamproc.serviceEnabled" (dict "root" $root "name" "consumer-low") }}
+CONSUMER_LOW_URL: {{ include "streamproc.podsUrl" (dict "root" $root "name" "consumer-low") | quote }}
 {{- end }}
 {{- end }}
 {{- if eq .name "event-producer" }}

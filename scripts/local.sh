@@ -67,8 +67,9 @@ service_env() {
   case $name in
     consumer-high) vars+=("${postgres[@]}") ;;
     consumer-low) vars+=("${influxdb[@]}") ;;
-    # The pipeline watch reads Kafka (above) and probes event-api.
-    aggregator) vars+=("${postgres[@]}" "${influxdb[@]}" "API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
+    # The pipeline watch reads Kafka (above) and probes event-api and the consumers.
+    aggregator) vars+=("${postgres[@]}" "${influxdb[@]}" "API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT"
+      "CONSUMER_HIGH_URL=http://127.0.0.1:$CONSUMER_HIGH_PORT" "CONSUMER_LOW_URL=http://127.0.0.1:$CONSUMER_LOW_PORT") ;;
     web-ui) vars+=("AGGREGATOR_URL=http://127.0.0.1:$AGGREGATOR_PORT") ;;
     event-producer) vars+=("API_HOST=127.0.0.1" "API_PORT=$EVENT_API_PORT") ;;
   esac

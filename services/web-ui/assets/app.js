@@ -279,9 +279,12 @@ function stageFigure(stage) {
     case "kafka":
       return stage.status === "down" ? "not reachable" : `${perSecond(stage.events_per_second)} in\n${grouped(f.records ?? 0)} records`;
     case "consumer-high":
-    case "consumer-low":
-      if (stage.lag_events == null) return "lag unknown";
-      return `${perSecond(stage.events_per_second)} stored\nlag ${grouped(stage.lag_events)} · ${Math.floor(stage.lag_seconds ?? 0)} s`;
+    case "consumer-low": {
+      // Replicas are shown once there are several, or some are not ready.
+      const replicas = f.replicas > 1 || f.ready < f.replicas ? `\n${f.ready}/${f.replicas} ready` : "";
+      if (stage.lag_events == null) return `lag unknown${replicas}`;
+      return `${perSecond(stage.events_per_second)} stored\nlag ${grouped(stage.lag_events)} · ${Math.floor(stage.lag_seconds ?? 0)} s${replicas}`;
+    }
     default:
       return stage.status === "down" ? "not reachable" : `${Math.round(f.latency_ms ?? 0)} ms`;
   }

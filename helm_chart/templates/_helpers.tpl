@@ -137,6 +137,9 @@ HOST: "0.0.0.0"
 PORT: {{ .containerPort | quote }}
 DISABLE: {{ $svc.disable | quote }}
 LOG_FORMAT: {{ $root.Values.logFormat | quote }}
+HEADER_READ_TIMEOUT: {{ $svc.connections.headerReadTimeout | quote }}
+IDLE_TIMEOUT: {{ $svc.connections.idleTimeout | quote }}
+MAX_CONNECTIONS: {{ $svc.connections.maxConnections | quote }}
 {{- if has .name (list "event-api" "consumer-high" "consumer-low" "aggregator") }}
 KAFKA_BROKERS: {{ include "streamproc.kafkaBrokers" $root | quote }}
 KAFKA_TOPIC: {{ $root.Values.kafka.topic | quote }}

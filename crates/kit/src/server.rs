@@ -311,6 +311,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trickle_of_header_bytes_does_not_keep_a_connection_open() {
+        let limits = ConnectionArgs {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 100,
+        };
+        let (addr, shutdown) = start(limits).await;
+        let mut trickling = TcpStream::connect(&addr).await.unwrap();
+        trickling.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut closed = false;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickling.write_all(b"a").await.is_err() {
+                closed = true;
+                break;
+            }
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), trickling.read(&mut byte)).await
+            {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "still open after {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(3));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_must_start_its_next_request_in_time() {
+        let limits = ConnectionArgs {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 100,
+        };
+        let (addr, shutdown) = start(limits).await;
+        let mut client = TcpStream::connect(&addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        // Nothing more is sent: the wait for the next request's headers is
+        // bounded as theirs would be, long before IDLE_TIMEOUT.
+        assert!(closed_within(&mut client, Duration::from_secs(5)).await);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
     async fn connections_beyond_the_cap_wait_to_be_accepted() {
         let limits = ConnectionArgs {
             max_connections: 1,

@@ -34,9 +34,10 @@ def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def trickle(host: str, port: int, every: float, opened: asyncio.Event) -> float | None:
+async def trickle(host: str, port: int, every: float, give_up: float, opened: asyncio.Event) -> float | None:
     """One connection that never finishes its headers: seconds until the
-    service closed it, or None if it could not be opened."""
+    service closed it (inf if it was still open after `give_up` seconds), or
+    None if it could not be opened."""
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
@@ -47,6 +48,8 @@ async def trickle(host: str, port: int, every: float, opened: asyncio.Event) -> 
         await writer.drain()
         await opened.wait()
         while True:
+            if time.monotonic() - started > give_up:
+                return float("inf")
             try:
                 # Anything the service sends (a 408, say) is read; an empty
                 # read is the close.
@@ -89,7 +92,8 @@ async def flood(args) -> list[str]:
     opened = asyncio.Event()
     tasks = []
     for first in range(0, args.connections, OPEN_IN_WAVES_OF):
-        wave = [asyncio.create_task(trickle(parsed.hostname, parsed.port, args.trickle, opened))
+        give_up = args.header_timeout + args.trickle + 10
+        wave = [asyncio.create_task(trickle(parsed.hostname, parsed.port, args.trickle, give_up, opened))
                 for _ in range(min(OPEN_IN_WAVES_OF, args.connections - first))]
         tasks += wave
         await asyncio.sleep(0.05)
@@ -109,6 +113,7 @@ async def flood(args) -> list[str]:
 
     closed = [t for t in lifetimes if t is not None]
     worst = max(closed, default=0.0)
+    still_open = sum(1 for t in closed if t == float("inf"))
     what = f"POST of {args.post} events" if args.post else f"GET {args.path}"
     print(f"{args.name}: {len(closed)} of {args.connections} trickling connections opened, "
           f"closed by the service after at most {worst:.1f} s (HEADER_READ_TIMEOUT {args.header_timeout:g} s); "
@@ -121,7 +126,10 @@ async def flood(args) -> list[str]:
         problems.append(f"the service held only {during - before} connections open: the flood did not flood")
     if status != 200 or seconds > 1.0:
         problems.append(f"the normal request answered {status} in {seconds:.2f} s (wanted 200 within 1 s)")
-    if worst > args.header_timeout + args.trickle + 3:
+    if still_open:
+        problems.append(f"{still_open} trickling connections were still open after "
+                        f"{args.header_timeout + args.trickle + 10:.0f} s")
+    elif worst > args.header_timeout + args.trickle + 3:
         problems.append(f"a trickling connection stayed open {worst:.1f} s")
     if after > before + 20:
         problems.append(f"open files did not fall back: {before} before, {after} after")

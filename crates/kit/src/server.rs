@@ -319,7 +319,10 @@ mod tests {
         };
         let (addr, shutdown) = start(limits).await;
         let mut trickling = TcpStream::connect(&addr).await.unwrap();
-        trickling.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await.unwrap();
+        trickling
+            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .unwrap();
         let started = std::time::Instant::now();
         let mut closed = false;
         for _ in 0..40 {

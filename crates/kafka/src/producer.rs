@@ -148,13 +148,21 @@ pub enum SendError {
     },
 }
 
+/// Where Kafka stored one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Queues every record, then waits for all of Kafka's acknowledgements:
 /// the one way both event-api and the dead-letter writer produce, so that
-/// neither acknowledges what Kafka could still lose.
+/// neither acknowledges what Kafka could still lose. Answers where each
+/// record was stored, in the order given.
 pub async fn send_all<'a, C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     records: impl ExactSizeIterator<Item = FutureRecord<'a, [u8], [u8]>>,
-) -> Result<(), SendError> {
+) -> Result<Vec<Position>, SendError> {
     let total = records.len();
     let mut deliveries = Vec::with_capacity(total);
     for record in records {
@@ -174,11 +182,15 @@ pub async fn send_all<'a, C: ClientContext + 'static>(
     }
     let mut failed = 0;
     let mut last = None;
+    let mut positions = Vec::with_capacity(total);
     for delivery in deliveries {
         // librdkafka fails every record after message.timeout.ms (the
         // delivery timeout), so each of these awaits ends by then.
         match delivery.await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(delivery)) => positions.push(Position {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
             Ok(Err((error, _))) => {
                 failed += 1;
                 last = Some(error);
@@ -190,7 +202,7 @@ pub async fn send_all<'a, C: ClientContext + 'static>(
         }
     }
     match last {
-        None => Ok(()),
+        None => Ok(positions),
         Some(last) => Err(SendError::NotAcknowledged {
             failed,
             total,

@@ -34,6 +34,12 @@ pub enum ApiError {
     BodyTimeout { limit: Duration },
     #[error("the request was not answered within {}; retry later with the same ids", humantime::format_duration(*limit))]
     RequestTimeout { limit: Duration },
+    /// A query parameter the ingest understands has a value it does not.
+    #[error("query parameter `{parameter}` {problem}")]
+    BadParameter {
+        parameter: &'static str,
+        problem: String,
+    },
 }
 
 /// Seconds a client should wait before retrying a 429 or 503.
@@ -46,7 +52,7 @@ impl ApiError {
             Self::BodyTooLarge { .. }
             | Self::BatchTooLarge { .. }
             | Self::Body(BodyError::TooManyEvents { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(_) => StatusCode::BAD_REQUEST,
+            Self::Body(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::KafkaUnavailable(_) | Self::Overloaded { .. } | Self::RequestTimeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -97,6 +103,10 @@ impl ApiError {
             Self::RequestTimeout {
                 limit: Duration::ZERO,
             },
+            Self::BadParameter {
+                parameter: "",
+                problem: String::new(),
+            },
         ];
         // A new kind of error does not compile here until it is listed above.
         for error in &each {
@@ -114,7 +124,8 @@ impl ApiError {
                 | Self::KafkaUnavailable(_)
                 | Self::Overloaded { .. }
                 | Self::BodyTimeout { .. }
-                | Self::RequestTimeout { .. } => {}
+                | Self::RequestTimeout { .. }
+                | Self::BadParameter { .. } => {}
             }
         }
         each
@@ -131,6 +142,7 @@ impl ApiError {
             Self::Overloaded { .. } => "overloaded",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::RequestTimeout { .. } => "request_timeout",
+            Self::BadParameter { .. } => "bad_parameter",
         }
     }
 }
@@ -147,6 +159,9 @@ impl IntoResponse for ApiError {
                 // Invalid events not listed in `errors`.
                 response = response.with("errors_omitted", invalid - errors.len());
             }
+        }
+        if let Self::BadParameter { parameter, .. } = &self {
+            response = response.with("parameter", parameter);
         }
         if let Some(secs) = self.retry_after() {
             response = response.retry_after(secs);

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use streamproc_event::{EventBounds, EventTime};
+use streamproc_event::{Event, EventBounds, EventTime};
+use streamproc_kafka::producer::Position;
 use streamproc_kit::error::Chain;
 use tokio::sync::{Semaphore, TryAcquireError};
 
@@ -48,6 +49,77 @@ pub struct Ingested {
     pub message: String,
     /// Events written to Kafka.
     pub ingested: usize,
+    /// Only when asked for (`?receipts=true`, or `Prefer:
+    /// return=representation`): where each event is, in body order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<Vec<Receipt>>,
+}
+
+/// Where one accepted event is: enough to find it again in the log and, by
+/// id and time, in its store.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    pub id: String,
+    /// Unix ms: the client's, or the receipt time event-api gave an event
+    /// that came without one.
+    pub time: i64,
+    /// The Kafka partition of the topic the event was written to.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
+
+/// The `Prefer` value (RFC 7240) that asks for receipts, as an alternative
+/// to the query parameter for clients that keep URLs fixed.
+const PREFER_RECEIPTS: &str = "return=representation";
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// Whether the client asked for receipts: `?receipts=true|false` (once), or
+/// `Prefer: return=representation`.
+fn wants_receipts(request: &Request) -> Result<bool, ApiError> {
+    let bad = |problem: String| ApiError::BadParameter {
+        parameter: "receipts",
+        problem,
+    };
+    let mut asked = None;
+    let query = request.uri().query().unwrap_or_default();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name != "receipts" {
+            continue;
+        }
+        if asked.is_some() {
+            return Err(bad("is given twice".into()));
+        }
+        asked = Some(match value.as_ref() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(bad(format!("must be true or false, got {shown:?}")));
+            }
+        });
+    }
+    let preferred = request
+        .headers()
+        .get_all(PREFER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| preference.trim().eq_ignore_ascii_case(PREFER_RECEIPTS));
+    Ok(asked.unwrap_or(preferred))
+}
+
+fn receipts(events: &[Event], positions: &[Position]) -> Vec<Receipt> {
+    events
+        .iter()
+        .zip(positions)
+        .map(|(event, position)| Receipt {
+            id: event.id.as_str().to_owned(),
+            time: event.time.as_millis(),
+            partition: position.partition,
+            offset: position.offset,
+        })
+        .collect()
 }
 
 /// `POST /v1/events`, and `POST /` (the Go version's path), which the
@@ -59,6 +131,13 @@ pub struct Ingested {
     summary = "Ingest events",
     description = "Validates every event, then writes each to Kafka and answers 200 only once \
         Kafka acknowledged all of them. A batch with any invalid event writes nothing.",
+    params(
+        ("receipts" = Option<bool>, Query,
+            description = "true: the answer lists each event's receipt (id, time, Kafka partition \
+                and offset). Wins over Prefer when both are given."),
+        ("Prefer" = Option<String>, Header,
+            description = "`return=representation` asks for the receipts too (RFC 7240)"),
+    ),
     request_body(
         description = crate::schema::body_description(),
         content(
@@ -80,12 +159,14 @@ pub async fn ingest(
     State(state): State<IngestState>,
     request: Request,
 ) -> Result<Json<Ingested>, ApiError> {
+    let with_receipts = wants_receipts(&request)?;
     let publisher = match state.intake.as_ref() {
         Intake::Kafka(publisher) => publisher,
         Intake::Disabled => {
             return Ok(Json(Ingested {
                 message: "processing disabled, did nothing".into(),
                 ingested: 0,
+                receipts: with_receipts.then(Vec::new),
             }))
         }
     };
@@ -129,12 +210,13 @@ pub async fn ingest(
         publisher.publish(&events).await
     };
     match published {
-        Ok(took) => {
+        Ok((took, positions)) => {
             state.metrics.kafka_ack_seconds.observe(took.as_secs_f64());
             state.metrics.events_accepted.inc_by(count as u64);
             Ok(Json(Ingested {
                 message: format!("ingested {count} events"),
                 ingested: count,
+                receipts: with_receipts.then(|| receipts(&events, &positions)),
             }))
         }
         Err(PublishError::QueueFull) => Err(ApiError::Busy),

@@ -21,7 +21,7 @@ use crate::config::{
     DEFAULT_MAX_EVENTS_PER_REQUEST, DEFAULT_MAX_IN_FLIGHT_EVENTS, DEFAULT_REQUEST_TIMEOUT,
 };
 use crate::error::ApiError;
-use crate::ingest::Ingested;
+use crate::ingest::{Ingested, Receipt};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,7 +37,7 @@ use crate::ingest::Ingested;
             metrics and this document stay open.",
     ),
     paths(crate::ingest::ingest),
-    components(schemas(EventSchema, ItemError, Ingested), responses(Unauthorized)),
+    components(schemas(EventSchema, ItemError, Ingested, Receipt), responses(Unauthorized)),
     modifiers(&Completion),
 )]
 struct ApiDoc;
@@ -107,11 +107,15 @@ fn error_schema_of_event_api() -> Schema {
             "invalid_events only, when more than {MAX_LISTED_ERRORS} events are invalid: how \
              many more are not listed"
         )));
+    let parameter = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("bad_parameter only: the query parameter it is about"));
     error_schema(
         &codes,
         [
             ("errors", errors.into()),
             ("errors_omitted", omitted.into()),
+            ("parameter", parameter.into()),
         ],
     )
 }

@@ -7,7 +7,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use streamproc_event::Event;
-use streamproc_kafka::producer::{self, BrokerState, ReliableProducer, SendError};
+use streamproc_kafka::producer::{self, BrokerState, Position, ReliableProducer, SendError};
 use streamproc_kit::error::Chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +64,15 @@ impl Publisher {
 
     /// Sends one record per event, keyed by the event id so that a retried
     /// event lands on the same partition as its first copy, and waits for all
-    /// acknowledgements. Returns how long Kafka took.
+    /// acknowledgements. Returns how long Kafka took and where it stored
+    /// each event, in the order given.
     ///
     /// On error some events may have been written anyway; the client retries
     /// with the same ids and the consumers store each id once.
-    pub async fn publish(&self, events: &[Event]) -> Result<Duration, PublishError> {
+    pub async fn publish(
+        &self,
+        events: &[Event],
+    ) -> Result<(Duration, Vec<Position>), PublishError> {
         if self.brokers.is_down() {
             return Err(PublishError::Unreachable);
         }
@@ -80,7 +84,7 @@ impl Publisher {
                 .payload(payload.as_slice())
         });
         match producer::send_all(&self.producer, records).await {
-            Ok(()) => Ok(started.elapsed()),
+            Ok(positions) => Ok((started.elapsed(), positions)),
             Err(SendError::QueueFull) => Err(PublishError::QueueFull),
             Err(SendError::NotAcknowledged {
                 failed,

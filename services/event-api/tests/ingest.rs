@@ -83,6 +83,94 @@ async fn acknowledged_events_are_on_the_topic_once_with_their_content() {
     api.stop().await;
 }
 
+/// Receipts when asked, by query parameter or by `Prefer`: each names the
+/// partition and offset where the event is on the topic. Asked for nothing,
+/// the answer is the Go version's.
+#[tokio::test]
+async fn receipts_say_where_each_acknowledged_event_is() {
+    let broker = Tansu::start();
+    let api = Api::start(&broker.brokers(), "receipts", &["--kafka-partitions", "3"]).await;
+    api.wait_ready().await;
+    let client = reqwest::Client::new();
+    let batch = |prefix: &str| -> String {
+        let events: Vec<Value> = (0..10)
+            .map(|i| json!({"id": format!("{prefix}-{i}"), "time": 1_700_000_000_000_i64 + i, "amount": i}))
+            .collect();
+        Value::from(events).to_string()
+    };
+    // Without a time, the receipt gives the one event-api assigned.
+    let untimed = r#"[{"amount": 2.5}]"#;
+    let asked = [
+        client.post(format!("{}/v1/events?receipts=true", api.url)).body(batch("query")),
+        client
+            .post(format!("{}/", api.url))
+            .header("prefer", "respond-async, return=representation")
+            .body(batch("prefer")),
+        client.post(format!("{}/v1/events?receipts=1", api.url)).body(untimed),
+    ];
+    let mut receipts = Vec::new();
+    for request in asked {
+        let response = request
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        receipts.extend(body["receipts"].as_array().unwrap().clone());
+    }
+    assert_eq!(receipts.len(), 21);
+    let untimed = &receipts[20];
+    assert!(untimed["time"].as_i64().unwrap() > 1_700_000_000_000);
+
+    // Not asked, or asked not to: no receipts.
+    for url in [
+        format!("{}/v1/events", api.url),
+        format!("{}/v1/events?receipts=false", api.url),
+    ] {
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("prefer", "return=minimal")
+            .body(batch("plain"))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"message": "ingested 10 events", "ingested": 10}));
+    }
+    let response = client
+        .post(format!("{}/v1/events?receipts=yes", api.url))
+        .header("content-type", "application/json")
+        .body(batch("bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((body["error"].as_str(), body["parameter"].as_str()), (Some("bad_parameter"), Some("receipts")));
+
+    let records = read_topic(&broker.brokers(), "receipts", 41, READ_TIMEOUT, SETTLE).await;
+    assert_eq!(records.len(), 41, "the refused batch wrote nothing");
+    for receipt in &receipts {
+        let id = receipt["id"].as_str().unwrap();
+        let record = records
+            .iter()
+            .find(|r| r.key.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id} is not on the topic"));
+        assert_eq!(
+            (record.partition, record.offset),
+            (
+                receipt["partition"].as_i64().unwrap() as i32,
+                receipt["offset"].as_i64().unwrap()
+            ),
+            "{id}"
+        );
+        let payload: Value = serde_json::from_str(&record.payload).unwrap();
+        assert_eq!(payload["time"], receipt["time"], "{id}");
+    }
+}
+
 #[tokio::test]
 async fn a_rejected_batch_writes_nothing() {
     let broker = Tansu::start();

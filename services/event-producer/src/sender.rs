@@ -54,6 +54,13 @@ impl Sender {
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, token.authorization());
         }
+        // With debug logging on, event-api is asked where it stored each
+        // event, and the receipts go to the log: a run can then be traced
+        // event by event. Off, the answer stays as short as the Go one.
+        let with_receipts = tracing::enabled!(tracing::Level::DEBUG);
+        if with_receipts {
+            request = request.header("prefer", "return=representation");
+        }
         let response = request
             .body(body)
             .send()
@@ -64,6 +71,9 @@ impl Sender {
             })?;
         let status = response.status();
         if status.is_success() {
+            if with_receipts {
+                log_receipts(response).await;
+            }
             return Ok(());
         }
         let after = response
@@ -90,6 +100,36 @@ impl Sender {
         } else {
             Err(SendError::Rejected { status, body })
         }
+    }
+}
+
+/// One debug line per receipt in event-api's answer.
+async fn log_receipts(response: reqwest::Response) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        receipts: Vec<Receipt>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Receipt {
+        id: String,
+        time: i64,
+        partition: i32,
+        offset: i64,
+    }
+    match response.json::<Answer>().await {
+        Ok(answer) => {
+            for r in answer.receipts {
+                tracing::debug!(
+                    id = %r.id,
+                    time = r.time,
+                    partition = r.partition,
+                    offset = r.offset,
+                    "event stored"
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "no receipts in event-api's answer"),
     }
 }
 

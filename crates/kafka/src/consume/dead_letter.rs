@@ -96,6 +96,7 @@ impl DeadLetters {
         let records = letters.iter().map(|letter| self.record(letter));
         producer::send_all(&self.producer, records)
             .await
+            .map(drop)
             .map_err(DeadLetterError::Send)
     }
 

@@ -101,12 +101,16 @@ async fn receipts_say_where_each_acknowledged_event_is() {
     // Without a time, the receipt gives the one event-api assigned.
     let untimed = r#"[{"amount": 2.5}]"#;
     let asked = [
-        client.post(format!("{}/v1/events?receipts=true", api.url)).body(batch("query")),
+        client
+            .post(format!("{}/v1/events?receipts=true", api.url))
+            .body(batch("query")),
         client
             .post(format!("{}/", api.url))
             .header("prefer", "respond-async, return=representation")
             .body(batch("prefer")),
-        client.post(format!("{}/v1/events?receipts=1", api.url)).body(untimed),
+        client
+            .post(format!("{}/v1/events?receipts=1", api.url))
+            .body(untimed),
     ];
     let mut receipts = Vec::new();
     for request in asked {
@@ -137,7 +141,10 @@ async fn receipts_say_where_each_acknowledged_event_is() {
             .await
             .unwrap();
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body, json!({"message": "ingested 10 events", "ingested": 10}));
+        assert_eq!(
+            body,
+            json!({"message": "ingested 10 events", "ingested": 10})
+        );
     }
     let response = client
         .post(format!("{}/v1/events?receipts=yes", api.url))
@@ -148,7 +155,10 @@ async fn receipts_say_where_each_acknowledged_event_is() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert_eq!((body["error"].as_str(), body["parameter"].as_str()), (Some("bad_parameter"), Some("receipts")));
+    assert_eq!(
+        (body["error"].as_str(), body["parameter"].as_str()),
+        (Some("bad_parameter"), Some("receipts"))
+    );
 
     let records = read_topic(&broker.brokers(), "receipts", 41, READ_TIMEOUT, SETTLE).await;
     assert_eq!(records.len(), 41, "the refused batch wrote nothing");

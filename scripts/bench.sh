@@ -30,9 +30,11 @@ done
 BIN=$REPO_ROOT/target/release
 PY=$VENV/bin/python
 
-# The consume and query benchmarks share one set of infrastructure.
+# The consume and query benchmarks share one set of infrastructure. Fixed
+# ports stay below Linux's ephemeral range (32768-60999): a test running
+# beside the benchmarks is given ports from that range, and could take one.
 infra_env() {
-  export STREAMPROC_STATE=$REPO_ROOT/.state/bench KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
+  export STREAMPROC_STATE=$REPO_ROOT/.state/bench KAFKA_PORT=24092 POSTGRES_PORT=24432 INFLUXDB_PORT=24086
 }
 infra_started=false
 stop_infra() {
@@ -64,9 +66,9 @@ for benchmark in "${benchmarks[@]}"; do
       # EXIT trap (own_stack_down) takes it down when the benchmark ends.
       (
         export STREAMPROC_STATE=$REPO_ROOT/.state/bench-freshness STREAMPROC_PROFILE=release \
-          KAFKA_PORT=43092 POSTGRES_PORT=43432 INFLUXDB_PORT=43086 EVENT_API_PORT=43998 \
-          CONSUMER_HIGH_PORT=43996 CONSUMER_LOW_PORT=43997 AGGREGATOR_PORT=43995 WEB_UI_PORT=43080 \
-          EVENT_PRODUCER_PORT=43999
+          KAFKA_PORT=23092 POSTGRES_PORT=23432 INFLUXDB_PORT=23086 EVENT_API_PORT=23998 \
+          CONSUMER_HIGH_PORT=23996 CONSUMER_LOW_PORT=23997 AGGREGATOR_PORT=23995 WEB_UI_PORT=23080 \
+          EVENT_PRODUCER_PORT=23999
         up_own_stack >/dev/null
         "$PY" "$REPO_ROOT/scripts/bench_freshness.py" --event-api-port "$EVENT_API_PORT" \
           --aggregator-port "$AGGREGATOR_PORT" --consumer-high-port "$CONSUMER_HIGH_PORT" \

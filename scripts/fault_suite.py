@@ -61,7 +61,8 @@ PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 WATERMARK = 5.0
 
 # Every port in the 31xxx range, away from a developer stack (9xxx), the smoke
-# test (2xxxx) and the benchmarks (39092/35432/38086).
+# test, schemathesis and the benchmarks (2xxxx), and below Linux's ephemeral
+# range (32768-60999), which tests' free ports come from.
 PORTS = {
     "KAFKA_PORT": 31092,
     "POSTGRES_PORT": 31432,

@@ -35,8 +35,9 @@ done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
 
 export STREAMPROC_STATE=$REPO_ROOT/.state/dev-loop
-export KAFKA_PORT=39092 POSTGRES_PORT=35432 INFLUXDB_PORT=38086
-PORT=39998
+# Below the ephemeral port range, as every fixed port of the scripts.
+export KAFKA_PORT=22092 POSTGRES_PORT=22432 INFLUXDB_PORT=22086
+PORT=22998
 CONTAINER=$(container_name "$STREAMPROC_STATE" event-api)
 # The source mode's cargo target directory, kept between runs.
 CARGO_VOLUME=streamproc-dev-loop-cargo

@@ -50,16 +50,6 @@ pub struct ConnectionArgs {
     pub max_connections: u32,
 }
 
-impl Default for ConnectionArgs {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
-        }
-    }
-}
-
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets each connection finish the request it is on, and returns
 /// once all are closed.
@@ -262,6 +252,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    fn limits(header_read_timeout: Duration, idle_timeout: Duration, max: u32) -> ConnectionArgs {
+        ConnectionArgs {
+            header_read_timeout,
+            idle_timeout,
+            max_connections: max,
+        }
+    }
+
     async fn start(limits: ConnectionArgs) -> (String, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -286,12 +284,12 @@ mod tests {
 
     #[tokio::test]
     async fn unfinished_headers_and_silent_clients_are_closed() {
-        let limits = ConnectionArgs {
-            header_read_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_millis(600),
-            max_connections: 100,
-        };
-        let (addr, shutdown) = start(limits).await;
+        let (addr, shutdown) = start(limits(
+            Duration::from_millis(300),
+            Duration::from_millis(600),
+            100,
+        ))
+        .await;
         let mut trickling = TcpStream::connect(&addr).await.unwrap();
         trickling.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
         let mut silent = TcpStream::connect(&addr).await.unwrap();
@@ -312,12 +310,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_trickle_of_header_bytes_does_not_keep_a_connection_open() {
-        let limits = ConnectionArgs {
-            header_read_timeout: Duration::from_millis(500),
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 100,
-        };
-        let (addr, shutdown) = start(limits).await;
+        let (addr, shutdown) = start(limits(
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+            100,
+        ))
+        .await;
         let mut trickling = TcpStream::connect(&addr).await.unwrap();
         trickling
             .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
@@ -346,12 +344,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_alive_connection_must_start_its_next_request_in_time() {
-        let limits = ConnectionArgs {
-            header_read_timeout: Duration::from_millis(500),
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 100,
-        };
-        let (addr, shutdown) = start(limits).await;
+        let (addr, shutdown) = start(limits(
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+            100,
+        ))
+        .await;
         let mut client = TcpStream::connect(&addr).await.unwrap();
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -368,11 +366,8 @@ mod tests {
 
     #[tokio::test]
     async fn connections_beyond_the_cap_wait_to_be_accepted() {
-        let limits = ConnectionArgs {
-            max_connections: 1,
-            ..ConnectionArgs::default()
-        };
-        let (addr, shutdown) = start(limits).await;
+        let (addr, shutdown) =
+            start(limits(Duration::from_secs(10), Duration::from_secs(60), 1)).await;
         let mut first = TcpStream::connect(&addr).await.unwrap();
         first
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -61,9 +61,9 @@ impl ApiProbe {
     pub async fn sample(&self) -> ApiSample {
         let urls = match self.replicas.find().await {
             Ok(urls) => urls,
-            Err(reason) => {
+            Err(error) => {
                 return ApiSample {
-                    readiness: Readiness::none_found(reason),
+                    readiness: Readiness::not_found(&error),
                     counters: None,
                 }
             }

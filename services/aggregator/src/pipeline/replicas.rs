@@ -21,6 +21,19 @@ pub struct Replicas {
     client: reqwest::Client,
 }
 
+/// Why no replica was found.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("{host} resolves to nothing")]
+    NoAddress { host: String },
+    #[error("cannot resolve {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// How many replicas answered `/readyz`, in one probe.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Readiness {
@@ -40,6 +53,11 @@ impl Readiness {
             ready: 0,
             not_ready: Some(reason),
         }
+    }
+
+    /// No replica, because none was found; the reason with its causes.
+    pub fn not_found(error: &FindError) -> Self {
+        Self::none_found(Failure::from_error(error).to_string())
     }
 
     /// Counts one replica's answer.
@@ -68,15 +86,20 @@ impl Replicas {
     }
 
     /// One base URL per replica found, or why none was.
-    pub async fn find(&self) -> Result<Vec<Url>, String> {
+    pub async fn find(&self) -> Result<Vec<Url>, FindError> {
         let host = self.base.host_str().unwrap_or_default();
         let port = self.base.port_or_known_default().unwrap_or(80);
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addresses) => match replica_urls(&self.base, addresses) {
-                urls if urls.is_empty() => Err(format!("{host} resolves to nothing")),
-                urls => Ok(urls),
-            },
-            Err(error) => Err(format!("cannot resolve {host}: {error}")),
+        let addresses = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| FindError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
+        match replica_urls(&self.base, addresses) {
+            urls if urls.is_empty() => Err(FindError::NoAddress {
+                host: host.to_owned(),
+            }),
+            urls => Ok(urls),
         }
     }
 
@@ -84,7 +107,7 @@ impl Replicas {
     pub async fn readiness(&self) -> Readiness {
         let urls = match self.find().await {
             Ok(urls) => urls,
-            Err(reason) => return Readiness::none_found(reason),
+            Err(error) => return Readiness::not_found(&error),
         };
         let answers = join_all(urls.iter().map(|url| self.ready(url))).await;
         let mut readiness = Readiness::default();
@@ -207,7 +230,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_replica_of_a_name_is_probed() {
+    async fn each_replica_answers_for_itself_and_is_counted() {
         use axum::routing::get;
         // Two replicas on one port, one per loopback address: `localhost`
         // stands for a headless Service's name.

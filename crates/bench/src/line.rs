@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 
 use crate::cpu::Watch;
 use crate::events::{self, Side};
+use streamproc_event::{EventTime, LogPosition, LoggedEvent};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,12 +40,23 @@ pub async fn run(args: Args, watch: &Watch) -> anyhow::Result<serde_json::Value>
         bail!("creating database {}: {}", args.db, created.status());
     }
 
-    let points = events::generate(&events::run_id(), args.events, Side::Low)?;
+    let points: Vec<LoggedEvent> = events::generate(&events::run_id(), args.events, Side::Low)?
+        .into_iter()
+        .zip(0..)
+        .map(|(event, offset)| LoggedEvent {
+            event,
+            position: LogPosition {
+                partition: 0,
+                offset,
+            },
+        })
+        .collect();
     // Encoded before the clock starts: this is the store's rate for the
     // bytes consumer-low sends, and encoding is consumer-low's own work.
+    let stored_at = EventTime::now().as_millis();
     let bodies: Vec<String> = points
         .chunks(args.per_request)
-        .map(streamproc_store::line::encode)
+        .map(|chunk| streamproc_store::line::encode(chunk, stored_at))
         .collect();
     let write = format!("{base}/write");
     let stopwatch = watch.start();

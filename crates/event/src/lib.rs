@@ -7,6 +7,7 @@
 pub mod body;
 mod event;
 pub mod names;
+mod position;
 mod route;
 pub mod schema;
 
@@ -14,4 +15,5 @@ pub use event::{
     Admission, Amount, Defaults, Event, EventBounds, EventError, EventId, EventTime,
     AMOUNT_LIMIT_CEILING, MAX_ID_LEN, MAX_TIME_MS,
 };
+pub use position::{LogPosition, LoggedEvent};
 pub use route::{Route, Watermark, WatermarkError};

@@ -102,7 +102,9 @@ fn quote(value: &str) -> String {
     }
 }
 
-fn unparsable(param: &'static str, value: &str, reason: impl Into<String>) -> GridError {
+/// `value` of `param` could not be read, and why; the value is quoted to a
+/// bounded length.
+pub fn unparsable(param: &'static str, value: &str, reason: impl Into<String>) -> GridError {
     GridError::Unparsable {
         param,
         value: quote(value),

@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use streamproc_event::LogPosition;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProducerArgs;
@@ -148,12 +149,6 @@ pub enum SendError {
     },
 }
 
-/// Where Kafka stored one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-}
 
 /// Queues every record, then waits for all of Kafka's acknowledgements:
 /// the one way both event-api and the dead-letter writer produce, so that
@@ -162,7 +157,7 @@ pub struct Position {
 pub async fn send_all<'a, C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     records: impl ExactSizeIterator<Item = FutureRecord<'a, [u8], [u8]>>,
-) -> Result<Vec<Position>, SendError> {
+) -> Result<Vec<LogPosition>, SendError> {
     let total = records.len();
     let mut deliveries = Vec::with_capacity(total);
     for record in records {
@@ -187,7 +182,7 @@ pub async fn send_all<'a, C: ClientContext + 'static>(
         // librdkafka fails every record after message.timeout.ms (the
         // delivery timeout), so each of these awaits ends by then.
         match delivery.await {
-            Ok(Ok(delivery)) => positions.push(Position {
+            Ok(Ok(delivery)) => positions.push(LogPosition {
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),

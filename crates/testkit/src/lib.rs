@@ -100,3 +100,21 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `events` as a consumer hands them to its sink: read from partition 0 at
+/// offsets `first`, `first + 1`, …
+pub fn logged(
+    first: i64,
+    events: impl IntoIterator<Item = streamproc_event::Event>,
+) -> Vec<streamproc_event::LoggedEvent> {
+    (first..)
+        .zip(events)
+        .map(|(offset, event)| streamproc_event::LoggedEvent {
+            event,
+            position: streamproc_event::LogPosition {
+                partition: 0,
+                offset,
+            },
+        })
+        .collect()
+}

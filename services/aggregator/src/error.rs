@@ -41,6 +41,9 @@ pub enum ApiError {
     /// `/api` answers whole or not at all: at least one store failed.
     #[error("{0}")]
     StoresFailed(String),
+    /// What was looked up is nowhere it was looked for; says where.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl ApiError {
@@ -54,12 +57,14 @@ impl ApiError {
             Self::Off(_) => "off",
             Self::Clock(_) => "clock_out_of_range",
             Self::StoresFailed(_) => "stores_unavailable",
+            Self::NotFound(_) => "not_found",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadParameter(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Disabled
             | Self::Busy(_)
             | Self::Timeout(_)
@@ -72,7 +77,7 @@ impl ApiError {
     /// Seconds to wait before asking again: every 503 says.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::BadParameter(_) => None,
+            Self::BadParameter(_) | Self::NotFound(_) => None,
             Self::Busy(_) | Self::Timeout(_) => Some(BUSY_RETRY_AFTER_SECONDS),
             Self::Disabled | Self::Off(_) | Self::Clock(_) | Self::StoresFailed(_) => {
                 Some(RETRY_AFTER_SECONDS)
@@ -90,6 +95,7 @@ impl ApiError {
             Self::Off(""),
             Self::Clock(GridError::AfterEnd),
             Self::StoresFailed(String::new()),
+            Self::NotFound(String::new()),
         ];
         // A new kind of error does not compile here until it is listed above.
         for error in &each {
@@ -100,7 +106,8 @@ impl ApiError {
                 | Self::Timeout(_)
                 | Self::Off(_)
                 | Self::Clock(_)
-                | Self::StoresFailed(_) => {}
+                | Self::StoresFailed(_)
+                | Self::NotFound(_) => {}
             }
         }
         each

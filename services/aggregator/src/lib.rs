@@ -4,7 +4,9 @@
 
 mod answers;
 mod api;
+mod dead_letters;
 mod error;
+mod lookup;
 mod metrics;
 mod openapi;
 mod pipeline;
@@ -35,6 +37,7 @@ pub use error::DISABLED_MESSAGE;
 pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 
 use api::Source;
+use dead_letters::DeadLetters;
 use metrics::ApiMetrics;
 use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
 use stream::StreamSlots;
@@ -90,6 +93,12 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// Dead letters kept in memory, the newest: what /api/v1/dead-letters
+    /// lists and /api/v1/events/{id} searches. Each takes at most about
+    /// 2 KiB (its payload shown up to 1 KiB).
+    #[arg(long, env = "DEAD_LETTERS_KEPT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub dead_letters_kept: u32,
+
     /// When set, /api and every /api/v1/* path (the stream and the
     /// pipeline included) require `Authorization: Bearer <token>` and answer
     /// 401 without it. Probes, metrics and /openapi.json stay open. (API_URL
@@ -113,6 +122,8 @@ struct AppState {
     /// The pipeline's newest health snapshot; `None` when DISABLE is set or
     /// PIPELINE_WATCH is false.
     pipeline: Option<pipeline::Latest>,
+    /// The newest dead letters; `None` as `pipeline`.
+    dead_letters: Option<DeadLetters>,
 }
 
 /// Runs the aggregator on `listener` until `shutdown` is cancelled. Starts
@@ -133,9 +144,9 @@ pub async fn run(
     let metrics = ApiMetrics::register(&mut registry);
 
     config.pipeline.validate()?;
-    let (source, ready, pipeline) = if config.serve.disable {
+    let (source, ready, pipeline, dead_letters) = if config.serve.disable {
         tracing::warn!("DISABLE is set: queries are answered without reading the stores");
-        (Source::Disabled, ops::always_ready(), None)
+        (Source::Disabled, ops::always_ready(), None, None)
     } else {
         let stores = Arc::new(Stores::new(
             TimescaleReader::new(&config.postgres)?,
@@ -148,6 +159,16 @@ pub async fn run(
             influxdb = %config.influx.base_url(),
             "reading the high series from timescaledb and the low series from influxdb"
         );
+        let dead_letters = if config.pipeline.pipeline_watch {
+            Some(DeadLetters::start(
+                &config.pipeline.kafka.bootstrap_servers(),
+                &config.pipeline.kafka_dlq_topic,
+                config.dead_letters_kept as usize,
+                shutdown.clone(),
+            )?)
+        } else {
+            None
+        };
         let pipeline = if config.pipeline.pipeline_watch {
             Some(pipeline::start(
                 pipeline::Setup {
@@ -167,6 +188,7 @@ pub async fn run(
             Source::Stores(stores.clone()),
             stores_readiness(stores),
             pipeline,
+            dead_letters,
         )
     };
 
@@ -180,11 +202,18 @@ pub async fn run(
         queries: Arc::new(Semaphore::new(permits(config.max_queries))),
         request_timeout: config.request_timeout,
         pipeline,
+        dead_letters,
     };
     let queries = Router::new()
         .route("/api", get(api::legacy))
         .route("/api/v1/series", get(api::series))
         .route("/api/v1/totals", get(api::totals))
+        .route("/api/v1/events/{id}", get(lookup::event))
+        .route("/api/v1/dead-letters", get(lookup::dead_letters))
+        .route(
+            "/api/v1/dead-letters/{partition}/{offset}",
+            get(lookup::dead_letter),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), api::bounded));
     // The stream has its own limit, and /readyz (added below) none of
     // these, so that a probe is never queued behind user queries. The token
@@ -250,6 +279,7 @@ mod tests {
             queries: Arc::new(Semaphore::new(permits(max_queries))),
             request_timeout,
             pipeline: None,
+            dead_letters: None,
         };
         let slow = {
             let entered = entered.clone();

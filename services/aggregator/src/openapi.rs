@@ -30,6 +30,9 @@ use crate::series::Point;
         crate::stream::stream,
         crate::api::pipeline,
         crate::api::totals,
+        crate::lookup::event,
+        crate::lookup::dead_letters,
+        crate::lookup::dead_letter,
     ),
     components(
         schemas(ErrorBody, Time, Step, GridQuery, StreamQuery, Point, Stage),

@@ -40,10 +40,11 @@ impl PartialSchema for ErrorBody {
                 .iter()
                 .filter(|p| !GRID_PARAMETERS.contains(p)),
         );
+        parameters.extend(crate::lookup::PARAMETERS);
         let parameter = ObjectBuilder::new()
             .schema_type(Type::String)
             .enum_values(Some(parameters))
-            .description(Some("The query parameter at fault (400 only)"));
+            .description(Some("The query or path parameter at fault (400 only)"));
         error_schema(&codes, [("parameter", parameter.into())]).into()
     }
 }

@@ -45,10 +45,10 @@ async fn the_api_answers_with_the_token_only() {
     let low = InfluxSink::new(low.influx).unwrap();
     TimescaleSink::new(&high.postgres)
         .unwrap()
-        .write(&[event(7.0)])
+        .write(&testkit::logged(0, [event(7.0)]))
         .await
         .unwrap();
-    low.write(&[event(2.0)]).await.unwrap();
+    low.write(&testkit::logged(0, [event(2.0)])).await.unwrap();
     low.rollups().refresh().await.unwrap();
 
     let file = testkit::temp_dir("aggregator-token").join("token");

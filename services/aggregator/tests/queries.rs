@@ -12,7 +12,7 @@ use consumer_low::InfluxSink;
 use serde_json::{json, Value};
 use streamproc_event::{Amount, Event, EventId, EventTime};
 use streamproc_kafka::consume::Sink;
-use testkit::{eventually, InProcess, InfluxDb, Postgres};
+use testkit::{eventually, logged, InProcess, InfluxDb, Postgres};
 
 /// A bucket edge: a whole minute, so divisible by every step used below.
 const T0: i64 = 1_700_000_040_000;
@@ -53,8 +53,8 @@ impl Stores {
                 )
             })
             .partition(|event| event.amount.value() > 5.0);
-        self.high.write(&high).await.unwrap();
-        self.low.write(&low).await.unwrap();
+        self.high.write(&logged(0, high)).await.unwrap();
+        self.low.write(&logged(0, low)).await.unwrap();
         // What consumer-low's maintainer does within half a second.
         self.low.rollups().refresh().await.unwrap();
     }
@@ -861,8 +861,8 @@ async fn totals_count_every_stored_event_once_across_hours_and_days() {
         .cloned()
         .partition(|event| event.amount.value() > 5.0);
     for _ in 0..2 {
-        stores.high.write(&high).await.unwrap();
-        stores.low.write(&low).await.unwrap();
+        stores.high.write(&logged(0, high.clone())).await.unwrap();
+        stores.low.write(&logged(0, low.clone())).await.unwrap();
     }
     stores.low.rollups().refresh().await.unwrap();
     let stored = stores.postgres.psql("select count(*) from events").unwrap();

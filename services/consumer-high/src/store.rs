@@ -1,7 +1,7 @@
 //! The TimescaleDB sink: one statement per batch, idempotent by event id.
 
 use sqlx::PgPool;
-use streamproc_event::Event;
+use streamproc_event::LoggedEvent;
 use streamproc_kafka::consume::{Sink, SinkError};
 use streamproc_store::timescale::PostgresArgs;
 use tokio::sync::OnceCell;
@@ -9,7 +9,8 @@ use tokio::sync::OnceCell;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Inserts the ids that are new into `event_ids` and, in the same statement
-/// (so in one transaction), the rows of exactly those ids into `events` and
+/// (so in one transaction), the rows of exactly those ids into `events`
+/// (with the Kafka record each came from and the time of the write) and
 /// their totals into `events_per_second` and `events_per_hour`. A
 /// redelivered or retried event finds its id taken and adds nothing to any.
 ///
@@ -22,11 +23,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// data-modifying CTE runs even though nothing reads it.
 const INSERT: &str = "
 WITH batch AS (
-    SELECT DISTINCT ON (id) id, ms, amount
-    FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS b(id, ms, amount)
+    SELECT DISTINCT ON (id) id, timestamptz 'epoch' + ms * interval '1 millisecond' AS time,
+           ms, amount, kafka_partition, kafka_offset
+    FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::integer[], $5::bigint[])
+        AS b(id, ms, amount, kafka_partition, kafka_offset)
 ),
 fresh AS (
-    INSERT INTO event_ids (id) SELECT id FROM batch
+    INSERT INTO event_ids (id, time) SELECT id, time FROM batch
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ),
@@ -54,8 +57,8 @@ per_hour AS (
         amount_min = least(total.amount_min, excluded.amount_min),
         amount_max = greatest(total.amount_max, excluded.amount_max)
 )
-INSERT INTO events (time, amount, id)
-SELECT timestamptz 'epoch' + batch.ms * interval '1 millisecond', batch.amount, batch.id
+INSERT INTO events (time, amount, id, kafka_partition, kafka_offset, stored_at)
+SELECT batch.time, batch.amount, batch.id, batch.kafka_partition, batch.kafka_offset, now()
 FROM batch JOIN fresh USING (id)";
 
 pub struct TimescaleSink {
@@ -140,15 +143,19 @@ fn write_error(error: sqlx::Error) -> SinkError {
 }
 
 impl Sink for TimescaleSink {
-    async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+    async fn write(&self, events: &[LoggedEvent]) -> Result<(), SinkError> {
         self.ensure_schema().await?;
-        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let times: Vec<i64> = events.iter().map(|e| e.time.as_millis()).collect();
-        let amounts: Vec<f64> = events.iter().map(|e| e.amount.value()).collect();
+        let ids: Vec<&str> = events.iter().map(|e| e.event.id.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.event.time.as_millis()).collect();
+        let amounts: Vec<f64> = events.iter().map(|e| e.event.amount.value()).collect();
+        let partitions: Vec<i32> = events.iter().map(|e| e.position.partition).collect();
+        let offsets: Vec<i64> = events.iter().map(|e| e.position.offset).collect();
         let inserted = sqlx::query(INSERT)
             .bind(&ids)
             .bind(&times)
             .bind(&amounts)
+            .bind(&partitions)
+            .bind(&offsets)
             .execute(&self.pool)
             .await
             .map_err(write_error)?

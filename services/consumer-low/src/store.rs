@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streamproc_event::Event;
+use streamproc_event::{EventTime, LoggedEvent};
 use streamproc_kafka::consume::{Sink, SinkError};
 use streamproc_store::influx::{Influx, InfluxArgs, InfluxError};
 
@@ -56,13 +56,14 @@ fn to_sink_error(error: InfluxError) -> SinkError {
 }
 
 impl Sink for InfluxSink {
-    async fn write(&self, events: &[Event]) -> Result<(), SinkError> {
+    async fn write(&self, events: &[LoggedEvent]) -> Result<(), SinkError> {
         self.ensure_database().await?;
         let seconds: BTreeSet<i64> = events
             .iter()
-            .map(|e| e.time.as_millis().div_euclid(1000))
+            .map(|e| e.event.time.as_millis().div_euclid(1000))
             .collect();
-        let written = match self.influx.write(line::encode(events)).await {
+        let body = line::encode(events, EventTime::now().as_millis());
+        let written = match self.influx.write(body).await {
             Ok(()) => self.rollups.mark(&seconds).await,
             Err(error) => Err(error),
         };

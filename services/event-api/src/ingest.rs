@@ -10,7 +10,7 @@ use axum::http::{header, HeaderName, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use streamproc_event::{Event, EventBounds, EventTime};
-use streamproc_kafka::producer::Position;
+use streamproc_event::LogPosition;
 use streamproc_kit::error::Chain;
 use tokio::sync::{Semaphore, TryAcquireError};
 
@@ -109,7 +109,7 @@ fn wants_receipts(request: &Request) -> Result<bool, ApiError> {
     Ok(asked.unwrap_or(preferred))
 }
 
-fn receipts(events: &[Event], positions: &[Position]) -> Vec<Receipt> {
+fn receipts(events: &[Event], positions: &[LogPosition]) -> Vec<Receipt> {
     events
         .iter()
         .zip(positions)

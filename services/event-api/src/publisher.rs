@@ -7,7 +7,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use streamproc_event::Event;
-use streamproc_kafka::producer::{self, BrokerState, Position, ReliableProducer, SendError};
+use streamproc_event::LogPosition;
+use streamproc_kafka::producer::{self, BrokerState, ReliableProducer, SendError};
 use streamproc_kit::error::Chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +73,7 @@ impl Publisher {
     pub async fn publish(
         &self,
         events: &[Event],
-    ) -> Result<(Duration, Vec<Position>), PublishError> {
+    ) -> Result<(Duration, Vec<LogPosition>), PublishError> {
         if self.brokers.is_down() {
             return Err(PublishError::Unreachable);
         }

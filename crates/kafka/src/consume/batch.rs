@@ -10,17 +10,17 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letter::{DeadLetter, Source};
+use super::dead_letter::DeadLetter;
 use super::{ConsumerMetrics, ConsumerSettings};
-use streamproc_event::{Admission, Event, EventBounds, EventTime};
+use streamproc_event::{Admission, Event, EventBounds, EventTime, LogPosition, LoggedEvent};
 
 /// Records read since the last commit, sorted by what happens to them.
 #[derive(Debug)]
 pub struct Batch {
     topic: String,
-    /// This consumer's events, to write to its sink.
-    pub events: Vec<Event>,
-    sources: Vec<Source>,
+    /// This consumer's events, to write to its sink, each with the record
+    /// it came from.
+    pub events: Vec<LoggedEvent>,
     /// Records that are not valid events, for the dead-letter topic.
     pub dead: Vec<DeadLetter>,
     /// The offset after the last record read, per partition.
@@ -34,7 +34,6 @@ impl Batch {
         Self {
             topic: topic.to_owned(),
             events: Vec::new(),
-            sources: Vec::new(),
             dead: Vec::new(),
             next_offsets: BTreeMap::new(),
             records: 0,
@@ -68,7 +67,7 @@ impl Batch {
                 .observe(waited_ms as f64 / 1000.0);
         }
         self.records += 1;
-        let source = Source {
+        let source = LogPosition {
             partition: message.partition(),
             offset: message.offset(),
         };
@@ -77,8 +76,10 @@ impl Batch {
         let payload = message.payload().unwrap_or_default();
         match Event::from_json_bytes(payload, &self.admission) {
             Ok(event) if settings.watermark.route(event.amount) == settings.route => {
-                self.events.push(event);
-                self.sources.push(source);
+                self.events.push(LoggedEvent {
+                    event,
+                    position: source,
+                });
             }
             Ok(_) => {
                 metrics.skipped.inc();
@@ -108,10 +109,10 @@ impl Batch {
 
     /// The event at `index` as a dead letter, when the store refused it.
     pub fn rejected(&self, index: usize, reason: &str) -> DeadLetter {
-        let event = &self.events[index];
+        let LoggedEvent { event, position } = &self.events[index];
         DeadLetter {
             source_topic: self.topic.clone(),
-            source: self.sources[index],
+            source: *position,
             key: Some(event.id.as_str().as_bytes().to_vec()),
             payload: Some(event.to_json_bytes()),
             reason: format!("rejected by the store: {reason}"),
@@ -141,15 +142,18 @@ impl Batch {
     /// 0, 1, …, then `dead`, records that were not valid events.
     pub fn for_tests(topic: &str, events: Vec<Event>, dead: Vec<DeadLetter>) -> Self {
         let mut batch = Self::new(topic, &EventBounds::default());
-        batch.sources = (0..events.len() as i64)
-            .map(|offset| Source {
-                partition: 0,
-                offset,
-            })
-            .collect();
         batch.records = events.len() + dead.len();
         batch.next_offsets.insert(0, batch.records as i64);
-        batch.events = events;
+        batch.events = (0..)
+            .zip(events)
+            .map(|(offset, event)| LoggedEvent {
+                event,
+                position: LogPosition {
+                    partition: 0,
+                    offset,
+                },
+            })
+            .collect();
         batch.dead = dead;
         batch
     }

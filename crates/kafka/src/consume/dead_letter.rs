@@ -10,19 +10,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use crate::config::ProducerArgs;
+use streamproc_event::LogPosition;
 use crate::producer::{self, ReliableProducer};
-
-/// Where a record came from: the origin a dead letter names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    pub partition: i32,
-    pub offset: i64,
-}
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub source_topic: String,
-    pub source: Source,
+    /// Where the record was in the source topic.
+    pub source: LogPosition,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub reason: String,

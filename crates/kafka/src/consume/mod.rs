@@ -29,7 +29,7 @@ pub use metrics::ConsumerMetrics;
 use stall::Stall;
 use store::Store;
 use streamproc_event::{names, Route, Watermark};
-use streamproc_event::{Event, EventBounds};
+use streamproc_event::{EventBounds, LoggedEvent};
 use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::BoxError;
 use streamproc_kit::ops::NotReady;
@@ -75,9 +75,12 @@ pub enum SinkError {
 }
 
 /// Where a consumer stores its events. `write` must be idempotent: writing
-/// an event whose id is already stored changes nothing.
+/// an event whose id is already stored changes nothing. Each event comes
+/// with the record it was read from, which the store keeps beside it so
+/// that a stored event can be traced back to the log.
 pub trait Sink: Send + Sync + 'static {
-    fn write(&self, events: &[Event]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(&self, events: &[LoggedEvent])
+        -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Whether the store answers, for `/readyz`.
     fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send;

@@ -45,7 +45,7 @@ impl<D: SendDeadLetters> Store<'_, D> {
                 Ok(()) => {}
                 Err(refusal) if range.len() == 1 => {
                     let reason = Chain(&*refusal).to_string();
-                    let event = &batch.events[range.start];
+                    let event = &batch.events[range.start].event;
                     tracing::error!(
                         error = %reason,
                         event_id = %event.id,
@@ -160,9 +160,8 @@ mod tests {
 
     use super::*;
     use crate::consume::dead_letter::DeadLetterError;
-    use crate::consume::dead_letter::Source;
     use crate::producer::SendError;
-    use streamproc_event::{Amount, Event, EventId, EventTime};
+    use streamproc_event::{Amount, Event, EventId, EventTime, LogPosition, LoggedEvent};
 
     const TOPIC: &str = "events";
     const RETRY_INITIAL: Duration = Duration::from_millis(100);
@@ -229,9 +228,13 @@ mod tests {
     }
 
     impl Sink for ScriptedSink {
-        fn write(&self, events: &[Event]) -> impl Future<Output = Result<(), SinkError>> + Send {
+        fn write(
+            &self,
+            logged: &[LoggedEvent],
+        ) -> impl Future<Output = Result<(), SinkError>> + Send {
             let at = self.started.elapsed();
-            let answer = (self.answer)(at, events);
+            let events: Vec<Event> = logged.iter().map(|l| l.event.clone()).collect();
+            let answer = (self.answer)(at, &events);
             self.calls.lock().unwrap().push(Call {
                 at,
                 ids: events.iter().map(|e| e.id.as_str().to_owned()).collect(),
@@ -336,7 +339,7 @@ mod tests {
     fn malformed(offset: i64) -> DeadLetter {
         DeadLetter {
             source_topic: TOPIC.to_owned(),
-            source: Source {
+            source: LogPosition {
                 partition: 0,
                 offset,
             },
@@ -490,7 +493,7 @@ mod tests {
                 (letter.source_topic.as_str(), letter.source),
                 (
                     TOPIC,
-                    Source {
+                    LogPosition {
                         partition: 0,
                         offset: n
                     }

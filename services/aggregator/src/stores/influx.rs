@@ -5,9 +5,12 @@
 //! its per-hour totals (`event_1h`, refreshed right after the seconds).
 //! Only numbers from a validated [`Grid`] enter a query.
 
-use streamproc_store::influx::{rows, Influx, InfluxArgs, ROLLUP_MEASUREMENT};
+use serde_json::Value;
+use streamproc_event::{EventId, EventTime};
+use streamproc_store::influx::{rows, Influx, InfluxArgs, MEASUREMENT, ROLLUP_MEASUREMENT};
+use streamproc_store::line::point_identity;
 
-use super::{Buckets, StoreError, Totals};
+use super::{Buckets, Store, StoreError, StoredEvent, Totals};
 
 /// consumer-low's per-hour totals of `event_1s` (its `rollup` module).
 const HOUR_MEASUREMENT: &str = streamproc_event::names::EVENT_PER_HOUR_MEASUREMENT;
@@ -120,6 +123,38 @@ impl InfluxReader {
         ))
         .await?;
         Ok(first_time(&last))
+    }
+
+    /// The event `id` stored at `time`: its point is known exactly (see
+    /// `streamproc_store::line`), so this reads one series at one instant.
+    pub async fn find(&self, id: &EventId, time: EventTime) -> Result<Option<StoredEvent>, StoreError> {
+        let point = point_identity(id, time);
+        let answer = self
+            .influx
+            .query(&format!(
+                "SELECT amount, id, kafka_partition, kafka_offset, stored_at FROM {MEASUREMENT} \
+                 WHERE shard = '{}' AND time = {}",
+                point.shard, point.time_ns
+            ))
+            .await?;
+        // Two events share a point only if their ids' hashes collide: the
+        // id stored tells.
+        let Some(row) = rows(&answer).find(|row| row.get(2).and_then(Value::as_str) == Some(id.as_str())) else {
+            return Ok(None);
+        };
+        let amount = row.get(1).and_then(Value::as_f64).ok_or_else(|| StoreError::Unexpected {
+            store: "InfluxDB",
+            detail: format!("point without an amount: {row:?}"),
+        })?;
+        let int = |i: usize| row.get(i).and_then(Value::as_i64);
+        Ok(Some(StoredEvent {
+            store: Store::InfluxDb,
+            time: time.as_millis(),
+            amount,
+            partition: int(3).and_then(|p| i32::try_from(p).ok()),
+            offset: int(4),
+            stored_at: int(5),
+        }))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use streamproc_event::{EventId, EventTime};
 use streamproc_kit::error::Chain;
 use streamproc_kit::ops::NotReady;
 use streamproc_store::influx::InfluxError;
@@ -84,6 +85,30 @@ pub struct Totals {
     pub last_time: Option<i64>,
 }
 
+/// One event as a store holds it, and the Kafka record it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub store: Store,
+    /// The event's time, Unix ms.
+    pub time: i64,
+    pub amount: f64,
+    /// The events-topic partition it was read from; absent for events
+    /// stored by a release before this was kept.
+    pub partition: Option<i32>,
+    /// Its offset in that partition; absent as `partition`.
+    pub offset: Option<i64>,
+    /// When the consumer wrote it, Unix ms; absent as `partition`.
+    pub stored_at: Option<i64>,
+}
+
+/// Where one event was looked for: each store's answer, or why it was not
+/// asked.
+pub struct Found {
+    pub high: Result<Option<StoredEvent>, StoreError>,
+    /// `None` when no time was given: InfluxDB finds a point by its time.
+    pub low: Option<Result<Option<StoredEvent>, StoreError>>,
+}
+
 /// The answer of both stores to one question.
 pub struct Both<T> {
     pub high: Result<T, StoreError>,
@@ -129,6 +154,22 @@ impl Stores {
             self.timed(Store::InfluxDb, self.influx.totals()),
         );
         Both { high, low }
+    }
+
+    /// The event `id` in either store; InfluxDB is asked only when `time`
+    /// is known.
+    pub async fn find(&self, id: &EventId, time: Option<EventTime>) -> Found {
+        let low = async {
+            match time {
+                Some(time) => Some(self.timed(Store::InfluxDb, self.influx.find(id, time)).await),
+                None => None,
+            }
+        };
+        let (high, low) = tokio::join!(
+            self.timed(Store::TimescaleDb, self.timescale.find(id, time)),
+            low,
+        );
+        Found { high, low }
     }
 
     /// `Ok` when both stores answer; otherwise says which do not.

@@ -13,7 +13,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use streamproc_store::timescale::PostgresArgs;
 
-use super::{Buckets, StoreError, Totals};
+use super::{Buckets, Store, StoreError, StoredEvent, Totals};
+use streamproc_event::{EventId, EventTime};
 use crate::series::Stats;
 use streamproc_grid::Grid;
 
@@ -42,6 +43,19 @@ ORDER BY 1";
 const TOTALS: &str = "
 SELECT coalesce(sum(events), 0)::bigint, coalesce(sum(amount_sum), 0), max(hour)
 FROM events_per_hour";
+
+/// One event by id: its time from `event_ids` (so the time index, and
+/// TimescaleDB's chunks, narrow `events` to a few rows), or from the time
+/// given (`$2`, Unix ms) for rows stored before `event_ids` kept times.
+const FIND: &str = "
+SELECT (extract(epoch FROM e.time) * 1000)::bigint, e.amount,
+       e.kafka_partition, e.kafka_offset, (extract(epoch FROM e.stored_at) * 1000)::bigint
+FROM events e
+WHERE e.id = $1
+  AND e.time = coalesce(
+      (SELECT time FROM event_ids WHERE id = $1),
+      timestamptz 'epoch' + $2::bigint * interval '1 millisecond')
+LIMIT 1";
 
 pub struct TimescaleReader {
     pool: PgPool,
@@ -121,6 +135,31 @@ impl TimescaleReader {
             sum,
             last_time,
         })
+    }
+
+    /// The event `id`, where it is stored.
+    pub async fn find(
+        &self,
+        id: &EventId,
+        time: Option<EventTime>,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let row: Option<(i64, f64, Option<i32>, Option<i64>, Option<i64>)> =
+            sqlx::query_as(FIND)
+                .bind(id.as_str())
+                .bind(time.map(EventTime::as_millis))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
+        Ok(row.map(
+            |(time, amount, partition, offset, stored_at)| StoredEvent {
+                store: Store::TimescaleDb,
+                time,
+                amount,
+                partition,
+                offset,
+                stored_at,
+            },
+        ))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -149,7 +149,6 @@ pub enum SendError {
     },
 }
 
-
 /// Queues every record, then waits for all of Kafka's acknowledgements:
 /// the one way both event-api and the dead-letter writer produce, so that
 /// neither acknowledges what Kafka could still lose. Answers where each

@@ -128,8 +128,8 @@ pub async fn event(
         not_searched: Vec::new(),
     };
     let mut failed: Vec<String> = Vec::new();
-    let mut outcome = |store: Store, result: Option<Result<Option<StoredEvent>, StoreError>>| {
-        match result {
+    let mut outcome =
+        |store: Store, result: Option<Result<Option<StoredEvent>, StoreError>>| match result {
             Some(Ok(found)) => trace.stored.extend(found),
             Some(Err(error)) => {
                 let reason = format!("{}: {}", store.name(), Chain(&error));
@@ -145,8 +145,7 @@ pub async fn event(
                     event's time in Unix ms)"
                     .to_owned(),
             }),
-        }
-    };
+        };
     outcome(Store::TimescaleDb, Some(high));
     outcome(Store::InfluxDb, low);
     match &state.dead_letters {

@@ -210,7 +210,10 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
             )
         })
         .collect();
-    crashed.write(&testkit::logged(0, events.clone())).await.unwrap();
+    crashed
+        .write(&testkit::logged(0, events.clone()))
+        .await
+        .unwrap();
     // And events an older consumer-low stored, without marks: a day earlier.
     let older: String = (0..20)
         .map(|i| {

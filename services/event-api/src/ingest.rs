@@ -9,8 +9,8 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use streamproc_event::{Event, EventBounds, EventTime};
 use streamproc_event::LogPosition;
+use streamproc_event::{Event, EventBounds, EventTime};
 use streamproc_kit::error::Chain;
 use tokio::sync::{Semaphore, TryAcquireError};
 

@@ -10,8 +10,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use crate::config::ProducerArgs;
-use streamproc_event::LogPosition;
 use crate::producer::{self, ReliableProducer};
+use streamproc_event::LogPosition;
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {

@@ -79,8 +79,7 @@ pub enum SinkError {
 /// with the record it was read from, which the store keeps beside it so
 /// that a stored event can be traced back to the log.
 pub trait Sink: Send + Sync + 'static {
-    fn write(&self, events: &[LoggedEvent])
-        -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn write(&self, events: &[LoggedEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Whether the store answers, for `/readyz`.
     fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send;

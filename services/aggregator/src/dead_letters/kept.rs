@@ -34,7 +34,11 @@ impl Order {
 
     pub fn parse_cursor(text: &str) -> Option<Self> {
         let mut parts = text.splitn(3, '-');
-        let mut next = || parts.next().filter(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        let mut next = || {
+            parts
+                .next()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        };
         Some(Self {
             time: next()?.parse().ok()?,
             partition: next()?.parse().ok()?,
@@ -252,7 +256,10 @@ mod tests {
         expected.reverse();
         assert_eq!(seen, expected);
         assert_eq!(kept.with_key("same").len(), 10);
-        assert!(kept.with_key("same").windows(2).all(|w| w[0].order() > w[1].order()));
+        assert!(kept
+            .with_key("same")
+            .windows(2)
+            .all(|w| w[0].order() > w[1].order()));
     }
 
     #[test]
@@ -263,7 +270,14 @@ mod tests {
             offset: 17,
         };
         assert_eq!(Order::parse_cursor(&order.cursor()), Some(order));
-        for bad in ["", "1-2", "a-1-2", "1--2-3", "-1-2-3", "1-2-99999999999999999999"] {
+        for bad in [
+            "",
+            "1-2",
+            "a-1-2",
+            "1--2-3",
+            "-1-2-3",
+            "1-2-99999999999999999999",
+        ] {
             assert_eq!(Order::parse_cursor(bad), None, "{bad:?}");
         }
     }

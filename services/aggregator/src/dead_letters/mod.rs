@@ -108,7 +108,12 @@ impl DeadLetters {
             None => (false, 0),
             Some(ends) => (
                 ends.iter().all(|end| {
-                    reading.read_to.get(&end.partition).copied().unwrap_or(end.low) >= end.high
+                    reading
+                        .read_to
+                        .get(&end.partition)
+                        .copied()
+                        .unwrap_or(end.low)
+                        >= end.high
                 }),
                 ends.iter().map(|end| end.high - end.low).sum(),
             ),

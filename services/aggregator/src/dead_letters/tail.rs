@@ -119,7 +119,10 @@ impl Tail {
     }
 
     fn set_error(&self, error: Option<String>) {
-        self.reading.write().unwrap_or_else(|e| e.into_inner()).error = error;
+        self.reading
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .error = error;
     }
 
     fn set_caught_up(&self, ends: Vec<PartitionEnds>) {
@@ -136,7 +139,9 @@ fn letter_of(message: &BorrowedMessage<'_>) -> DeadLetter {
     let (mut topic, mut partition, mut offset) = (None, None, None);
     if let Some(headers) = message.headers() {
         for header in headers.iter() {
-            let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned());
+            let value = header
+                .value
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             match header.key {
                 "streamproc-reason" => reason = value,
                 "streamproc-source-topic" => topic = value,

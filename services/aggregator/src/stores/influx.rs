@@ -127,25 +127,34 @@ impl InfluxReader {
 
     /// The event `id` stored at `time`: its point is known exactly (see
     /// `streamproc_store::line`), so this reads one series at one instant.
-    pub async fn find(&self, id: &EventId, time: EventTime) -> Result<Option<StoredEvent>, StoreError> {
+    pub async fn find(
+        &self,
+        id: &EventId,
+        time: EventTime,
+    ) -> Result<Option<StoredEvent>, StoreError> {
         let point = point_identity(id, time);
         let answer = self
             .influx
             .query(&format!(
                 "SELECT amount, id, kafka_partition, kafka_offset, stored_at FROM {MEASUREMENT} \
-                 WHERE shard = '{}' AND time = {}",
+                 WHERE \"shard\" = '{}' AND time = {}",
                 point.shard, point.time_ns
             ))
             .await?;
         // Two events share a point only if their ids' hashes collide: the
         // id stored tells.
-        let Some(row) = rows(&answer).find(|row| row.get(2).and_then(Value::as_str) == Some(id.as_str())) else {
+        let Some(row) =
+            rows(&answer).find(|row| row.get(2).and_then(Value::as_str) == Some(id.as_str()))
+        else {
             return Ok(None);
         };
-        let amount = row.get(1).and_then(Value::as_f64).ok_or_else(|| StoreError::Unexpected {
-            store: "InfluxDB",
-            detail: format!("point without an amount: {row:?}"),
-        })?;
+        let amount = row
+            .get(1)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| StoreError::Unexpected {
+                store: "InfluxDB",
+                detail: format!("point without an amount: {row:?}"),
+            })?;
         let int = |i: usize| row.get(i).and_then(Value::as_i64);
         Ok(Some(StoredEvent {
             store: Store::InfluxDb,

@@ -161,7 +161,10 @@ impl Stores {
     pub async fn find(&self, id: &EventId, time: Option<EventTime>) -> Found {
         let low = async {
             match time {
-                Some(time) => Some(self.timed(Store::InfluxDb, self.influx.find(id, time)).await),
+                Some(time) => Some(
+                    self.timed(Store::InfluxDb, self.influx.find(id, time))
+                        .await,
+                ),
                 None => None,
             }
         };

@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use streamproc_store::timescale::PostgresArgs;
 
 use super::{Buckets, Store, StoreError, StoredEvent, Totals};
-use streamproc_event::{EventId, EventTime};
 use crate::series::Stats;
+use streamproc_event::{EventId, EventTime};
 use streamproc_grid::Grid;
 
 const BUCKETS: &str = "
@@ -143,23 +143,22 @@ impl TimescaleReader {
         id: &EventId,
         time: Option<EventTime>,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let row: Option<(i64, f64, Option<i32>, Option<i64>, Option<i64>)> =
-            sqlx::query_as(FIND)
-                .bind(id.as_str())
-                .bind(time.map(EventTime::as_millis))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(StoreError::from)?;
-        Ok(row.map(
-            |(time, amount, partition, offset, stored_at)| StoredEvent {
+        let row: Option<(i64, f64, Option<i32>, Option<i64>, Option<i64>)> = sqlx::query_as(FIND)
+            .bind(id.as_str())
+            .bind(time.map(EventTime::as_millis))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(
+            row.map(|(time, amount, partition, offset, stored_at)| StoredEvent {
                 store: Store::TimescaleDb,
                 time,
                 amount,
                 partition,
                 offset,
                 stored_at,
-            },
-        ))
+            }),
+        )
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

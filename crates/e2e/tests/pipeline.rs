@@ -122,12 +122,12 @@ async fn events_flow_from_the_producer_to_the_page() {
     .await;
     assert!(held, "the 64 streams did not open");
 
-    // The page, in Debian's Chromium, against this pipeline; it posts three
-    // more events through event-api and watches them arrive.
+    // The page, in Debian's Chromium, against this pipeline; it posts four
+    // more events through event-api, watches them arrive and traces one.
     let screenshots = common::run_browser_test(
         "tests/page.mjs",
         &["--url", &web_ui.url, "--event-api", &event_api.url],
-        "page: 12 passed, 0 failed",
+        "page: 13 passed, 0 failed",
     )
     .await;
     assert!(screenshots.join("web-ui.png").is_file());
@@ -140,7 +140,7 @@ async fn events_flow_from_the_producer_to_the_page() {
     );
     drop(hogs);
 
-    assert_stored(&aggregator, &broker, PRODUCED + 3).await;
+    assert_stored(&aggregator, &broker, PRODUCED + 4).await;
     for service in [web_ui, aggregator, low, high, event_api] {
         service.stop().await;
     }

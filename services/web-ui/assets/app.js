@@ -4,7 +4,8 @@
 // A store that does not answer leaves a gap, never a line at zero. Above the
 // chart, the pipeline strip shows every stage's health from the same stream
 // (or /api/v1/pipeline), and the chart shades the periods a stage was
-// degraded or down.
+// degraded or down, and links to the dead letters. Below it, one event can
+// be traced by id to the store and the Kafka record that hold it.
 import uPlot from "./vendor/uPlot.esm.js";
 
 const RANGES = {
@@ -21,6 +22,7 @@ const METRICS = {
 };
 const SERIES = ["high", "low"];
 const STORE_LABEL = { high: "TimescaleDB (High)", low: "InfluxDB (Low)" };
+const STORE_NAME = { timescaledb: "TimescaleDB", influxdb: "InfluxDB" };
 // About one bucket per 3 px of a wide chart; the aggregator rounds the step.
 const MAX_POINTS = 300;
 const POLL_MS = 2_000;
@@ -309,6 +311,8 @@ function renderPipeline() {
     // The colour in words, for screen readers.
     item.setAttribute("aria-label", `${stage.name}: ${stage.status}; ${item.querySelector(".figure").textContent.replaceAll("\n", ", ")}`);
   }
+  const dead = snapshot.stages.find((s) => s.name === "kafka")?.figures?.dead_lettered;
+  $("dead-letters").textContent = dead == null ? "dead letters" : `${grouped(dead)} dead letter${dead === 1 ? "" : "s"}`;
   if (snapshot.problems.length === 0) {
     problems.textContent = "All stages ok.";
   } else {
@@ -321,6 +325,53 @@ function renderPipeline() {
     );
   }
   if (state.pipelineError) problems.append(` (${state.pipelineError})`);
+}
+
+// ---- Tracing one event --------------------------------------------------
+
+const iso = (ms) => new Date(ms).toISOString();
+
+/** What /api/v1/events/{id} answered, a line per place. */
+function describeTrace(status, body) {
+  if (status !== 200) return [body?.message ?? `HTTP ${status}`];
+  const lines = body.stored.map((s) => {
+    const origin = s.partition == null ? "its record unknown (stored before records were kept)" : `from partition ${s.partition}, offset ${s.offset}`;
+    const written = s.stored_at == null ? "" : `, written ${iso(s.stored_at)}`;
+    return `${STORE_NAME[s.store] ?? s.store}: amount ${s.amount} at ${iso(s.time)}, ${origin}${written}`;
+  });
+  for (const d of body.dead_letters) {
+    lines.push(`Dead-lettered ${iso(d.time)} (dead letter ${d.partition}:${d.offset}): ${d.reason}`);
+  }
+  for (const n of body.not_searched) lines.push(`Not searched in ${n.in}: ${n.reason}`);
+  return lines;
+}
+
+async function lookUp(event) {
+  event.preventDefault();
+  const id = $("lookup-id").value.trim();
+  const time = $("lookup-time").value.trim();
+  const result = $("lookup-result");
+  if (!id) return;
+  result.textContent = "looking…";
+  const query = time ? `?${new URLSearchParams({ time })}` : "";
+  let status;
+  let body = null;
+  try {
+    const response = await fetch(`api/v1/events/${encodeURIComponent(id)}${query}`, { headers: { accept: "application/json" } });
+    status = response.status;
+    body = await response.json().catch(() => null);
+  } catch (error) {
+    result.textContent = error.message;
+    return;
+  }
+  result.dataset.status = String(status);
+  result.replaceChildren(
+    ...describeTrace(status, body).map((text) => {
+      const line = document.createElement("span");
+      line.textContent = text;
+      return line;
+    }),
+  );
 }
 
 /** Shades, under the lines, each period a stage was degraded or down. */
@@ -576,6 +627,8 @@ const KEYS = {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  // Letters typed into the lookup box are not shortcuts.
+  if (event.target.closest?.("input")) return;
   // Space on a focused button presses that button; elsewhere it pauses.
   if (event.key === " " && event.target === document.body) {
     event.preventDefault();
@@ -591,6 +644,7 @@ function start() {
   $("legend").addEventListener("click", (e) => e.target.closest("button") && toggleSeries(e.target.closest("button").dataset.series));
   $("pause").addEventListener("click", togglePause);
   $("theme").addEventListener("click", nextTheme);
+  $("lookup").addEventListener("submit", lookUp);
   document.addEventListener("keydown", onKey);
   chartElement.addEventListener("mouseleave", () => (tooltip.hidden = true));
   new ResizeObserver(() => chart?.setSize({ width: chartElement.clientWidth, height: CHART_HEIGHT })).observe(chartElement);

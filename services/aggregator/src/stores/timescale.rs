@@ -48,14 +48,25 @@ FROM events_per_hour";
 /// TimescaleDB's chunks, narrow `events` to a few rows), or from the time
 /// given (`$2`, Unix ms) for rows stored before `event_ids` kept times.
 const FIND: &str = "
-SELECT (extract(epoch FROM e.time) * 1000)::bigint, e.amount,
-       e.kafka_partition, e.kafka_offset, (extract(epoch FROM e.stored_at) * 1000)::bigint
+SELECT (extract(epoch FROM e.time) * 1000)::bigint AS time, e.amount,
+       e.kafka_partition, e.kafka_offset,
+       (extract(epoch FROM e.stored_at) * 1000)::bigint AS stored_at
 FROM events e
 WHERE e.id = $1
   AND e.time = coalesce(
       (SELECT time FROM event_ids WHERE id = $1),
       timestamptz 'epoch' + $2::bigint * interval '1 millisecond')
 LIMIT 1";
+
+/// A row of [`FIND`]; the origin is NULL for rows stored before it was kept.
+#[derive(sqlx::FromRow)]
+struct FoundRow {
+    time: i64,
+    amount: f64,
+    kafka_partition: Option<i32>,
+    kafka_offset: Option<i64>,
+    stored_at: Option<i64>,
+}
 
 pub struct TimescaleReader {
     pool: PgPool,
@@ -143,22 +154,20 @@ impl TimescaleReader {
         id: &EventId,
         time: Option<EventTime>,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let row: Option<(i64, f64, Option<i32>, Option<i64>, Option<i64>)> = sqlx::query_as(FIND)
+        let row: Option<FoundRow> = sqlx::query_as(FIND)
             .bind(id.as_str())
             .bind(time.map(EventTime::as_millis))
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::from)?;
-        Ok(
-            row.map(|(time, amount, partition, offset, stored_at)| StoredEvent {
-                store: Store::TimescaleDb,
-                time,
-                amount,
-                partition,
-                offset,
-                stored_at,
-            }),
-        )
+        Ok(row.map(|row| StoredEvent {
+            store: Store::TimescaleDb,
+            time: row.time,
+            amount: row.amount,
+            partition: row.kafka_partition,
+            offset: row.kafka_offset,
+            stored_at: row.stored_at,
+        }))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

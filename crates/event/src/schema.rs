@@ -19,6 +19,20 @@ use crate::{EventBounds, MAX_ID_LEN, MAX_TIME_MS};
 /// The fields an [`crate::EventError`] can name (`ItemError::field`).
 pub const FIELDS: [&str; 3] = ["amount", "time", "id"];
 
+/// What an id may be, in words, for the documents that take one.
+pub const ID_RULE: &str = "1 to 128 bytes of UTF-8 (bytes, not characters, count towards \
+    maxLength), no control characters.";
+
+/// An event id: a string of 1 to [`MAX_ID_LEN`] bytes without control
+/// characters, as [`crate::EventId::parse`] takes it.
+pub fn id_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+}
+
 /// One event as a client sends it (`Event` in the document).
 pub struct EventSchema;
 
@@ -67,18 +81,11 @@ impl PartialSchema for EventSchema {
                 in_words(bounds.max_age),
                 in_words(bounds.max_ahead)
             )));
-        let id = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(MAX_ID_LEN))
-            .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
-            .description(Some(format!(
-                "Client-chosen id, sent again unchanged on retry so that the event is stored \
-                 once; generated when missing. 1 to {MAX_ID_LEN} bytes of UTF-8 (bytes, not \
-                 characters, count towards maxLength), no control characters. An event with an \
-                 id must carry its `time` (else 400 naming `time`), so that a retry is the same \
-                 event."
-            )));
+        let id = id_schema().description(Some(format!(
+            "Client-chosen id, sent again unchanged on retry so that the event is stored \
+             once; generated when missing. {ID_RULE} An event with an id must carry its \
+             `time` (else 400 naming `time`), so that a retry is the same event."
+        )));
         // JSON Schema keywords utoipa has no field for.
         let id_needs_time: Extensions = [("dependentRequired", json!({"id": ["time"]}))]
             .into_iter()
@@ -174,6 +181,7 @@ mod tests {
             r"^[+-]?([0-9]{1,15}(\.[0-9]*)?|\.[0-9]+)$"
         );
         assert_eq!(schema["properties"]["id"]["maxLength"], MAX_ID_LEN);
+        assert!(ID_RULE.starts_with(&format!("1 to {MAX_ID_LEN} bytes")));
         assert_eq!(schema["properties"]["time"]["maximum"], MAX_TIME_MS);
         assert_eq!(schema["dependentRequired"], json!({"id": ["time"]}));
         let description = schema["properties"]["time"]["description"]

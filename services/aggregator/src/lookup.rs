@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use streamproc_event::schema::{id_schema, ID_RULE};
 use streamproc_event::{EventId, EventTime, MAX_TIME_MS};
 use streamproc_grid::{parse_natural, take, unparsable};
 use streamproc_kit::error::Chain;
@@ -52,21 +53,33 @@ pub struct NotSearched {
     pub reason: String,
 }
 
-/// `/api/v1/events/{id}`'s query, read from the pairs by [`event`].
-pub struct TraceQuery;
+/// `/api/v1/events/{id}`'s parameters, read by [`event`].
+pub struct TraceParams;
 
-impl IntoParams for TraceQuery {
+impl IntoParams for TraceParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![query_parameter(
-            "time",
-            "The event's time, Unix ms, as its receipt says. Without it InfluxDB is not \
+        let id = ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(format!(
+                "The event id, as event-api's receipt gives it: {ID_RULE}"
+            )))
+            .schema(Some(id_schema()))
+            .build();
+        vec![
+            id,
+            query_parameter(
+                "time",
+                "The event's time, Unix ms, as its receipt says. Without it InfluxDB is not \
              searched: a point is found by its time. TimescaleDB and the dead letters are \
              searched by id alone.",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(MAX_TIME_MS)),
-        )]
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(MAX_TIME_MS)),
+            ),
+        ]
     }
 }
 
@@ -86,11 +99,7 @@ fn query_parameter(name: &str, description: &str, schema: ObjectBuilder) -> Para
     path = "/api/v1/events/{id}",
     summary = "Where one event is: its store, the Kafka record it came from and when it was \
         written, or its dead letters and why",
-    params(
-        ("id" = String, Path, description = "The event id (1 to 128 bytes, no control \
-            characters), as event-api's receipt gives it"),
-        TraceQuery,
-    ),
+    params(TraceParams),
     responses(
         (status = 200, description = "Found in a store or among the dead letters", body = Trace),
         (status = 400, body = ErrorBody,
@@ -237,7 +246,7 @@ impl IntoParams for PageQuery {
                 "Only letters older than this: the previous page's next gives it.",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some("^[0-9]+-[0-9]+-[0-9]+$")),
+                    .pattern(Some(Order::CURSOR_PATTERN)),
             ),
         ]
     }

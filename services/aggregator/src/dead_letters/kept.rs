@@ -27,6 +27,10 @@ pub struct Order {
 }
 
 impl Order {
+    /// A cursor: digits enough for any time, partition and offset Kafka
+    /// gives, and few enough that each fits its type.
+    pub const CURSOR_PATTERN: &str = "^[0-9]{1,18}-[0-9]{1,9}-[0-9]{1,18}$";
+
     /// `<time>-<partition>-<offset>`, as the listing's `before` takes it.
     pub fn cursor(&self) -> String {
         format!("{}-{}-{}", self.time, self.partition, self.offset)

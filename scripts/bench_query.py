@@ -5,7 +5,11 @@ the window), then with 10 000 000 (the rest in the 23 hours before): the
 first measurement is the baseline of the second, and the goal is that
 neither grows by more than half. Also measured in the same run: the same
 buckets computed straight from the stored events, as a query without the
-per-second totals would.
+per-second totals would; and tracing one event by id
+(/api/v1/events/{id}), whose p99 must stay under 50 ms with 10 000 000
+stored: events of TimescaleDB by id alone, events of InfluxDB by id and
+time (TRACED low events written by consumer-low itself, a day before the
+seeded ones, so that their points sit where consumer-low puts them).
 
 Both stores are filled the way the consumers leave them: events in
 TimescaleDB with their per-second totals; events in InfluxDB marked dirty
@@ -27,10 +31,14 @@ import urllib.request
 
 from bench_consume import influx, psql
 from bench_native import cpu_seconds, free_port
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 DATABASE = "bench_query"
 HOUR_MS = 3_600_000
+# Low events written through Kafka and consumer-low for the trace lookups.
+TRACED = 200
+TRACE_GOAL_MS = 50
 
 
 def start(binary: str, env: dict) -> tuple[subprocess.Popen, str]:
@@ -62,6 +70,7 @@ def seed_postgres(port: int, start_ms: int, end_ms: int, n: int) -> None:
         SELECT timestamptz 'epoch' + ({start_ms} + i * {end_ms - start_ms}::bigint / {n}) * interval '1 ms',
                5.001 + random() * 4.999, 'q{start_ms}-' || i
         FROM generate_series(0, {n - 1}) AS i;
+        INSERT INTO event_ids (id, time) SELECT id, time FROM events WHERE {window};
         INSERT INTO events_per_second (second, events, amount_sum, amount_min, amount_max)
         SELECT floor(extract(epoch FROM time))::bigint, count(*), sum(amount), min(amount), max(amount)
         FROM events WHERE {window}
@@ -204,12 +213,63 @@ def measure(args, aggregator: str, start_ms: int, end_ms: int, expected: int, st
     print(f"  aggregator   GET /api/v1/series (3 600 buckets, both stores)  p95 {result['series_p95']:.1f} ms,"
           f" median {statistics.median(times) * 1000:.1f} ms; counts exact ({counted:,})")
     times, body = timed_get(f"{aggregator}/api/v1/totals", args.repeats)
-    counted = body["high"]["count"] + body["low"]["count"]
+    counted = body["high"]["count"] + body["low"]["count"] - TRACED
     if counted != stored:
         sys.exit(f"the aggregator's totals count {counted} events, not {stored}")
     result["totals_p95"] = p95(times) * 1000
     print(f"  aggregator   GET /api/v1/totals  p95 {result['totals_p95']:.1f} ms,"
           f" median {statistics.median(times) * 1000:.1f} ms; counts exact ({counted:,})")
+    return result
+
+
+def produce_traced(kafka_port: int, topic: str, at_ms: int) -> list[tuple[str, int]]:
+    """TRACED low events, one ms apart from `at_ms`, on the consumers' topic:
+    their ids and times."""
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{kafka_port}", "broker.address.family": "v4",
+                         "acks": "all"})
+    traced = [(f"traced-{at_ms}-{i}", at_ms + i) for i in range(TRACED)]
+    for event_id, ms in traced:
+        producer.produce(topic, key=event_id, value=json.dumps({"id": event_id, "time": ms, "amount": 1.5}))
+    if producer.flush(30) != 0:
+        sys.exit("the traced events were not all acknowledged")
+    return traced
+
+
+def trace_times(aggregator: str, lookups: list[str], repeats: int) -> list[float]:
+    """Seconds per GET of each path, `repeats` rounds over them all; each
+    must answer 200 with the event stored."""
+    times = []
+    for _ in range(repeats):
+        for path in lookups:
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{aggregator}{path}", timeout=60) as response:
+                body = json.loads(response.read())
+            times.append(time.perf_counter() - started)
+            if len(body.get("stored", [])) != 1:
+                sys.exit(f"{path}: not stored: {body}")
+    return times
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure_trace(aggregator: str, high_ids: list[str], traced: list[tuple[str, int]], label: str) -> dict:
+    """p50 and p99 of /api/v1/events/{id} in ms: TimescaleDB by id alone,
+    InfluxDB by id and time."""
+    lookups = {
+        "TimescaleDB, by id": [f"/api/v1/events/{event_id}" for event_id in high_ids],
+        "InfluxDB, by id and time": [f"/api/v1/events/{event_id}?time={ms}" for event_id, ms in traced],
+    }
+    result = {}
+    print(f"  trace one event ({label})")
+    for name, paths in lookups.items():
+        times = trace_times(aggregator, paths, 2)
+        p50, p99 = percentile(times, 0.5) * 1000, percentile(times, 0.99) * 1000
+        result[name] = (p50, p99)
+        print(f"  aggregator   GET /api/v1/events/{{id}}, {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+              f" ({len(times)} requests; goal p99 < {TRACE_GOAL_MS} ms)")
     return result
 
 
@@ -220,6 +280,12 @@ def rows(small: dict, large: dict, args) -> list[dict]:
             "unit": "ms", "baseline_name": f"{args.window_events:,} stored", "baseline": round(small[key], 1),
             "ratio": round(large[key] / small[key], 2), "max_ratio": 1.5, "settings": settings}
            for what, key in (("series", "series_p95"), ("totals", "totals_p95"))]
+    for name, (_, p99) in large["trace"].items():
+        baseline = small["trace"][name][1]
+        out.append({"name": f"/api/v1/events/{{id}} p99, {name}, {args.total_events:,} stored",
+                    "figure": round(p99, 1), "unit": "ms", "baseline_name": f"{args.window_events:,} stored",
+                    "baseline": round(baseline, 1), "ratio": round(p99 / baseline, 2),
+                    "settings": f"goal p99 < {TRACE_GOAL_MS} ms; {TRACED} events looked up twice each"})
     for store, (fast, slow) in large["stores"].items():
         out.append({"name": f"{store}: one hour at 1 s from the totals, {args.total_events:,} stored",
                     "figure": round(fast, 1), "unit": "ms", "baseline_name": "from the events",
@@ -264,21 +330,38 @@ def main() -> int:
     high.wait(30)
     influx(args.influxdb_port, "/query", {"q": f'CREATE DATABASE "{DATABASE}"'})
 
+    def traced_stored() -> int:
+        first, last = traced[0][1], traced[-1][1]
+        answer = json.loads(influx(args.influxdb_port, "/query", {
+            "db": DATABASE, "q": f"SELECT count(amount) FROM event WHERE time >= {first}ms AND time <= {last}ms"}))
+        series = answer["results"][0].get("series")
+        return series[0]["values"][0][1] if series else 0
+
     def influx_totals() -> float:
+        """Runs consumer-low until it has stored the traced events and no
+        total is left dirty: seconds taken."""
         low, _ = start(f"{args.bin_dir}/consumer-low", stores)
         try:
-            return wait_for_totals(args.influxdb_port)
+            started = time.perf_counter()
+            while traced_stored() < TRACED:
+                if time.perf_counter() - started > 120:
+                    sys.exit(f"consumer-low stored {traced_stored()} of the {TRACED} traced events in 2 minutes")
+                time.sleep(0.2)
+            wait_for_totals(args.influxdb_port)
+            return time.perf_counter() - started
         finally:
             low.terminate()
             low.wait(30)
 
+    end_ms = int(time.time()) // 60 * 60_000
+    start_ms = end_ms - HOUR_MS
+    # A day before the 24 seeded hours, out of every measured window.
+    traced = produce_traced(args.kafka_port, "bench-query", start_ms - 48 * HOUR_MS)
     # The pipeline watch would add its own queries to the ones timed here.
     aggregator, aggregator_url = start(f"{args.bin_dir}/aggregator",
                                        {**stores, "QUERY_TIMEOUT": "120s", "REQUEST_TIMEOUT": "180s",
                                         "PIPELINE_WATCH": "false"})
     try:
-        end_ms = int(time.time()) // 60 * 60_000
-        start_ms = end_ms - HOUR_MS
         half = args.window_events // 2
         seed_postgres(args.postgres_port, start_ms, end_ms, half)
         seed_influx(args.influxdb_port, start_ms, end_ms, args.window_events - half)
@@ -286,6 +369,8 @@ def main() -> int:
         settle("the first load")
         small = measure(args, aggregator_url, start_ms, end_ms, args.window_events, args.window_events,
                         f"1 h window at 1 s, {args.window_events:,} events stored (all in the window)")
+        high_ids = [f"q{start_ms}-{i}" for i in random.sample(range(args.window_events // 2), TRACED)]
+        small["trace"] = measure_trace(aggregator_url, high_ids, traced, f"{args.window_events:,} stored")
 
         before = start_ms - 23 * HOUR_MS
         outside = args.total_events - args.window_events
@@ -296,6 +381,11 @@ def main() -> int:
         settle("the second load")
         large = measure(args, aggregator_url, start_ms, end_ms, args.window_events, args.total_events,
                         f"the same window, {args.total_events:,} events stored ({outside:,} in the 23 h before it)")
+        high_ids = [f"q{before}-{i}" for i in random.sample(range(half), TRACED // 2)] + high_ids[:TRACED // 2]
+        large["trace"] = measure_trace(aggregator_url, high_ids, traced, f"{args.total_events:,} stored")
+        worst = max(p99 for _, p99 in large["trace"].values())
+        if worst >= TRACE_GOAL_MS:
+            print(f"  MISSED: tracing one event took {worst:.1f} ms at p99 (goal < {TRACE_GOAL_MS} ms)")
     finally:
         aggregator.terminate()
         aggregator.wait(30)

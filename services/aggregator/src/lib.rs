@@ -82,8 +82,9 @@ pub struct Config {
     #[arg(long, env = "STREAM_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub stream_max_age: Duration,
 
-    /// Most /api, /api/v1/series and /api/v1/totals requests answered at
-    /// once; past it a new one is answered 503 with Retry-After.
+    /// Most /api, /api/v1/series, /api/v1/totals, /api/v1/events/{id} and
+    /// /api/v1/dead-letters requests answered at once; past it a new one is
+    /// answered 503 with Retry-After.
     #[arg(long, env = "MAX_QUERIES", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queries: u32,
 

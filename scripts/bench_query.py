@@ -333,7 +333,7 @@ def main() -> int:
     def traced_stored() -> int:
         first, last = traced[0][1], traced[-1][1]
         answer = json.loads(influx(args.influxdb_port, "/query", {
-            "db": DATABASE, "q": f"SELECT count(amount) FROM event WHERE time >= {first}ms AND time <= {last}ms"}))
+            "db": DATABASE, "q": f"SELECT count(amount) FROM event WHERE time >= {first}ms AND time < {last + 1}ms"}))
         series = answer["results"][0].get("series")
         return series[0]["values"][0][1] if series else 0
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::consume::rebuild::ReplayFrom;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 use streamproc_event::{names, Watermark, WatermarkError};
@@ -96,6 +97,16 @@ pub struct ConsumerArgs {
 
     #[command(flatten)]
     pub bounds: EventBoundsArgs,
+
+    /// Instead of consuming: replay the topic into this consumer's store
+    /// from `beginning`, Unix ms, an RFC 3339 time or `now-<duration>` (the
+    /// time the records reached Kafka), up to where the topic ends when it
+    /// starts; then print what it did and exit. The consumer group is not
+    /// touched, so the running consumers go on meanwhile, and the store
+    /// keeps one copy per event id. A flag only, never an environment
+    /// variable, so that no restart rebuilds by accident.
+    #[arg(long, value_parser = ReplayFrom::parse)]
+    pub rebuild_from: Option<ReplayFrom>,
 }
 
 fn parse_watermark(s: &str) -> Result<f64, WatermarkError> {

@@ -13,19 +13,20 @@ use crate::producer::{base_config, KafkaSetupError};
 /// A client that reads by assignment. `name` becomes its `group.id`, which
 /// librdkafka requires of a consumer but which is never joined.
 /// `fetch_wait_max` bounds how long an empty fetch is held (tansu holds
-/// every fetch that long, records or not: keep it small there).
+/// every fetch that long, records or not: keep it small there);
+/// `read_ahead_kbytes` how much librdkafka fetches ahead of the caller
+/// (its own default is 64 MiB).
 pub fn assigned_reader(
     brokers: &str,
     name: &str,
     fetch_wait_max: Duration,
+    read_ahead_kbytes: u32,
 ) -> Result<StreamConsumer<QuietContext>, KafkaSetupError> {
     base_config(brokers)
         .set("group.id", name)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // What the reader holds ahead of its caller: a megabyte, not
-        // librdkafka's default of 64.
-        .set("queued.max.messages.kbytes", "1024")
+        .set("queued.max.messages.kbytes", read_ahead_kbytes.to_string())
         .set(
             "fetch.wait.max.ms",
             fetch_wait_max.as_millis().clamp(1, 300_000).to_string(),

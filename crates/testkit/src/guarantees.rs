@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use streamproc_event::names::{consumer_group, EVENTS_TOPIC};
 use streamproc_event::Route;
+use streamproc_kafka::consume::rebuild::RebuildSummary;
 
 use crate::{event_record, eventually, produce, produce_until_all_busy, InProcess, Tansu};
 
@@ -62,6 +63,15 @@ pub trait StoreUnderTest: Sized {
     /// Makes the store refuse some events that the event model accepts, and
     /// returns them, keyed `refused-…`.
     fn refused_events(&self) -> impl Future<Output = Vec<TopicRecord>>;
+    /// `(second, count, sum)` of every second holding events, from the
+    /// totals the aggregator reads.
+    fn seconds(&self) -> impl Future<Output = Vec<(i64, i64, f64)>>;
+    /// Loses everything stored: TimescaleDB's tables truncated, InfluxDB's
+    /// database dropped.
+    fn wipe(&self) -> impl Future<Output = ()>;
+    /// The service's `--rebuild-from` job in this process, parsed from
+    /// `args` as its `main` would.
+    fn rebuild(args: Vec<String>) -> impl Future<Output = anyhow::Result<RebuildSummary>>;
 }
 
 /// Expands to one `#[tokio::test]` per promise, for the store type given.
@@ -77,6 +87,7 @@ macro_rules! consumer_guarantees {
             kill_9_mid_stream_then_restart_loses_and_doubles_nothing,
             sigterm_writes_commits_and_exits_0,
             disabled_consumes_nothing_and_stays_ready,
+            a_wiped_store_is_rebuilt_from_the_log_while_the_consumer_runs,
         );
     };
     (@tests $store:ty; $($test:ident),+ $(,)?) => {
@@ -482,6 +493,94 @@ pub async fn disabled_consumes_nothing_and_stays_ready<S: StoreUnderTest>() {
     assert!(
         !metrics.contains("events_consumed"),
         "no consume loop when disabled: {metrics}"
+    );
+    consumer.stop().await;
+}
+
+/// The store is lost while its consumer runs; `--rebuild-from beginning`
+/// brings back every second's count and sum as they were, the consumer goes
+/// on storing new events meanwhile, its group is not moved, and the
+/// records that could not be stored are counted, not dead-lettered again.
+pub async fn a_wiped_store_is_rebuilt_from_the_log_while_the_consumer_runs<S: StoreUnderTest>() {
+    let broker = Tansu::start();
+    broker.create_topic(EVENTS_TOPIC, 3).await;
+    let store = S::start();
+    // Over ten minutes, so that many seconds have totals to compare.
+    let spread = |prefix: &str, n: usize, from: i64| -> Vec<TopicRecord> {
+        (0..n)
+            .map(|i| {
+                event_record(
+                    &format!("{prefix}-{i}"),
+                    from + i as i64 * 997,
+                    amount::<S>(i),
+                )
+            })
+            .collect()
+    };
+    let mut records = spread("kept", 600, 1_700_000_000_000);
+    records.extend(spread("kept", 40, 1_700_000_000_000)); // redelivered: stored once
+    records.push(("garbage".to_owned(), b"not json".to_vec()));
+    let theirs = match S::ROUTE {
+        Route::High => 1.5,
+        Route::Low => 7.5,
+    };
+    records.push(event_record("theirs", 1_700_000_000_500, theirs));
+    produce(&broker.brokers(), EVENTS_TOPIC, &records).await;
+    let consumer = start_consumer(&store, &broker, &[]).await;
+    assert_settles_at(&store, 600, &broker, records.len()).await;
+    let before = store.seconds().await;
+    assert!(before.len() >= 50, "events over many seconds: {before:?}");
+    let dead_before = consumer.metric("events_dead_lettered_total").await;
+
+    store.wipe().await;
+    assert_eq!(store.stored().await, 0, "wiped");
+    // Live events keep coming while the store is rebuilt.
+    let live = spread("live", 100, 1_700_086_400_000);
+    produce(&broker.brokers(), EVENTS_TOPIC, &live).await;
+    let mut args = vec![
+        S::SERVICE.to_owned(),
+        "--kafka-brokers".to_owned(),
+        broker.brokers(),
+        "--rebuild-from".to_owned(),
+        "beginning".to_owned(),
+    ];
+    args.extend(store.flags());
+    let summary = S::rebuild(args).await.expect("the rebuild finishes");
+    let total = records.len() + live.len();
+    assert!(
+        summary.records as usize >= records.len(),
+        "read the topic as it was when it began: {summary}"
+    );
+    let owned_bad = usize::from(S::ROUTE == Route::Low);
+    assert_eq!(summary.not_stored as usize, owned_bad, "{summary}");
+
+    assert_settles_at(&store, 700, &broker, total).await;
+    let kept: Vec<(i64, i64, f64)> = store
+        .seconds()
+        .await
+        .into_iter()
+        .filter(|(second, _, _)| before.iter().any(|(s, _, _)| s == second))
+        .collect();
+    assert_eq!(kept.len(), before.len(), "every second is back");
+    for ((second, count, sum), (_, was_count, was_sum)) in kept.iter().zip(&before) {
+        assert_eq!(count, was_count, "count of second {second}");
+        assert!(
+            (sum - was_sum).abs() <= 1e-9 * was_sum.abs().max(1.0),
+            "sum of second {second}: {sum} != {was_sum}"
+        );
+    }
+    let committed = broker
+        .committed_offsets(&consumer_group(S::SERVICE), EVENTS_TOPIC, 3)
+        .await;
+    assert_eq!(
+        committed.iter().sum::<i64>() as usize,
+        total,
+        "the group's offsets were not moved back"
+    );
+    assert_eq!(
+        consumer.metric("events_dead_lettered_total").await,
+        dead_before,
+        "nothing dead-lettered twice"
     );
     consumer.stop().await;
 }

@@ -6,6 +6,7 @@ mod store;
 use clap::Parser;
 use streamproc_event::{names, Route};
 use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
+use streamproc_kafka::consume::rebuild::{RebuildSummary, ReplayFrom};
 use streamproc_kafka::consume::{service, ConsumerSettings};
 use streamproc_kit::config::ServeArgs;
 use streamproc_store::timescale::PostgresArgs;
@@ -28,6 +29,23 @@ pub struct Config {
     pub consumer: ConsumerArgs,
     #[command(flatten)]
     pub postgres: PostgresArgs,
+}
+
+/// Replays the topic into TimescaleDB from `from` (`--rebuild-from`), up to
+/// where it ends now.
+pub async fn rebuild(
+    config: Config,
+    from: ReplayFrom,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RebuildSummary> {
+    let settings = ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::High,
+        names::CONSUMER_HIGH,
+    );
+    let sink = TimescaleSink::new(&config.postgres)?;
+    Ok(service::rebuild(&settings, from, &sink, shutdown).await?)
 }
 
 pub async fn run(

@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 use streamproc_event::names::{CONSUMER_HIGH, EVENTS_TOPIC};
 use streamproc_event::Route;
+use streamproc_kafka::consume::rebuild::RebuildSummary;
 use testkit::guarantees::{assert_settles_at, start_consumer, StoreUnderTest, TopicRecord};
 use testkit::{event_record, eventually, produce, InProcess, Postgres, Tansu};
+use tokio_util::sync::CancellationToken;
 
 /// PostgreSQL with TimescaleDB (or without), as consumer-high writes it.
 struct Timescale(Postgres);
@@ -96,6 +98,35 @@ impl StoreUnderTest for Timescale {
             event_record("refused-a", 1_760_000_000_007, 13.0),
             event_record("refused-b", 1_760_000_000_022, 13.0),
         ]
+    }
+
+    async fn seconds(&self) -> Vec<(i64, i64, f64)> {
+        let rows = self
+            .0
+            .psql("select second || ',' || events || ',' || amount_sum from events_per_second order by 1")
+            .unwrap();
+        rows.lines()
+            .map(|row| {
+                let fields: Vec<&str> = row.split(',').collect();
+                (
+                    fields[0].parse().unwrap(),
+                    fields[1].parse().unwrap(),
+                    fields[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    async fn wipe(&self) {
+        self.0
+            .psql("truncate events, event_ids, events_per_second, events_per_hour")
+            .unwrap();
+    }
+
+    async fn rebuild(args: Vec<String>) -> anyhow::Result<RebuildSummary> {
+        let config = consumer_high::Config::try_parse_from(args).unwrap();
+        let from = config.consumer.rebuild_from.expect("--rebuild-from");
+        consumer_high::rebuild(config, from, CancellationToken::new()).await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use streamproc_event::{names, Route};
 use streamproc_kafka::config::{ConsumerArgs, KafkaArgs};
+use streamproc_kafka::consume::rebuild::{RebuildSummary, ReplayFrom};
 use streamproc_kafka::consume::{service, ConsumerSettings};
 use streamproc_kit::config::ServeArgs;
 use streamproc_store::influx::InfluxArgs;
@@ -38,6 +39,35 @@ pub struct Config {
     /// Newly written seconds are refreshed right after each write.
     #[arg(long, env = "ROLLUP_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub rollup_interval: Duration,
+}
+
+/// Replays the topic into InfluxDB from `from` (`--rebuild-from`), up to
+/// where it ends now, and refreshes the totals of the seconds it wrote.
+pub async fn rebuild(
+    config: Config,
+    from: ReplayFrom,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RebuildSummary> {
+    let settings = ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::Low,
+        names::CONSUMER_LOW,
+    );
+    let sink = InfluxSink::new(config.influx)?;
+    let rollups = sink.rollups();
+    let stop_rollups = CancellationToken::new();
+    let maintainer = tokio::spawn({
+        let (rollups, stop) = (rollups.clone(), stop_rollups.clone());
+        async move { rollups.maintain(config.rollup_interval, stop).await }
+    });
+    let rebuilt = service::rebuild(&settings, from, &sink, shutdown).await;
+    stop_rollups.cancel();
+    maintainer.await?;
+    let summary = rebuilt?;
+    // What the maintainer had not reached when it stopped.
+    rollups.refresh().await?;
+    Ok(summary)
 }
 
 pub async fn run(

@@ -11,10 +11,12 @@ use clap::Parser;
 use serde_json::Value;
 use streamproc_event::names::{CONSUMER_LOW, DEAD_LETTER_TOPIC, EVENTS_TOPIC};
 use streamproc_event::Route;
+use streamproc_kafka::consume::rebuild::RebuildSummary;
 use testkit::guarantees::{assert_settles_at, start_consumer, StoreUnderTest, TopicRecord};
 use testkit::{
     event_record, eventually, produce, produce_until_all_busy, InProcess, InfluxDb, Postgres, Tansu,
 };
+use tokio_util::sync::CancellationToken;
 
 /// InfluxDB 1.x, as consumer-low writes it.
 struct Influx(InfluxDb);
@@ -91,6 +93,41 @@ impl StoreUnderTest for Influx {
             .unwrap();
         assert!(written.status().is_success());
         vec![event_record("refused", CONFLICTING_WEEK_MS + 500, 2.5)]
+    }
+
+    async fn seconds(&self) -> Vec<(i64, i64, f64)> {
+        let answer = self
+            .0
+            .query(
+                "streamproc",
+                "SELECT count, sum FROM event_1s WHERE time >= 0 AND count > 0",
+            )
+            .await;
+        answer["results"][0]["series"][0]["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                let second = row[0].as_str().map_or(0, |t| {
+                    humantime::parse_rfc3339(t)
+                        .unwrap()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs() as i64
+                });
+                (second, row[1].as_i64().unwrap(), row[2].as_f64().unwrap())
+            })
+            .collect()
+    }
+
+    async fn wipe(&self) {
+        self.0.query("streamproc", "DROP DATABASE streamproc").await;
+    }
+
+    async fn rebuild(args: Vec<String>) -> anyhow::Result<RebuildSummary> {
+        let config = consumer_low::Config::try_parse_from(args).unwrap();
+        let from = config.consumer.rebuild_from.expect("--rebuild-from");
+        consumer_low::rebuild(config, from, CancellationToken::new()).await
     }
 }
 

@@ -8,6 +8,7 @@ mod batch;
 mod context;
 mod dead_letter;
 mod metrics;
+pub mod rebuild;
 pub mod service;
 mod stall;
 mod store;

@@ -9,6 +9,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::rebuild::{RebuildError, RebuildSummary, ReplayFrom};
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
 use streamproc_kit::config::ServeArgs;
 use streamproc_kit::metrics::Registry;
@@ -56,6 +57,18 @@ pub async fn serve<S: Sink>(
     server_stop.cancel();
     server.await??;
     Ok(())
+}
+
+/// Rebuilds the store behind `sink` from the log, from `from` up to where
+/// the topic ends now (see [`super::rebuild`]); serves nothing.
+pub async fn rebuild<S: Sink>(
+    settings: &ConsumerSettings,
+    from: ReplayFrom,
+    sink: &S,
+    shutdown: CancellationToken,
+) -> Result<RebuildSummary, RebuildError> {
+    let metrics = ConsumerMetrics::register(&mut Registry::default());
+    super::rebuild::rebuild(settings, from, sink, &metrics, shutdown).await
 }
 
 /// How long a readiness probe waits for the store.

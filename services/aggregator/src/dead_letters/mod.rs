@@ -66,8 +66,13 @@ impl DeadLetters {
         capacity: usize,
         shutdown: CancellationToken,
     ) -> Result<Self, KafkaSetupError> {
-        let consumer =
-            reader::assigned_reader(brokers, "streamproc-aggregator-dead-letters", FETCH_WAIT)?;
+        // A megabyte read ahead: dead letters come a few at a time.
+        let consumer = reader::assigned_reader(
+            brokers,
+            "streamproc-aggregator-dead-letters",
+            FETCH_WAIT,
+            1024,
+        )?;
         let letters = Self {
             kept: Arc::new(RwLock::new(Kept::new(capacity))),
             reading: Arc::default(),

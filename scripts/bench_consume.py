@@ -11,6 +11,12 @@ records/s. Rates are timed from the first stored event to the last, so the
 consumer group's join time is left out. Also reports each consumer's peak
 RSS and the CPU it and the whole machine used while it drained.
 
+Then TimescaleDB is rebuilt from the log: its tables are truncated and
+`consumer-high --rebuild-from beginning` replays the topic into them; every
+second's count and sum must come back as they were, and the rebuild's rate
+(records read per second over its whole run, start included) is compared
+with consumer-high's drain rate measured just before (goal: at least 0.8).
+
 Expects scripts/infra.sh to have started tansu, PostgreSQL and InfluxDB on
 the ports given; run through scripts/bench.sh.
 """
@@ -112,6 +118,38 @@ def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, i
         process.wait(30)
 
 
+def seconds(session: "PsqlSession") -> dict[int, tuple[int, float]]:
+    """Every second's count and sum, from consumer-high's per-second totals."""
+    rows = session.query("SELECT second || ',' || events || ',' || amount_sum FROM events_per_second")
+    return {int(s): (int(c), float(a)) for s, c, a in (row.split(",") for row in rows if row)}
+
+
+def rebuild_high(bin_dir: str, args: list[str], session: "PsqlSession") -> dict:
+    """Truncates TimescaleDB's tables, replays the topic into them with
+    `consumer-high --rebuild-from beginning`, and checks every second came
+    back: its rate in records/s (from its own summary) and the seconds."""
+    before = seconds(session)
+    session.query("TRUNCATE events, event_ids, events_per_second, events_per_hour")
+    started = time.perf_counter()
+    done = subprocess.run([os.path.join(bin_dir, "consumer-high"), *args, "--rebuild-from", "beginning"],
+                          env={**os.environ, "RUST_LOG": "warn"}, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"the rebuild failed: {done.stderr[-2000:]}")
+    summary = done.stdout.strip().splitlines()[-1]
+    print(f"consumer-high --rebuild-from beginning: {summary} ({wall:.1f} s with the process start)")
+    after = seconds(session)
+    if set(after) != set(before):
+        sys.exit(f"the rebuild brought back {len(after)} seconds of {len(before)}")
+    for second, (count, total) in before.items():
+        again, again_total = after[second]
+        if again != count or abs(again_total - total) > 1e-9 * max(abs(total), 1.0):
+            sys.exit(f"second {second}: {count} events, sum {total} before; {again}, {again_total} rebuilt")
+    rate = float(summary.split("(")[-1].split(" records/s")[0])
+    print(f"every second's count and sum as before the truncate ({len(before):,} seconds)")
+    return {"rate": rate, "seconds": len(before)}
+
+
 def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what: str, max_rss_mib: float) -> list:
     # The sink's rate in records of this topic: one record in two is stored.
     sink_records = 2 * sink["rate"]
@@ -134,8 +172,8 @@ def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000,
-                        help="events on the topic (about 10 MB: several fetches of 1 MB a partition) [100000]")
+    parser.add_argument("--events", type=int, default=2_000_000,
+                        help="events on the topic (about 200 MB; half, 1 000 000, stored in each store) [2000000]")
     parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for each consumer's peak RSS [64]")
     parser.add_argument("--kafka-port", type=int, required=True)
     parser.add_argument("--postgres-port", type=int, required=True)
@@ -174,6 +212,8 @@ def main() -> int:
         # Until consumer-high has created `events`, the count fails: 0.
         lambda: int((session.query("SELECT count(*) FROM events") or ["0"])[0]),
         half, broker)
+    rebuilt = rebuild_high(args.bin_dir, common + ["--postgres-port", str(args.postgres_port),
+                                                   "--postgres-db", database], session)
     session.close()
 
     # InfluxDB: bulk line protocol of as many points (a database of its own,
@@ -188,6 +228,9 @@ def main() -> int:
 
     print(f"events on the topic: {args.events} ({half} high, {half} low), {read['settings']['partitions']} partitions")
     rows = [*consumer_rows("consumer-high", high, read, copy, "binary COPY", args.max_rss_mib),
+            ratio_row("consumer-high rebuild from the log", rebuilt["rate"], "records/s", "consumer-high drain",
+                      high["rate"], 0.8, f"tables truncated, then --rebuild-from beginning; all "
+                      f"{rebuilt['seconds']:,} seconds' counts and sums as before"),
             *consumer_rows("consumer-low", low, read, line, "line protocol", args.max_rss_mib)]
     print_table(rows)
     write_rows(args.json, rows)

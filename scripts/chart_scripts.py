@@ -124,7 +124,8 @@ esac
 def topics_check(c: dict):
     """The topic Job's script with stand-ins for Kafka's tools: what it asks
     Kafka to do, and its warning for a topic whose replication differs."""
-    what = "topic Job script (Kafka's tools stood in for): creates, sets min.insync.replicas, warns"
+    what = ("topic Job script (Kafka's tools stood in for): creates, sets min.insync.replicas and a week's "
+            "retention, warns")
     with tempfile.TemporaryDirectory() as scratch:
         for tool in ("kafka-topics.sh", "kafka-configs.sh"):
             (Path(scratch) / tool).write_text(FAKE_KAFKA_TOOL)
@@ -142,9 +143,10 @@ def topics_check(c: dict):
                 for topic in (env["TOPIC"], env["DLQ_TOPIC"])
                 for tool, args in (
                     ("kafka-topics.sh", f"--create --if-not-exists --topic {topic} --partitions {env['PARTITIONS']} "
-                                        "--replication-factor 3 --config min.insync.replicas=2"),
+                                        "--replication-factor 3 --config min.insync.replicas=2 "
+                                        "--config retention.ms=604800000"),
                     ("kafka-configs.sh", f"--alter --entity-type topics --entity-name {topic} "
-                                         "--add-config min.insync.replicas=2"),
+                                         "--add-config min.insync.replicas=2,retention.ms=604800000"),
                     ("kafka-topics.sh", f"--describe --topic {topic}"))]
             if status != 0 or calls != expected:
                 details += [f"exit {status}; calls:", *calls, "expected:", *expected, *output.splitlines()[-5:]]

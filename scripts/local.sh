@@ -3,7 +3,7 @@
 # installs what is missing, starts the broker and databases, builds the
 # services and starts them in the background.
 #
-# Usage: scripts/local.sh up|down|status|stop SERVICE|restart NAME|logs [SERVICE]
+# Usage: scripts/local.sh up|down|status|stop SERVICE|restart NAME|rebuild CONSUMER [FROM]|logs [SERVICE]
 #   up            install, start infrastructure and every service (idempotent:
 #                 starts only what is not running)
 #   down          stop every service, then the infrastructure
@@ -12,6 +12,11 @@
 #   restart NAME  restart one service, or one piece of infrastructure (tansu,
 #                 postgres, influxdb: scripts/infra.sh restart NAME); the
 #                 services reconnect to restarted infrastructure by themselves
+#   rebuild CONSUMER [FROM]
+#                 rebuild consumer-high's or consumer-low's store from the
+#                 log while everything runs: replays the topic from FROM
+#                 (beginning [default], Unix ms, an RFC 3339 time, now-6h)
+#                 up to its end, then prints what it did
 #   logs          follow the logs (of one SERVICE, or all)
 # Stopping returns only once the process has exited and its port is free.
 #
@@ -207,12 +212,31 @@ restart_one() {
   start_service $entry
 }
 
+rebuild() {
+  local name=${1:-} from=${2:-beginning} entry env_vars
+  case $name in
+    high | consumer-high) name=consumer-high ;;
+    low | consumer-low) name=consumer-low ;;
+    *) die "rebuild what? consumer-high or consumer-low, not '$name'" ;;
+  esac
+  entry=$(service_entry "$name")
+  read -r -a env_vars <<<"$(service_env "$name" "${entry#* }")"
+  log "$name: rebuilding its store from the log, from $from (the running consumers go on)"
+  if [[ $RUN == podman ]]; then
+    podman run --rm --network host "${HARDENED_RUN[@]}" --env-host "${env_vars[@]/#/--env=}" \
+      "streamproc/$name:$IMAGE_TAG" --rebuild-from "$from"
+  else
+    env "${env_vars[@]}" "$BIN/$name" --rebuild-from "$from"
+  fi
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
   stop) stop_one "${2:-}" ;;
   restart) restart_one "${2:-}" ;;
+  rebuild) rebuild "${2:-}" "${3:-}" ;;
   logs)
     if [[ -n ${2:-} ]]; then tail -F "$STATE/logs/$2.log"; else tail -F "$STATE"/logs/*.log; fi
     ;;

@@ -86,6 +86,19 @@ aggregated() {
 wait_until 15 "the aggregator's totals equal the stored events" aggregated ||
   die "aggregator totals: $(curl -sS "http://127.0.0.1:$WEB_UI_PORT/api/v1/totals")"
 
+# TimescaleDB loses everything; one command puts it back from the log while
+# the rest runs, and every accepted event is stored once again.
+"$PG_BIN/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d streamproc -qtA \
+  -c "truncate events, event_ids, events_per_second, events_per_hour"
+rebuilt=$("$REPO_ROOT/scripts/local.sh" rebuild consumer-high beginning)
+[[ $rebuilt == *"rebuilt: "* ]] || die "the rebuild said: $rebuilt"
+log "${rebuilt##*$'\n'}"
+wait_until 15 "every accepted event stored once after the rebuild" reconciled || {
+  "$REPO_ROOT/scripts/counts.sh" >&2
+  die "the rebuilt store does not hold every accepted event once"
+}
+checks=$((checks + 1))
+
 # Each HTTP service under a connection flood (5,000 connections that never
 # finish their headers) still answers a normal client within 1 s, closes the
 # flood within HEADER_READ_TIMEOUT and gives its file descriptors back. The

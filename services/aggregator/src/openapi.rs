@@ -94,14 +94,18 @@ mod tests {
     use super::*;
     use crate::error::ApiError;
 
-    /// Every operation of the hand-written document this one replaced.
-    const OPERATIONS: [(&str, &str); 10] = [
+    /// Every operation: those of the hand-written document this one
+    /// replaced, and the lookups.
+    const OPERATIONS: [(&str, &str); 13] = [
         ("/", "get"),
         ("/api", "get"),
         ("/api/v1/series", "get"),
         ("/api/v1/stream", "get"),
         ("/api/v1/pipeline", "get"),
         ("/api/v1/totals", "get"),
+        ("/api/v1/events/{id}", "get"),
+        ("/api/v1/dead-letters", "get"),
+        ("/api/v1/dead-letters/{partition}/{offset}", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -130,13 +134,20 @@ mod tests {
                 error.code()
             );
             match error.status() {
-                StatusCode::BAD_REQUEST => assert_eq!(error.retry_after(), None),
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => {
+                    assert_eq!(error.retry_after(), None)
+                }
                 StatusCode::SERVICE_UNAVAILABLE => assert!(error.retry_after().is_some()),
                 other => panic!("{other} is not in the document"),
             }
         }
         let parameters = &spec["components"]["schemas"]["Error"]["properties"]["parameter"]["enum"];
-        for parameter in GRID_PARAMETERS.into_iter().chain(STREAM_PARAMETERS) {
+        let lookups = crate::lookup::PARAMETERS;
+        for parameter in GRID_PARAMETERS
+            .into_iter()
+            .chain(STREAM_PARAMETERS)
+            .chain(lookups)
+        {
             assert!(
                 parameters.as_array().unwrap().contains(&parameter.into()),
                 "{parameter}"

@@ -613,6 +613,12 @@ impl Rollups {
                         }
                         last_scan = Some(Instant::now());
                     }
+                    // Nothing was ever written here: nothing to total. The
+                    // sink creates the database with its first write; the
+                    // first scan (backfill included) runs once it exists.
+                    Err(InfluxError::NoDatabase(database)) => {
+                        tracing::debug!(%database, "no database yet: no totals to look for")
+                    }
                     Err(e) => {
                         tracing::warn!(error = %Chain(&e), "looking for dirty totals failed")
                     }

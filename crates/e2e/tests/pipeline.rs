@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
+use testkit::{eventually, InProcess, Tansu};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -70,17 +70,17 @@ async fn non_reading_streams(url: &str, n: usize) -> Vec<TcpStream> {
 
 #[tokio::test]
 async fn events_flow_from_the_producer_to_the_page() {
-    let broker = Tansu::start();
-    broker.create_topic("events", 3).await;
-    let postgres = Postgres::start();
-    let influx = InfluxDb::start();
-    let brokers = broker.brokers();
-
-    let event_api = common::start_event_api(&brokers, &[]).await;
-    let (high, low) =
-        common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    let (aggregator, web_ui) =
-        common::start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
+    let common::Pipeline {
+        broker,
+        event_api,
+        high,
+        low,
+        aggregator,
+        web_ui,
+        // Bound, not `..`: a field left out would be dropped (stopped) here.
+        postgres: _postgres,
+        influx: _influx,
+    } = common::start_pipeline(&[]).await;
 
     // A seeded producer run to completion: it drains before returning.
     let config = event_producer::Config::try_parse_from([

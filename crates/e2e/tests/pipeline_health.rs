@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 use streamproc_event::EventTime;
-use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
+use testkit::{eventually, InProcess, Postgres};
 use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "events";
@@ -133,18 +133,20 @@ async fn first_streamed_pipeline(aggregator: &InProcess) -> Value {
 
 #[tokio::test]
 async fn each_stage_shows_its_state_within_15_seconds() {
-    let mut broker = Tansu::start();
-    broker.create_topic(TOPIC, PARTITIONS).await;
-    let postgres = Postgres::start();
-    let influx = InfluxDb::start();
+    // The aggregator's default thresholds and interval: what the 15 s are
+    // measured with.
+    let common::Pipeline {
+        mut broker,
+        postgres,
+        event_api,
+        high,
+        low,
+        aggregator,
+        web_ui,
+        // Bound, not `..`: a field left out would be dropped (stopped) here.
+        influx: _influx,
+    } = common::start_pipeline(&["--kafka-delivery-timeout", "2s"]).await;
     let brokers = broker.brokers();
-
-    let event_api = common::start_event_api(&brokers, &["--kafka-delivery-timeout", "2s"]).await;
-    let (high, low) =
-        common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    // The default thresholds and interval: what the 15 s are measured with.
-    let (aggregator, web_ui) =
-        common::start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
 
     // Known counts: KNOWN events, half for each store, in one request.
     let events: Vec<Value> = (0..KNOWN)

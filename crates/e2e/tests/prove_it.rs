@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use streamproc_event::EventTime;
-use testkit::{eventually, InProcess, Tansu};
-use testkit::{InfluxDb, Postgres};
+use testkit::{eventually, InProcess};
 
 /// Ten events, five each side of the watermark.
 const TRACED: usize = 10;
@@ -65,16 +64,18 @@ fn place(letter: &Value) -> String {
 
 #[tokio::test]
 async fn every_acknowledged_event_is_traced_to_its_record_and_fixed_dead_letters_go_back() {
-    let broker = Tansu::start();
-    broker.create_topic("events", 3).await;
-    let postgres = Postgres::start();
-    let influx = InfluxDb::start();
+    let common::Pipeline {
+        broker,
+        postgres,
+        event_api,
+        high,
+        aggregator,
+        // Bound, not `..`: a field left out would be dropped (stopped) here.
+        influx: _influx,
+        low: _low,
+        web_ui: _web_ui,
+    } = common::start_pipeline(&[]).await;
     let brokers = broker.brokers();
-    let event_api = common::start_event_api(&brokers, &[]).await;
-    let (high, _low) =
-        common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    let (aggregator, _web_ui) =
-        common::start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
 
     // consumer-high creates its tables when its store is first asked for
     // (its readiness probe); then TimescaleDB is made to refuse one amount,

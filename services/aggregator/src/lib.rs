@@ -160,18 +160,9 @@ pub async fn run(
             influxdb = %config.influx.base_url(),
             "reading the high series from timescaledb and the low series from influxdb"
         );
-        let dead_letters = if config.pipeline.pipeline_watch {
-            Some(DeadLetters::start(
-                &config.pipeline.kafka.bootstrap_servers(),
-                &config.pipeline.kafka_dlq_topic,
-                config.dead_letters_kept as usize,
-                shutdown.clone(),
-            )?)
-        } else {
-            None
-        };
-        let pipeline = if config.pipeline.pipeline_watch {
-            Some(pipeline::start(
+        // Both read Kafka, so PIPELINE_WATCH switches both.
+        let (pipeline, dead_letters) = if config.pipeline.pipeline_watch {
+            let pipeline = pipeline::start(
                 pipeline::Setup {
                     args: &config.pipeline,
                     timescale: TimescaleReader::new(&config.postgres)?,
@@ -180,10 +171,19 @@ pub async fn run(
                     registry: &mut registry,
                 },
                 shutdown.clone(),
-            )?)
+            )?;
+            let dead_letters = DeadLetters::start(
+                &config.pipeline.kafka.bootstrap_servers(),
+                &config.pipeline.kafka_dlq_topic,
+                config.dead_letters_kept as usize,
+                shutdown.clone(),
+            )?;
+            (Some(pipeline), Some(dead_letters))
         } else {
-            tracing::info!("PIPELINE_WATCH is false: the pipeline is not watched");
-            None
+            tracing::info!(
+                "PIPELINE_WATCH is false: the pipeline is not watched, the dead letters not read"
+            );
+            (None, None)
         };
         (
             Source::Stores(stores.clone()),

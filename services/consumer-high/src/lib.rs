@@ -31,6 +31,16 @@ pub struct Config {
     pub postgres: PostgresArgs,
 }
 
+/// How this consumer reads: the events of route High, in its group.
+fn settings(config: &Config) -> ConsumerSettings {
+    ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::High,
+        names::CONSUMER_HIGH,
+    )
+}
+
 /// Replays the topic into TimescaleDB from `from` (`--rebuild-from`), up to
 /// where it ends now.
 pub async fn rebuild(
@@ -38,12 +48,7 @@ pub async fn rebuild(
     from: ReplayFrom,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RebuildSummary> {
-    let settings = ConsumerSettings::from_args(
-        &config.consumer,
-        &config.kafka,
-        Route::High,
-        names::CONSUMER_HIGH,
-    );
+    let settings = settings(&config);
     let sink = TimescaleSink::new(&config.postgres)?;
     Ok(service::rebuild(&settings, from, &sink, shutdown).await?)
 }
@@ -53,12 +58,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = ConsumerSettings::from_args(
-        &config.consumer,
-        &config.kafka,
-        Route::High,
-        names::CONSUMER_HIGH,
-    );
+    let settings = settings(&config);
     let postgres = config.postgres.clone();
     service::serve(
         settings,

@@ -41,6 +41,16 @@ pub struct Config {
     pub rollup_interval: Duration,
 }
 
+/// How this consumer reads: the events of route Low, in its group.
+fn settings(config: &Config) -> ConsumerSettings {
+    ConsumerSettings::from_args(
+        &config.consumer,
+        &config.kafka,
+        Route::Low,
+        names::CONSUMER_LOW,
+    )
+}
+
 /// Replays the topic into InfluxDB from `from` (`--rebuild-from`), up to
 /// where it ends now, and refreshes the totals of the seconds it wrote.
 pub async fn rebuild(
@@ -48,12 +58,7 @@ pub async fn rebuild(
     from: ReplayFrom,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RebuildSummary> {
-    let settings = ConsumerSettings::from_args(
-        &config.consumer,
-        &config.kafka,
-        Route::Low,
-        names::CONSUMER_LOW,
-    );
+    let settings = settings(&config);
     let sink = InfluxSink::new(config.influx)?;
     let rollups = sink.rollups();
     let stop_rollups = CancellationToken::new();
@@ -75,12 +80,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = ConsumerSettings::from_args(
-        &config.consumer,
-        &config.kafka,
-        Route::Low,
-        names::CONSUMER_LOW,
-    );
+    let settings = settings(&config);
     let influx = config.influx.clone();
     // The totals are refreshed until the consume loop has stored its last
     // batch, then once more.

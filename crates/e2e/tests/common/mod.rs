@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use clap::Parser;
-use testkit::{InProcess, InfluxDb, Postgres};
+use testkit::{InProcess, InfluxDb, Postgres, Tansu};
 
 /// Runs web-ui's browser test `script` (a path under services/web-ui) in
 /// node, in Debian's Chromium, with `args`; asserts that it passes and
@@ -101,4 +101,44 @@ pub async fn start_read_side(
         web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
     let web_ui = InProcess::spawn(|l, s| web_ui::run(config, l, s)).await;
     (aggregator, web_ui)
+}
+
+/// Every service in this process against a fresh broker (topic `events`,
+/// 3 partitions) and fresh stores. Each stops when dropped: a test binds
+/// every field it destructures (`influx: _influx`, never `..`), or the
+/// ones left out stop at once.
+pub struct Pipeline {
+    pub broker: Tansu,
+    pub postgres: Postgres,
+    pub influx: InfluxDb,
+    pub event_api: InProcess,
+    pub high: InProcess,
+    pub low: InProcess,
+    pub aggregator: InProcess,
+    pub web_ui: InProcess,
+}
+
+/// The whole pipeline: event-api with `event_api_flags`, both consumers
+/// writing batches within 20 ms, the aggregator and web-ui with their
+/// defaults.
+pub async fn start_pipeline(event_api_flags: &[&str]) -> Pipeline {
+    let broker = Tansu::start();
+    broker.create_topic("events", 3).await;
+    let postgres = Postgres::start();
+    let influx = InfluxDb::start();
+    let brokers = broker.brokers();
+    let event_api = start_event_api(&brokers, event_api_flags).await;
+    let (high, low) =
+        start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
+    let (aggregator, web_ui) = start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
+    Pipeline {
+        broker,
+        postgres,
+        influx,
+        event_api,
+        high,
+        low,
+        aggregator,
+        web_ui,
+    }
 }

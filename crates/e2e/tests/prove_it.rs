@@ -58,6 +58,31 @@ async fn requeue(
     (output.status.success(), text)
 }
 
+/// The reconciliation of the minute either side of `at`, by the second.
+async fn reconcile(aggregator: &InProcess, at: i64) -> (u16, Value) {
+    let path = format!(
+        "/api/v1/reconcile?from={}&to={}&step=1s",
+        at - 60_000,
+        at + 60_000
+    );
+    json_of(aggregator.get(&path).await).await
+}
+
+/// Waits up to `limit` for the reconciliation to reach `status`, and
+/// returns the answer that did (or the last one).
+async fn reconciled(aggregator: &InProcess, at: i64, status: &str, limit: Duration) -> Value {
+    let reached = eventually(limit, || async {
+        reconcile(aggregator, at).await.1["status"] == status
+    })
+    .await;
+    let (code, answer) = reconcile(aggregator, at).await;
+    assert!(
+        reached && code == 200,
+        "not {status} within {limit:?}: {answer}"
+    );
+    answer
+}
+
 fn place(letter: &Value) -> String {
     format!("{}:{}", letter["partition"], letter["offset"])
 }
@@ -220,6 +245,46 @@ async fn every_acknowledged_event_is_traced_to_its_record_and_fixed_dead_letters
         assert_eq!(&one, letter);
     }
 
+    // Only the refused event names a store.
+    for letter in &letters {
+        let refused_by = if letter["key"] == "refused-1" {
+            json!("timescaledb")
+        } else {
+            Value::Null
+        };
+        assert_eq!(letter["refused_by"], refused_by, "{letter}");
+    }
+
+    // Reconciled: every accepted event is stored, or dead-lettered by the
+    // store that refused it; the malformed records were never accepted.
+    let answer = reconciled(&aggregator, posted_at, "accounted", Duration::from_secs(10)).await;
+    assert_eq!(answer["accepted"], TRACED + 1, "{answer}");
+    assert_eq!(
+        answer["summary"],
+        format!("all {} events accounted for", TRACED + 1)
+    );
+    let high = &answer["timescaledb"];
+    assert_eq!(
+        (&high["accepted"], &high["stored"], &high["dead_lettered"]),
+        (&json!(6), &json!(5), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(answer["influxdb"]["stored"], 5, "{answer}");
+    for (query, parameter) in [
+        ("step=abc", "step"),
+        ("from=yesterday", "from"),
+        ("from=5&to=1", "from"),
+        ("step=1s&max_points=3", "step"),
+    ] {
+        let (status, body) =
+            json_of(aggregator.get(&format!("/api/v1/reconcile?{query}")).await).await;
+        assert_eq!(
+            (status, body["parameter"].as_str()),
+            (400, Some(parameter)),
+            "{query}: {body}"
+        );
+    }
+
     // Found by id: why each was dead-lettered.
     let (status, bad) = trace(&aggregator, "bad-1", None).await;
     assert_eq!(status, 200, "{bad}");
@@ -327,5 +392,48 @@ async fn every_acknowledged_event_is_traced_to_its_record_and_fixed_dead_letters
             .unwrap(),
         "1",
         "stored once though sent back twice"
+    );
+
+    // Sent back and stored, the refused event is no longer counted as
+    // dead-lettered, though its letter stays listed.
+    let answer = reconciled(&aggregator, posted_at, "accounted", Duration::from_secs(10)).await;
+    let high = &answer["timescaledb"];
+    assert_eq!(
+        (&high["accepted"], &high["stored"], &high["dead_lettered"]),
+        (&json!(6), &json!(6), &json!(0)),
+        "{answer}"
+    );
+
+    // One row deleted by hand: within 5 s, a difference of exactly 1 in
+    // exactly its bucket, and the line says where.
+    let deleted = &receipts[TRACED - 1];
+    let deleted_time = deleted["time"].as_i64().unwrap();
+    postgres
+        .psql(&format!(
+            "DELETE FROM events WHERE id = '{}'",
+            deleted["id"].as_str().unwrap()
+        ))
+        .unwrap();
+    let answer = reconciled(
+        &aggregator,
+        posted_at,
+        "unaccounted",
+        Duration::from_secs(5),
+    )
+    .await;
+    let uneven: Vec<&Value> = answer["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["timescaledb"]["difference"] != 0 || b["influxdb"]["difference"] != 0)
+        .collect();
+    assert_eq!(uneven.len(), 1, "{answer}");
+    assert_eq!(uneven[0]["time"], deleted_time - deleted_time % 1000);
+    assert_eq!(uneven[0]["timescaledb"]["difference"], 1, "{answer}");
+    assert_eq!(answer["timescaledb"]["difference"], 1, "{answer}");
+    let summary = answer["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("1 event missing from timescaledb (1 at "),
+        "{summary}"
     );
 }

@@ -12,6 +12,11 @@ pub const EVENTS_TOPIC: &str = "events";
 /// (`KAFKA_DLQ_TOPIC`).
 pub const DEAD_LETTER_TOPIC: &str = "events.dlq";
 
+/// The dead-letter header naming the route (`high`, `low`) whose store
+/// refused the event; absent on records that were not valid events. The
+/// aggregator's reconciliation counts a refused event against that store.
+pub const REFUSED_ROUTE_HEADER: &str = "streamproc-refused-route";
+
 /// The consumer services, which name their groups after themselves.
 pub const CONSUMER_HIGH: &str = "consumer-high";
 pub const CONSUMER_LOW: &str = "consumer-low";

@@ -21,6 +21,13 @@ impl Route {
             Self::Low => "low",
         }
     }
+
+    /// The route [`Route::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::High, Self::Low]
+            .into_iter()
+            .find(|route| route.as_str() == name)
+    }
 }
 
 impl fmt::Display for Route {

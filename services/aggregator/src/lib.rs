@@ -10,6 +10,7 @@ mod lookup;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod reconcile;
 mod schema;
 mod series;
 mod stores;
@@ -39,6 +40,7 @@ pub use pipeline::{PipelineArgs, STAGES, WATCH_OFF};
 use api::Source;
 use dead_letters::DeadLetters;
 use metrics::ApiMetrics;
+use reconcile::Reconciler;
 use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
 use stream::StreamSlots;
 
@@ -125,6 +127,9 @@ struct AppState {
     pipeline: Option<pipeline::Latest>,
     /// The newest dead letters; `None` as `pipeline`.
     dead_letters: Option<DeadLetters>,
+    /// What `/api/v1/reconcile` reads besides the stores; `None` as
+    /// `pipeline`.
+    reconciler: Option<Arc<Reconciler>>,
 }
 
 /// Runs the aggregator on `listener` until `shutdown` is cancelled. Starts
@@ -145,9 +150,9 @@ pub async fn run(
     let metrics = ApiMetrics::register(&mut registry);
 
     config.pipeline.validate()?;
-    let (source, ready, pipeline, dead_letters) = if config.serve.disable {
+    let (source, ready, pipeline, dead_letters, reconciler) = if config.serve.disable {
         tracing::warn!("DISABLE is set: queries are answered without reading the stores");
-        (Source::Disabled, ops::always_ready(), None, None)
+        (Source::Disabled, ops::always_ready(), None, None, None)
     } else {
         let stores = Arc::new(Stores::new(
             TimescaleReader::new(&config.postgres)?,
@@ -160,8 +165,8 @@ pub async fn run(
             influxdb = %config.influx.base_url(),
             "reading the high series from timescaledb and the low series from influxdb"
         );
-        // Both read Kafka, so PIPELINE_WATCH switches both.
-        let (pipeline, dead_letters) = if config.pipeline.pipeline_watch {
+        // All three read Kafka, so PIPELINE_WATCH switches them together.
+        let (pipeline, dead_letters, reconciler) = if config.pipeline.pipeline_watch {
             let pipeline = pipeline::start(
                 pipeline::Setup {
                     args: &config.pipeline,
@@ -178,18 +183,26 @@ pub async fn run(
                 config.dead_letters_kept as usize,
                 shutdown.clone(),
             )?;
-            (Some(pipeline), Some(dead_letters))
+            let reconciler =
+                Reconciler::new(&config.pipeline, dead_letters.clone(), config.query_timeout)?;
+            (
+                Some(pipeline),
+                Some(dead_letters),
+                Some(Arc::new(reconciler)),
+            )
         } else {
             tracing::info!(
-                "PIPELINE_WATCH is false: the pipeline is not watched, the dead letters not read"
+                "PIPELINE_WATCH is false: the pipeline is not watched, the dead letters not read, \
+                 nothing reconciled"
             );
-            (None, None)
+            (None, None, None)
         };
         (
             Source::Stores(stores.clone()),
             stores_readiness(stores),
             pipeline,
             dead_letters,
+            reconciler,
         )
     };
 
@@ -204,12 +217,14 @@ pub async fn run(
         request_timeout: config.request_timeout,
         pipeline,
         dead_letters,
+        reconciler,
     };
     let queries = Router::new()
         .route("/api", get(api::legacy))
         .route("/api/v1/series", get(api::series))
         .route("/api/v1/totals", get(api::totals))
         .route("/api/v1/events/{id}", get(lookup::event))
+        .route("/api/v1/reconcile", get(reconcile::reconcile))
         .route("/api/v1/dead-letters", get(lookup::dead_letters))
         .route(
             "/api/v1/dead-letters/{partition}/{offset}",
@@ -281,6 +296,7 @@ mod tests {
             request_timeout,
             pipeline: None,
             dead_letters: None,
+            reconciler: None,
         };
         let slow = {
             let entered = entered.clone();

@@ -33,6 +33,7 @@ use crate::series::Point;
         crate::lookup::event,
         crate::lookup::dead_letters,
         crate::lookup::dead_letter,
+        crate::reconcile::reconcile,
     ),
     components(
         schemas(ErrorBody, Time, Step, GridQuery, StreamQuery, Point, Stage),

@@ -61,6 +61,30 @@ INSERT INTO events (time, amount, id, kafka_partition, kafka_offset, stored_at)
 SELECT batch.time, batch.amount, batch.id, batch.kafka_partition, batch.kafka_offset, now()
 FROM batch JOIN fresh USING (id)";
 
+/// Records the batch's valid events in the ledger of accepted events (see
+/// migration 0005): the ids that are new into `accepted_ids` and, in the
+/// same statement, their counts per second and route into
+/// `accepted_per_second`, in ascending order as in [`INSERT`]. A redelivered
+/// or retried event finds its id taken and counts nothing.
+const RECORD_ACCEPTED: &str = "
+WITH batch AS (
+    SELECT DISTINCT ON (id) id, ms / 1000 AS second, high
+    FROM unnest($1::text[], $2::bigint[], $3::boolean[]) AS b(id, ms, high)
+),
+fresh AS (
+    INSERT INTO accepted_ids (id) SELECT id FROM batch
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO accepted_per_second AS total (second, high, low)
+SELECT batch.second, count(*) FILTER (WHERE batch.high), count(*) FILTER (WHERE NOT batch.high)
+FROM batch JOIN fresh USING (id)
+GROUP BY 1
+ORDER BY 1
+ON CONFLICT (second) DO UPDATE SET
+    high = total.high + excluded.high,
+    low = total.low + excluded.low";
+
 pub struct TimescaleSink {
     pool: PgPool,
     /// Migrations run once, on the first write or check that reaches the
@@ -168,6 +192,35 @@ impl Sink for TimescaleSink {
             );
         }
         Ok(())
+    }
+
+    /// `ours` are this consumer's (the high route), `others` the low
+    /// route's.
+    async fn record_accepted(
+        &self,
+        ours: &[LoggedEvent],
+        others: &[LoggedEvent],
+    ) -> Result<(), SinkError> {
+        if ours.is_empty() && others.is_empty() {
+            return Ok(());
+        }
+        self.ensure_schema().await?;
+        let all = || ours.iter().chain(others);
+        let ids: Vec<&str> = all().map(|e| e.event.id.as_str()).collect();
+        let times: Vec<i64> = all().map(|e| e.event.time.as_millis()).collect();
+        let high: Vec<bool> = ours
+            .iter()
+            .map(|_| true)
+            .chain(others.iter().map(|_| false))
+            .collect();
+        sqlx::query(RECORD_ACCEPTED)
+            .bind(&ids)
+            .bind(&times)
+            .bind(&high)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(write_error)
     }
 
     async fn check(&self) -> Result<(), SinkError> {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::DeadLetter;
 use super::{ConsumerMetrics, ConsumerSettings};
-use streamproc_event::{Admission, Event, EventBounds, EventTime, LogPosition, LoggedEvent};
+use streamproc_event::{Admission, Event, EventBounds, EventTime, LogPosition, LoggedEvent, Route};
 
 /// Records read since the last commit, sorted by what happens to them.
 #[derive(Debug)]
@@ -21,23 +21,32 @@ pub struct Batch {
     /// This consumer's events, to write to its sink, each with the record
     /// it came from.
     pub events: Vec<LoggedEvent>,
+    /// The other route's valid events: not stored here, but recorded in
+    /// the ledger of accepted events by a sink that keeps it (see
+    /// [`Sink::record_accepted`](super::Sink::record_accepted)).
+    pub others: Vec<LoggedEvent>,
     /// Records that are not valid events, for the dead-letter topic.
     pub dead: Vec<DeadLetter>,
     /// The offset after the last record read, per partition.
     next_offsets: BTreeMap<i32, i64>,
     records: usize,
     admission: Admission,
+    /// The route this consumer stores, named in the dead letters of the
+    /// events its store refuses.
+    route: Route,
 }
 
 impl Batch {
-    fn new(topic: &str, bounds: &EventBounds) -> Self {
+    fn new(topic: &str, bounds: &EventBounds, route: Route) -> Self {
         Self {
             topic: topic.to_owned(),
             events: Vec::new(),
+            others: Vec::new(),
             dead: Vec::new(),
             next_offsets: BTreeMap::new(),
             records: 0,
             admission: bounds.now(),
+            route,
         }
     }
 
@@ -81,8 +90,12 @@ impl Batch {
                     position: source,
                 });
             }
-            Ok(_) => {
+            Ok(event) => {
                 metrics.skipped.inc();
+                self.others.push(LoggedEvent {
+                    event,
+                    position: source,
+                });
             }
             Err(_) if settings.watermark.route_invalid(payload) != settings.route => {
                 // The other group dead-letters it: one dead letter per record.
@@ -102,6 +115,7 @@ impl Batch {
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec),
                     reason: error.to_string(),
+                    refused_by: None,
                 });
             }
         }
@@ -116,6 +130,7 @@ impl Batch {
             key: Some(event.id.as_str().as_bytes().to_vec()),
             payload: Some(event.to_json_bytes()),
             reason: format!("rejected by the store: {reason}"),
+            refused_by: Some(self.route),
         }
     }
 
@@ -141,7 +156,7 @@ impl Batch {
     /// A batch as if read from partition 0 of `topic`: `events` at offsets
     /// 0, 1, …, then `dead`, records that were not valid events.
     pub fn for_tests(topic: &str, events: Vec<Event>, dead: Vec<DeadLetter>) -> Self {
-        let mut batch = Self::new(topic, &EventBounds::default());
+        let mut batch = Self::new(topic, &EventBounds::default(), Route::High);
         batch.records = events.len() + dead.len();
         batch.next_offsets.insert(0, batch.records as i64);
         batch.events = (0..)
@@ -174,7 +189,7 @@ pub async fn gather<C: ConsumerContext + 'static>(
     metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
 ) -> Batch {
-    let mut batch = Batch::new(&settings.topic, &settings.bounds);
+    let mut batch = Batch::new(&settings.topic, &settings.bounds, settings.route);
     let mut deadline: Option<Instant> = None;
     while batch.records < settings.batch_max_events {
         let wait = match deadline {

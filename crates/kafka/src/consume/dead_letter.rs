@@ -11,7 +11,7 @@ use rdkafka::producer::FutureRecord;
 
 use crate::config::ProducerArgs;
 use crate::producer::{self, ReliableProducer};
-use streamproc_event::LogPosition;
+use streamproc_event::{names, LogPosition, Route};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -21,6 +21,11 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub reason: String,
+    /// The route whose store refused the event; `None` for a record that
+    /// was not a valid event. Sent as the header `streamproc-refused-route`,
+    /// so that the aggregator's reconciliation counts the event against the
+    /// store that refused it.
+    pub refused_by: Option<Route>,
 }
 
 /// Why dead letters were not all acknowledged; the batch is then retried.
@@ -117,6 +122,13 @@ impl DeadLetters {
                 key: "streamproc-source-offset",
                 value: Some(&offset),
             });
+        let headers = match letter.refused_by {
+            Some(route) => headers.insert(Header {
+                key: names::REFUSED_ROUTE_HEADER,
+                value: Some(route.as_str()),
+            }),
+            None => headers,
+        };
         let mut record = FutureRecord::to(&self.topic).headers(headers);
         if let Some(key) = &letter.key {
             record = record.key(key.as_slice());

@@ -82,6 +82,21 @@ pub enum SinkError {
 pub trait Sink: Send + Sync + 'static {
     fn write(&self, events: &[LoggedEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// Records every valid event of a batch (`ours`, this route's, and
+    /// `others`, the other route's) in the ledger of accepted events, for
+    /// a sink that keeps it: consumer-high's does, since it reads every
+    /// record anyway, and the aggregator's reconciliation compares both
+    /// stores against it. Called before `write` and before the commit, so
+    /// the ledger is complete up to the group's committed offsets. Must be
+    /// idempotent, as `write`. Most sinks keep no ledger.
+    fn record_accepted(
+        &self,
+        _ours: &[LoggedEvent],
+        _others: &[LoggedEvent],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Whether the store answers, for `/readyz`.
     fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

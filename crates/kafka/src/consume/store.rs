@@ -31,6 +31,9 @@ impl<D: SendDeadLetters> Store<'_, D> {
     /// Returns false when shutdown's drain time ran out before the batch
     /// was stored: it is then not committed, and is read again later.
     pub async fn batch<S: Sink>(&mut self, batch: &Batch, sink: &S) -> bool {
+        if !self.record_accepted(sink, batch).await {
+            return false;
+        }
         let mut dead = batch.dead.clone();
         // Ranges of the batch's events still to write, the next on top.
         let mut pending: Vec<Range<usize>> = Vec::new();
@@ -96,23 +99,67 @@ impl<D: SendDeadLetters> Store<'_, D> {
                     return Some(Err(refusal));
                 }
                 Err(error @ SinkError::Unavailable(_)) => {
-                    self.metrics.write_failures.inc();
-                    let reason = Chain(&error).to_string();
-                    self.stall.failing(batch.records(), &reason, self.metrics);
-                    let delay = self.retry.next_delay(None);
-                    // The metric is write_failures: one line per failed try.
-                    tracing::warn!(
-                        error = %reason,
-                        events = events.len(),
-                        retry_in = ?delay,
-                        "store write failed; retrying"
-                    );
-                    if !self.deadline.sleep(delay).await {
+                    if !self.back_off(batch, &error, events.len(), "events").await {
                         return None;
                     }
                 }
             }
         }
+    }
+
+    /// Records the batch's valid events, both routes', in the sink's ledger
+    /// of accepted events, retrying while the store is unavailable. A
+    /// refusal is logged and passed over: the ledger is bookkeeping, and
+    /// holding the partition for it would stop the pipeline; the
+    /// reconciliation then shows those events as unaccounted for. False
+    /// when the drain time ran out.
+    async fn record_accepted<S: Sink>(&mut self, sink: &S, batch: &Batch) -> bool {
+        let events = batch.events.len() + batch.others.len();
+        loop {
+            match sink.record_accepted(&batch.events, &batch.others).await {
+                Ok(()) => {
+                    self.retry.reset();
+                    return true;
+                }
+                Err(SinkError::Rejected(refusal)) => {
+                    tracing::error!(
+                        error = %Chain(&*refusal),
+                        events,
+                        "the ledger refused the batch; reconciliation will show its events as unaccounted for"
+                    );
+                    return true;
+                }
+                Err(error @ SinkError::Unavailable(_)) => {
+                    if !self.back_off(batch, &error, events, "ledger").await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a write the store could not take: counts it, tells `/readyz`,
+    /// logs it and sleeps the backoff. False when the drain time ran out.
+    async fn back_off(
+        &mut self,
+        batch: &Batch,
+        error: &SinkError,
+        events: usize,
+        step: &'static str,
+    ) -> bool {
+        self.metrics.write_failures.inc();
+        let reason = Chain(error).to_string();
+        self.stall.failing(batch.records(), &reason, self.metrics);
+        let delay = self.retry.next_delay(None);
+        // The metric is write_failures: one line per failed try.
+        tracing::warn!(
+            error = %reason,
+            events,
+            step,
+            retry_in = ?delay,
+            "store write failed; retrying"
+        );
+        self.deadline.sleep(delay).await
     }
 
     /// Sends the dead letters, retrying until Kafka acknowledges them all.
@@ -346,6 +393,7 @@ mod tests {
             key: Some(b"garbage".to_vec()),
             payload: Some(b"not json".to_vec()),
             reason: "not valid JSON".to_owned(),
+            refused_by: None,
         }
     }
 

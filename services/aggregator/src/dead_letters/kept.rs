@@ -3,10 +3,13 @@
 //! letter's text by length, so that the memory they take has a ceiling
 //! however many or however large the records of the topic are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use streamproc_event::{EventId, EventTime};
 use utoipa::ToSchema;
+
+use crate::stores::Store;
 
 /// Most bytes of a payload kept and shown: every valid event's JSON fits
 /// (an id of at most 128 bytes, escaped, a time and an amount), so a dead
@@ -73,6 +76,10 @@ pub struct DeadLetter {
     pub key: Option<String>,
     /// Why it was dead-lettered; at most 512 bytes.
     pub reason: String,
+    /// The store that refused the event, when a store did; null for a
+    /// record that was not a valid event.
+    #[schema(required = true)]
+    pub refused_by: Option<Store>,
     /// The events-topic record it was, when its headers say.
     pub source: Option<Origin>,
     /// The payload as UTF-8 with invalid bytes replaced; at most 1 024
@@ -131,6 +138,10 @@ impl Kept {
 
     pub fn len(&self) -> usize {
         self.letters.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Adds `letter`, dropping the oldest past the capacity. Adding one
@@ -199,6 +210,46 @@ impl Kept {
         found.sort_by_key(|l| std::cmp::Reverse(l.order()));
         found
     }
+
+    /// The events a store refused whose time is in `start..end` (Unix ms),
+    /// once per store and id however often they were refused.
+    pub fn refused(&self, start: i64, end: i64) -> Vec<RefusedEvent> {
+        let mut seen = HashSet::new();
+        self.letters
+            .values()
+            .filter_map(RefusedEvent::of)
+            .filter(|refused| (start..end).contains(&refused.time.as_millis()))
+            .filter(|refused| seen.insert((refused.store, refused.id.clone())))
+            .collect()
+    }
+}
+
+/// An event a store refused, as its dead letter tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedEvent {
+    pub store: Store,
+    pub id: EventId,
+    pub time: EventTime,
+}
+
+impl RefusedEvent {
+    /// The event of `letter`, when a store refused it. Its payload is the
+    /// event's canonical record, written by the consumer, so only its id
+    /// and time are read here.
+    fn of(letter: &DeadLetter) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Canonical {
+            id: String,
+            time: i64,
+        }
+        let store = letter.refused_by?;
+        let payload: Canonical = serde_json::from_str(letter.payload.as_deref()?).ok()?;
+        Some(Self {
+            store,
+            id: EventId::parse(&payload.id).ok()?,
+            time: EventTime::from_millis(payload.time).ok()?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -212,11 +263,40 @@ mod tests {
             offset,
             key: Some(key.to_owned()),
             reason: "not valid JSON".to_owned(),
+            refused_by: None,
             source: None,
             payload: None,
             payload_bytes: 0,
             truncated: false,
         }
+    }
+
+    #[test]
+    fn refused_events_are_read_from_their_letters_once_per_store_and_id() {
+        let refused = |offset: i64, store: Option<Store>, payload: &str| DeadLetter {
+            refused_by: store,
+            payload: Some(payload.to_owned()),
+            ..letter(100 + offset, offset, "e")
+        };
+        let mut kept = Kept::new(10);
+        let event = r#"{"id":"e","time":5000,"amount":13.0}"#;
+        kept.add(refused(0, Some(Store::TimescaleDb), event));
+        // Refused again after it was sent back: still one event.
+        kept.add(refused(1, Some(Store::TimescaleDb), event));
+        // Not a valid event: no store refused it.
+        kept.add(refused(2, None, event));
+        kept.add(refused(3, Some(Store::InfluxDb), "not json"));
+        kept.add(refused(
+            4,
+            Some(Store::InfluxDb),
+            r#"{"id":"late","time":9000,"amount":1}"#,
+        ));
+        let found = kept.refused(0, 6000);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].store, Store::TimescaleDb);
+        assert_eq!(found[0].id.as_str(), "e");
+        assert_eq!(found[0].time.as_millis(), 5000);
+        assert_eq!(kept.refused(0, 10_000).len(), 2);
     }
 
     #[test]

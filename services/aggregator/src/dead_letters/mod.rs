@@ -21,7 +21,7 @@ use streamproc_kafka::producer::KafkaSetupError;
 use streamproc_kafka::reader;
 use tokio_util::sync::CancellationToken;
 
-pub use kept::{DeadLetter, Order};
+pub use kept::{DeadLetter, Order, RefusedEvent};
 
 use kept::Kept;
 use tail::Tail;
@@ -101,6 +101,35 @@ impl DeadLetters {
     /// The kept letters of the record keyed `key` (an event id), newest first.
     pub fn with_key(&self, key: &str) -> Vec<DeadLetter> {
         self.kept().with_key(key)
+    }
+
+    /// The events a store refused, with times in `start..end` (Unix ms),
+    /// among the kept letters.
+    pub fn refused(&self, start: i64, end: i64) -> Vec<RefusedEvent> {
+        self.kept().refused(start, end)
+    }
+
+    /// Whether every one of the topic's first `records` (the sum of its
+    /// partitions' end offsets, as Kafka gave it just now) has been read.
+    pub fn has_read(&self, records: i64) -> bool {
+        let reading = self.reading.read().unwrap_or_else(|e| e.into_inner());
+        let Some(ends) = &reading.ends else {
+            return false;
+        };
+        let read_through: i64 = ends
+            .iter()
+            .map(|end| {
+                let read_to = reading.read_to.get(&end.partition).copied();
+                read_to.unwrap_or(end.low).max(end.low)
+            })
+            .sum();
+        read_through >= records
+    }
+
+    /// Whether every letter the topic holds is kept (none was dropped for
+    /// room, DEAD_LETTERS_KEPT).
+    pub fn keeps_all(&self) -> bool {
+        self.completeness().in_topic <= self.kept().capacity() as i64
     }
 
     pub fn kept_count(&self) -> usize {

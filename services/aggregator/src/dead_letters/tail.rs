@@ -10,12 +10,14 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use streamproc_event::{names, Route};
 use streamproc_kafka::offsets::{self, OffsetsError, PartitionEnds, QuietContext};
 use streamproc_kit::error::Chain;
 use tokio_util::sync::CancellationToken;
 
 use super::kept::{bounded_text, DeadLetter, Kept, Origin, PAYLOAD_KEPT, TEXT_KEPT};
 use super::Reading;
+use crate::stores::Store;
 
 /// How often the topic's partitions and ends are looked up.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
@@ -136,6 +138,7 @@ impl Tail {
 /// headers read where present.
 fn letter_of(message: &BorrowedMessage<'_>) -> DeadLetter {
     let mut reason = None;
+    let mut refused_by = None;
     let (mut topic, mut partition, mut offset) = (None, None, None);
     if let Some(headers) = message.headers() {
         for header in headers.iter() {
@@ -144,6 +147,9 @@ fn letter_of(message: &BorrowedMessage<'_>) -> DeadLetter {
                 .map(|v| String::from_utf8_lossy(v).into_owned());
             match header.key {
                 "streamproc-reason" => reason = value,
+                names::REFUSED_ROUTE_HEADER => {
+                    refused_by = value.as_deref().and_then(Route::from_name).map(Store::of)
+                }
                 "streamproc-source-topic" => topic = value,
                 "streamproc-source-partition" => partition = value.and_then(|v| v.parse().ok()),
                 "streamproc-source-offset" => offset = value.and_then(|v| v.parse().ok()),
@@ -176,6 +182,7 @@ fn letter_of(message: &BorrowedMessage<'_>) -> DeadLetter {
             || "(no reason header)".to_owned(),
             |r| bounded_text(r.as_bytes(), TEXT_KEPT).0,
         ),
+        refused_by,
         source,
         payload: preview,
         payload_bytes: payload.map_or(0, <[u8]>::len),

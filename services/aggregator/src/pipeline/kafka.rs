@@ -54,6 +54,15 @@ impl KafkaProbe {
         })
     }
 
+    /// A probe of consumer-high's group, then consumer-low's.
+    pub fn for_consumers(args: &PipelineArgs, timeout: Duration) -> anyhow::Result<Self> {
+        Self::new(
+            args,
+            &[&args.consumer_high_group, &args.consumer_low_group],
+            timeout,
+        )
+    }
+
     pub async fn sample(&self) -> KafkaSample {
         let readers = self.readers.clone();
         let (topic, dead_letter_topic) = (self.topic.clone(), self.dead_letter_topic.clone());

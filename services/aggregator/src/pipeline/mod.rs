@@ -31,13 +31,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 pub use config::PipelineArgs;
+pub use kafka::{KafkaProbe, KafkaSample};
 pub use snapshot::{Snapshot, Stage, Status, STAGES};
 
 use crate::stores::{InfluxReader, TimescaleReader};
 use event_api::ApiProbe;
 use health::{judge, point, Names, Probe, Rules};
 use history::History;
-use kafka::KafkaProbe;
 use metrics::PipelineMetrics;
 use periods::Periods;
 use replicas::Replicas;
@@ -99,7 +99,7 @@ pub fn start(setup: Setup<'_>, shutdown: CancellationToken) -> anyhow::Result<La
             };
             [watch(high)?, watch(low)?]
         },
-        kafka: KafkaProbe::new(args, &[&groups[0], &groups[1]], setup.timeout)?,
+        kafka: KafkaProbe::for_consumers(args, setup.timeout)?,
         stores: StoreProbe::new(
             setup.timescale,
             setup.influx,

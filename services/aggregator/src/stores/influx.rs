@@ -5,6 +5,8 @@
 //! its per-hour totals (`event_1h`, refreshed right after the seconds).
 //! Only numbers from a validated [`Grid`] enter a query.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::Value;
 use streamproc_event::{EventId, EventTime};
 use streamproc_store::influx::{rows, Influx, InfluxArgs, MEASUREMENT, ROLLUP_MEASUREMENT};
@@ -16,6 +18,14 @@ use super::{Buckets, Store, StoreError, StoredEvent, Totals};
 const HOUR_MEASUREMENT: &str = streamproc_event::names::EVENT_PER_HOUR_MEASUREMENT;
 use crate::series::Stats;
 use streamproc_grid::Grid;
+
+/// What [`InfluxReader::stored_counts`] read.
+pub struct StoredCounts {
+    /// Events stored, by bucket start (Unix ms); empty buckets left out.
+    pub counts: BTreeMap<i64, u64>,
+    /// Buckets whose totals are being refreshed.
+    pub unsettled: BTreeSet<i64>,
+}
 
 pub struct InfluxReader {
     influx: Influx,
@@ -164,6 +174,41 @@ impl InfluxReader {
             offset: int(4),
             stored_at: int(5),
         }))
+    }
+
+    /// Events stored per bucket of `grid`, from the per-second totals, and
+    /// the buckets holding a second whose totals are not refreshed yet
+    /// (`dirty <> clean`, see consumer-low's `rollup`): their counts may
+    /// still change. The marks are read first, in the same request, so a
+    /// refresh between the two reads can only make a count more right.
+    pub async fn stored_counts(&self, grid: &Grid) -> Result<StoredCounts, StoreError> {
+        let range = format!(
+            "time >= {}ms AND time < {}ms",
+            grid.start_ms(),
+            grid.end_ms()
+        );
+        let group = format!("GROUP BY time({}ms) fill(none)", grid.step_ms());
+        let answer = self
+            .influx
+            .query(&format!(
+                "SELECT count(dirty) FROM {ROLLUP_MEASUREMENT} WHERE {range} AND dirty <> clean \
+                 {group}; SELECT sum(count) FROM {ROLLUP_MEASUREMENT} WHERE {range} {group}"
+            ))
+            .await?;
+        // `rows` reads the first statement's answer.
+        let statement = |i: usize| serde_json::json!({ "results": [answer["results"][i]] });
+        let unsettled = rows(&statement(0))
+            .filter(|row| row.get(1).and_then(Value::as_i64) > Some(0))
+            .filter_map(|row| row.first()?.as_i64())
+            .collect();
+        let counts = rows(&statement(1))
+            .filter_map(|row| {
+                let start = row.first()?.as_i64()?;
+                let count = row.get(1)?.as_f64()?;
+                Some((start, count as u64))
+            })
+            .collect();
+        Ok(StoredCounts { counts, unsettled })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -10,12 +10,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use streamproc_event::{EventId, EventTime};
+use streamproc_event::{EventId, EventTime, Route};
 use streamproc_kit::error::Chain;
 use streamproc_kit::ops::NotReady;
 use streamproc_store::influx::InfluxError;
 
-pub use influx::InfluxReader;
+pub use influx::{InfluxReader, StoredCounts};
 pub use metrics::QueryMetrics;
 pub use timescale::TimescaleReader;
 
@@ -33,6 +33,14 @@ pub enum Store {
 }
 
 impl Store {
+    /// The store that holds `route`'s events.
+    pub fn of(route: Route) -> Self {
+        match route {
+            Route::High => Self::TimescaleDb,
+            Route::Low => Self::InfluxDb,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::TimescaleDb => "timescaledb",
@@ -109,6 +117,15 @@ pub struct Found {
     pub low: Option<Result<Option<StoredEvent>, StoreError>>,
 }
 
+/// What [`Stores::reconcile_counts`] read.
+pub struct ReconcileCounts {
+    /// Accepted events per bucket: (start, high route, low route).
+    pub ledger: Result<Vec<(i64, u64, u64)>, StoreError>,
+    /// TimescaleDB's rows per bucket.
+    pub high: Result<Vec<(i64, u64)>, StoreError>,
+    pub low: Result<StoredCounts, StoreError>,
+}
+
 /// The answer of both stores to one question.
 pub struct Both<T> {
     pub high: Result<T, StoreError>,
@@ -173,6 +190,31 @@ impl Stores {
             low,
         );
         Found { high, low }
+    }
+
+    /// The event `id` at `time` in `store` alone.
+    pub async fn find_in(
+        &self,
+        store: Store,
+        id: &EventId,
+        time: EventTime,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        match store {
+            Store::TimescaleDb => self.timed(store, self.timescale.find(id, Some(time))).await,
+            Store::InfluxDb => self.timed(store, self.influx.find(id, time)).await,
+        }
+    }
+
+    /// What the reconciliation compares, each part read concurrently: the
+    /// ledger of accepted events, TimescaleDB's rows and InfluxDB's counts
+    /// per bucket of `grid`.
+    pub async fn reconcile_counts(&self, grid: &Grid) -> ReconcileCounts {
+        let (ledger, high, low) = tokio::join!(
+            self.timed(Store::TimescaleDb, self.timescale.ledger(grid)),
+            self.timed(Store::TimescaleDb, self.timescale.stored_rows(grid)),
+            self.timed(Store::InfluxDb, self.influx.stored_counts(grid)),
+        );
+        ReconcileCounts { ledger, high, low }
     }
 
     /// `Ok` when both stores answer; otherwise says which do not.

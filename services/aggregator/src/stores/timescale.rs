@@ -58,6 +58,25 @@ WHERE e.id = $1
       timestamptz 'epoch' + $2::bigint * interval '1 millisecond')
 LIMIT 1";
 
+/// Accepted events per bucket and route (`$1`, `$2` in Unix seconds, `$3`
+/// the step in seconds), from the ledger consumer-high keeps.
+const LEDGER: &str = "
+SELECT (second / $3) * $3 * 1000 AS bucket, sum(high)::bigint, sum(low)::bigint
+FROM accepted_per_second
+WHERE second >= $1 AND second < $2
+GROUP BY 1
+ORDER BY 1";
+
+/// Rows of `events` per bucket, counted from the rows themselves, not from
+/// the totals: a row deleted or lost behind consumer-high's back shows.
+const STORED_ROWS: &str = "
+SELECT (floor(extract(epoch FROM time))::bigint / $3) * $3 * 1000 AS bucket, count(*)
+FROM events
+WHERE time >= timestamptz 'epoch' + $1::bigint * interval '1 second'
+  AND time < timestamptz 'epoch' + $2::bigint * interval '1 second'
+GROUP BY 1
+ORDER BY 1";
+
 /// A row of [`FIND`]; the origin is NULL for rows stored before it was kept.
 #[derive(sqlx::FromRow)]
 struct FoundRow {
@@ -170,6 +189,39 @@ impl TimescaleReader {
         }))
     }
 
+    /// Accepted events per bucket of `grid`: (start, high route, low route).
+    pub async fn ledger(&self, grid: &Grid) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = self.per_bucket(LEDGER, grid).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, high, low)| (start, count(high), count(low)))
+            .collect())
+    }
+
+    /// Rows of `events` per bucket of `grid`.
+    pub async fn stored_rows(&self, grid: &Grid) -> Result<Vec<(i64, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = self.per_bucket(STORED_ROWS, grid).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, rows)| (start, count(rows)))
+            .collect())
+    }
+
+    /// Runs `query` with the grid's start and end (Unix seconds) and step
+    /// (seconds) as `$1`, `$2`, `$3`.
+    async fn per_bucket<T>(&self, query: &'static str, grid: &Grid) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(query)
+            .bind(grid.start_ms() / 1000)
+            .bind(grid.end_ms() / 1000)
+            .bind(grid.step_ms() / 1000)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.probe)
@@ -177,6 +229,11 @@ impl TimescaleReader {
             .map(drop)
             .map_err(StoreError::from)
     }
+}
+
+/// A count from SQL's bigint, never negative.
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
 
 /// Whether `grid`'s buckets are whole hours (its start is a multiple of its

@@ -4,7 +4,9 @@ directory, sends a bounded load of events with known ids through event-api,
 injects faults on a schedule (broker restart, PostgreSQL immediate stop,
 InfluxDB kill -9, kill -9 of each consumer and of event-api, a consumer-group
 rebalance, a PostgreSQL outage longer than the consumers' RETRY_MAX), waits
-for the consumers to drain, and reconciles from the stores themselves.
+for the consumers to drain, and reconciles from the stores themselves; it
+also requires the aggregator's own reconciliation (GET /api/v1/reconcile)
+to account for every event within 5 s of the drain, each answer within 1 s.
 
 Usage:
   scripts/fault_suite.py --short                 # CI: every fault once, a few thousand events
@@ -38,6 +40,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -59,6 +62,10 @@ LOCAL_SH = os.path.join(REPO, "scripts", "local.sh")
 INFRA_SH = os.path.join(REPO, "scripts", "infra.sh")
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 WATERMARK = 5.0
+# The aggregator's reconciliation must say "accounted" this soon after the
+# stores stop changing, and answer each time within RECONCILE_ANSWER.
+RECONCILED_WITHIN = 5.0
+RECONCILE_ANSWER = 1.0
 
 # Every port in the 31xxx range, away from a developer stack (9xxx), the smoke
 # test, schemathesis and the benchmarks (2xxxx), and below Linux's ephemeral
@@ -607,10 +614,38 @@ def read_dead_letters(brokers: str, topic: str = names.DEAD_LETTER_TOPIC) -> lis
 # Reconciliation
 
 
-def wait_drained(stack: Stack, expected: int, timeout: float) -> None:
-    """Until the stores hold at least `expected` events and stop growing."""
+def reconciliation(stack: Stack, since_ms: int) -> tuple[dict | None, float]:
+    """The aggregator's GET /api/v1/reconcile over this run (None when it
+    did not answer 200), and how long it took."""
+    query = urllib.parse.urlencode({"from": since_ms, "to": int(time.time() * 1000) + 60_000})
+    url = f"http://127.0.0.1:{stack.p['AGGREGATOR_PORT']}/api/v1/reconcile?{query}"
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            body = json.load(answer)
+    except (OSError, urllib.error.URLError, ValueError):
+        body = None
+    return body, time.monotonic() - started
+
+
+@dataclass
+class Drain:
+    """How the end of the run went: when the stores stopped changing, and
+    when the aggregator's reconciliation first said every event was
+    accounted for after that."""
+    steady_since: float
+    accounted_at: float | None = None
+    answer: dict | None = None
+    # Seconds per reconciliation answered once the stores were steady.
+    latencies: list[float] = field(default_factory=list)
+
+
+def wait_drained(stack: Stack, expected: int, timeout: float, since_ms: int) -> Drain:
+    """Until the stores hold at least `expected` events and stop growing,
+    asking the aggregator to reconcile every second meanwhile."""
     deadline = time.monotonic() + timeout
-    last, steady_since = None, time.monotonic()
+    last = None
+    drain = Drain(steady_since=time.monotonic())
     while time.monotonic() < deadline:
         try:
             counts = stack.counts()
@@ -618,12 +653,47 @@ def wait_drained(stack: Stack, expected: int, timeout: float) -> None:
             time.sleep(1)
             continue
         if counts != last:
-            last, steady_since = counts, time.monotonic()
-        elif sum(counts) >= expected and time.monotonic() - steady_since >= 5:
+            last = counts
+            drain = Drain(steady_since=time.monotonic())
+        answer, took = reconciliation(stack, since_ms)
+        if answer is not None:
+            drain.answer = answer
+            drain.latencies.append(took)
+            if answer["status"] == "accounted" and drain.accounted_at is None:
+                drain.accounted_at = time.monotonic()
+        if sum(counts) >= expected and time.monotonic() - drain.steady_since >= 5 and drain.accounted_at:
             say(f"drained: {counts[0]} rows in TimescaleDB, {counts[1]} points in InfluxDB")
-            return
+            return drain
         time.sleep(1)
     say(f"the stores did not settle within {timeout:g}s (last counts {last}); reconciling anyway")
+    return drain
+
+
+def check_reconciliation(drain: Drain) -> tuple[list[str], list[tuple[str, str]]]:
+    """The aggregator's own reconciliation: every event accounted for within
+    RECONCILED_WITHIN of the drain, each answer within RECONCILE_ANSWER."""
+    problems: list[str] = []
+    answer = drain.answer or {}
+    latencies = sorted(drain.latencies)
+    figures = "no answer"
+    if latencies:
+        figures = (f"{len(latencies)} answers once steady, median {statistics.median(latencies) * 1000:.0f} ms, "
+                   f"max {latencies[-1] * 1000:.0f} ms")
+    if drain.accounted_at is None:
+        problems.append(f"the aggregator never reconciled the run: {answer.get('summary', 'no answer')}")
+        after = "never"
+    else:
+        delay = max(0.0, drain.accounted_at - drain.steady_since)
+        after = f"{delay:.1f}s after the stores stopped changing"
+        if delay > RECONCILED_WITHIN:
+            problems.append(f"reconciled {after}, not within {RECONCILED_WITHIN:g}s")
+    if latencies and latencies[-1] > RECONCILE_ANSWER:
+        problems.append(f"a reconciliation took {latencies[-1]:.2f}s, over {RECONCILE_ANSWER:g}s")
+    totals = [
+        ("reconciliation (GET /api/v1/reconcile)", f"{answer.get('summary', 'no answer')}, {after}"),
+        ("reconciliation answer time", figures),
+    ]
+    return problems, totals
 
 
 def reconcile(stack: Stack, load: Load, suite: Suite, poison: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -802,6 +872,8 @@ def main() -> int:
     suite = Suite(args, stack, load)
     outcomes: list[Outcome] = []
     try:
+        # Every event of the run is younger than this: the reconciliation's range.
+        since_ms = int(time.time() * 1000) - 60_000
         stack.script(LOCAL_SH, "up", quiet=False)
         # Only this suite's load: the producer's events would be a second source.
         stack.script(LOCAL_SH, "stop", "event-producer")
@@ -817,8 +889,11 @@ def main() -> int:
         if not probe_ok:
             say("final probe not stored")
         # A lower bound: the stores also hold event-producer's first events.
-        wait_drained(stack, load.acked_count + len(suite.probes), args.drain_timeout)
+        drain = wait_drained(stack, load.acked_count + len(suite.probes), args.drain_timeout, since_ms)
         problems, totals = reconcile(stack, load, suite, poison)
+        reconciled, figures = check_reconciliation(drain)
+        problems += reconciled
+        totals += figures
         if not probe_ok:
             problems.append("the final probe was not stored: the pipeline did not end healthy")
         for o in outcomes:

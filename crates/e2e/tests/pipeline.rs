@@ -127,7 +127,7 @@ async fn events_flow_from_the_producer_to_the_page() {
     let screenshots = common::run_browser_test(
         "tests/page.mjs",
         &["--url", &web_ui.url, "--event-api", &event_api.url],
-        "page: 13 passed, 0 failed",
+        "page: 14 passed, 0 failed",
     )
     .await;
     assert!(screenshots.join("web-ui.png").is_file());

@@ -4,7 +4,9 @@
 // A store that does not answer leaves a gap, never a line at zero. Above the
 // chart, the pipeline strip shows every stage's health from the same stream
 // (or /api/v1/pipeline), and the chart shades the periods a stage was
-// degraded or down, and links to the dead letters. Below it, one event can
+// degraded or down, links to the dead letters, and says in one line whether
+// every event accepted in the range (an hour at most) is accounted for, from
+// /api/v1/reconcile. Below it, one event can
 // be traced by id to the store and the Kafka record that hold it.
 import uPlot from "./vendor/uPlot.esm.js";
 
@@ -27,6 +29,9 @@ const STORE_NAME = { timescaledb: "TimescaleDB", influxdb: "InfluxDB" };
 const MAX_POINTS = 300;
 const POLL_MS = 2_000;
 const TOTALS_MS = 5_000;
+// The reconciliation counts every TimescaleDB row of its range, so the page
+// asks for an hour at most, and as often as for the totals.
+const RECONCILE_MAX_MS = 60 * 60_000;
 // A stream that has sent nothing for this long is treated as broken (some
 // proxies buffer event streams until they close).
 const STREAM_SILENCE_MS = 5_000;
@@ -325,6 +330,22 @@ function renderPipeline() {
     );
   }
   if (state.pipelineError) problems.append(` (${state.pipelineError})`);
+}
+
+/** The reconciliation of the chosen range (an hour at most), in one line. */
+async function refreshReconcile() {
+  const line = $("reconcile");
+  const span = Math.min(RANGES[state.range], RECONCILE_MAX_MS);
+  const now = Date.now();
+  const window = span === RANGES[state.range] ? `last ${state.range}` : "last 1h";
+  try {
+    const body = await getJson(`api/v1/reconcile?from=${now - span}&to=${now}&max_points=60`);
+    line.dataset.state = body.status ?? "unknown";
+    line.textContent = body.summary ? `${body.summary} (${window})` : `reconciliation: ${body.message ?? "no answer"}`;
+  } catch (error) {
+    line.dataset.state = "unknown";
+    line.textContent = `reconciliation: ${error.message}`;
+  }
 }
 
 // ---- Tracing one event --------------------------------------------------
@@ -656,6 +677,8 @@ function start() {
   reload();
   refreshTotals();
   setInterval(refreshTotals, TOTALS_MS);
+  refreshReconcile();
+  setInterval(refreshReconcile, TOTALS_MS);
   // At once, rather than at the stream's first tick.
   refreshPipeline();
 }

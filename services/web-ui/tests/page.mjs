@@ -3,8 +3,9 @@
 // the page loads, the pipeline strip shows every stage ok, both lines plot
 // what the API answers, newly posted events appear without a reload, the
 // controls work, an event is traced by its receipt from the lookup box,
-// the strip links to the dead letters, and screenshots are kept. tests/pipeline.mjs checks the
-// strip when a stage is not ok.
+// the strip links to the dead letters and says every event is accounted
+// for, and screenshots are kept. tests/pipeline.mjs checks the strip when a
+// stage is not ok.
 //
 // Usage: node tests/page.mjs --url http://127.0.0.1:8080 \
 //          --event-api http://127.0.0.1:9998 --screenshots DIR
@@ -200,6 +201,15 @@ try {
   const listed = await page.evaluate(async (href) => (await fetch(href)).json(), await link.getAttribute("href"));
   assert.ok(Array.isArray(listed.dead_letters), JSON.stringify(listed));
   ok("the lookup box traces an event by its receipt; the strip links to the dead letters");
+
+  // The reconciliation line: every event posted in the range accounted for
+  // once the pipeline has settled.
+  const reconciled = await until("the reconciliation line says all are accounted for", async () => {
+    const text = await page.locator("#reconcile").innerText();
+    return /^all \d+ events accounted for \(last \d+[mh]\)$/.test(text) && text;
+  });
+  assert.equal(await page.locator("#reconcile").getAttribute("data-state"), "accounted", reconciled);
+  ok("the pipeline strip says every event is accounted for");
 
   const icon = await page.evaluate(async () => (await fetch(document.querySelector("link[rel=icon]").href)).status);
   assert.equal(icon, 200, "the page's icon");

@@ -296,6 +296,113 @@ mod tests {
         }
     }
 
+    /// A sink that keeps a ledger: answers each `record_accepted` as
+    /// `answer` says (given the time since the test began), records the ids
+    /// each call was given, and when each write came.
+    struct LedgerSink {
+        started: Instant,
+        answer: Box<dyn Fn(Duration) -> Result<(), SinkError> + Send + Sync>,
+        ledger_calls: Mutex<Vec<(Duration, Vec<String>)>>,
+        writes: Mutex<Vec<Duration>>,
+    }
+
+    impl LedgerSink {
+        fn new(answer: impl Fn(Duration) -> Result<(), SinkError> + Send + Sync + 'static) -> Self {
+            Self {
+                started: Instant::now(),
+                answer: Box::new(answer),
+                ledger_calls: Mutex::default(),
+                writes: Mutex::default(),
+            }
+        }
+    }
+
+    impl Sink for LedgerSink {
+        fn write(&self, _: &[LoggedEvent]) -> impl Future<Output = Result<(), SinkError>> + Send {
+            self.writes.lock().unwrap().push(self.started.elapsed());
+            ready(Ok(()))
+        }
+
+        fn record_accepted(
+            &self,
+            ours: &[LoggedEvent],
+            others: &[LoggedEvent],
+        ) -> impl Future<Output = Result<(), SinkError>> + Send {
+            let at = self.started.elapsed();
+            let ids = ours
+                .iter()
+                .chain(others)
+                .map(|e| e.event.id.as_str().to_owned())
+                .collect();
+            self.ledger_calls.lock().unwrap().push((at, ids));
+            ready((self.answer)(at))
+        }
+
+        fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send {
+            ready(Ok(()))
+        }
+    }
+
+    /// A batch of two events of this route and one of the other.
+    fn batch_with_others() -> Batch {
+        let mut batch = Batch::for_tests(TOPIC, events(2), Vec::new());
+        batch.others.push(LoggedEvent {
+            event: event(7),
+            position: LogPosition {
+                partition: 0,
+                offset: 2,
+            },
+        });
+        batch
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ledger_gets_both_routes_events_before_the_write_and_waits_for_its_store() {
+        let parts = Parts::new(0);
+        let back_at = Duration::from_secs(2);
+        let sink = LedgerSink::new(move |at| {
+            if at < back_at {
+                Err(unavailable())
+            } else {
+                Ok(())
+            }
+        });
+        let stored = parts
+            .store(
+                &sink,
+                &batch_with_others(),
+                &CancellationToken::new(),
+                Duration::ZERO,
+            )
+            .await;
+        assert!(stored);
+        let calls = sink.ledger_calls.lock().unwrap().clone();
+        assert!(calls.len() >= 3, "retried while unavailable: {calls:?}");
+        assert!(calls.iter().all(|(_, ids)| ids == &["e-0", "e-1", "e-7"]));
+        let recorded_at = calls.last().unwrap().0;
+        assert!(recorded_at >= back_at);
+        let writes = sink.writes.lock().unwrap().clone();
+        assert_eq!(writes, [recorded_at], "written once, after the ledger");
+        assert!(parts.metrics.write_failures.get() >= 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ledger_that_refuses_the_batch_does_not_hold_it() {
+        let parts = Parts::new(0);
+        let sink = LedgerSink::new(|_| Err(SinkError::Rejected("value too long".into())));
+        let stored = parts
+            .store(
+                &sink,
+                &batch_with_others(),
+                &CancellationToken::new(),
+                Duration::ZERO,
+            )
+            .await;
+        assert!(stored, "the events are stored all the same");
+        assert_eq!(sink.ledger_calls.lock().unwrap().len(), 1, "not retried");
+        assert_eq!(sink.writes.lock().unwrap().len(), 1);
+    }
+
     /// Stands for the dead-letter topic: refuses the first `failures` sends
     /// (as Kafka not acknowledging), then keeps what it is sent.
     struct DeadLetterLog {

@@ -97,13 +97,14 @@ mod tests {
 
     /// Every operation: those of the hand-written document this one
     /// replaced, and the lookups.
-    const OPERATIONS: [(&str, &str); 13] = [
+    const OPERATIONS: [(&str, &str); 14] = [
         ("/", "get"),
         ("/api", "get"),
         ("/api/v1/series", "get"),
         ("/api/v1/stream", "get"),
         ("/api/v1/pipeline", "get"),
         ("/api/v1/totals", "get"),
+        ("/api/v1/reconcile", "get"),
         ("/api/v1/events/{id}", "get"),
         ("/api/v1/dead-letters", "get"),
         ("/api/v1/dead-letters/{partition}/{offset}", "get"),

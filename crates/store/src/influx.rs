@@ -26,6 +26,12 @@ pub fn rows(answer: &serde_json::Value) -> impl Iterator<Item = &Vec<serde_json:
         .filter_map(serde_json::Value::as_array)
 }
 
+/// The answer to statement `index` of a request that sent several (`;`
+/// between them), shaped as a whole answer so that [`rows`] reads it.
+pub fn statement(answer: &serde_json::Value, index: usize) -> serde_json::Value {
+    serde_json::json!({ "results": [answer["results"][index]] })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InfluxApi {
     /// `/write?db=&rp=` with optional user and password (InfluxDB 1.x).

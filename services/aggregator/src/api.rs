@@ -84,12 +84,18 @@ pub async fn series(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let grid = GridParams::from_query(&pairs)
-        .and_then(|params| params.grid(EventTime::now().as_millis()))
-        .map_err(ApiError::BadParameter)?;
+    let grid = grid_of(&pairs)?;
     let stores = state.source.stores()?;
     let body = SeriesBody::query(stores, &grid).await;
     Ok(answer(body.complete(), body))
+}
+
+/// The grid a query's `from`, `to`, `step` and `max_points` ask for, as of
+/// now; 400 naming the parameter otherwise.
+pub fn grid_of(pairs: &[(String, String)]) -> Result<Grid, ApiError> {
+    GridParams::from_query(pairs)
+        .and_then(|params| params.grid(EventTime::now().as_millis()))
+        .map_err(ApiError::BadParameter)
 }
 
 /// A whole answer is 200; one with a store missing is 503 with the same

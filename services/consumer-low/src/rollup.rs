@@ -42,7 +42,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::{latency_histogram, Registry};
-use streamproc_store::influx::{rows, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT};
+use streamproc_store::influx::{
+    rows, statement, Influx, InfluxError, MEASUREMENT, ROLLUP_MEASUREMENT,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -530,15 +532,13 @@ impl Rollups {
                  WHERE {range} GROUP BY time(1h) fill(none)"
             ))
             .await?;
-        // `rows` reads the first statement's answer.
-        let statement = |i: usize| serde_json::json!({ "results": [answer["results"][i]] });
-        let unsettled = rows(&statement(1))
+        let unsettled = rows(&statement(&answer, 1))
             .filter(|row| row.get(1).and_then(Value::as_i64) > Some(0))
             .filter_map(|row| row.first()?.as_i64())
             .collect();
         Ok(Reading {
-            marks: marks_of(&statement(0)),
-            totals: totals_of(&statement(2)),
+            marks: marks_of(&statement(&answer, 0)),
+            totals: totals_of(&statement(&answer, 2)),
             unsettled,
         })
     }

@@ -39,6 +39,18 @@ struct Reading {
     error: Option<String>,
 }
 
+impl Reading {
+    /// The offset after the last record read in `end`'s partition; its
+    /// oldest offset when none was read there.
+    fn read_to(&self, end: &PartitionEnds) -> i64 {
+        self.read_to
+            .get(&end.partition)
+            .copied()
+            .unwrap_or(end.low)
+            .max(end.low)
+    }
+}
+
 /// Whether the kept letters are all there are, as of the last look.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completeness {
@@ -116,14 +128,7 @@ impl DeadLetters {
         let Some(ends) = &reading.ends else {
             return false;
         };
-        let read_through: i64 = ends
-            .iter()
-            .map(|end| {
-                let read_to = reading.read_to.get(&end.partition).copied();
-                read_to.unwrap_or(end.low).max(end.low)
-            })
-            .sum();
-        read_through >= records
+        ends.iter().map(|end| reading.read_to(end)).sum::<i64>() >= records
     }
 
     /// Whether every letter the topic holds is kept (none was dropped for
@@ -141,14 +146,7 @@ impl DeadLetters {
         let (caught_up, in_topic) = match &reading.ends {
             None => (false, 0),
             Some(ends) => (
-                ends.iter().all(|end| {
-                    reading
-                        .read_to
-                        .get(&end.partition)
-                        .copied()
-                        .unwrap_or(end.low)
-                        >= end.high
-                }),
+                ends.iter().all(|end| reading.read_to(end) >= end.high),
                 ends.iter().map(|end| end.high - end.low).sum(),
             ),
         };

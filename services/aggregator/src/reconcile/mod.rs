@@ -26,12 +26,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
-use streamproc_event::EventTime;
-use streamproc_grid::{Grid, GridParams};
+use streamproc_grid::Grid;
 use utoipa::ToSchema;
 
 pub use tally::{BucketTally, Tally, Verdict};
 
+use crate::api;
 use crate::dead_letters::{DeadLetters, RefusedEvent};
 use crate::error::ApiError;
 use crate::pipeline::{KafkaProbe, KafkaSample, PipelineArgs, WATCH_OFF};
@@ -117,7 +117,7 @@ impl Reconciler {
         let counts = Counts {
             accepted,
             timescaledb,
-            influxdb: low.counts.into_iter().collect(),
+            influxdb: low.counts,
             refused,
         };
         let (buckets, [high_total, low_total]) = tally::tally(grid, &counts);
@@ -247,9 +247,7 @@ pub async fn reconcile(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let grid = GridParams::from_query(&pairs)
-        .and_then(|params| params.grid(EventTime::now().as_millis()))
-        .map_err(ApiError::BadParameter)?;
+    let grid = api::grid_of(&pairs)?;
     let stores = state.source.stores()?;
     let reconciler = state.reconciler.as_ref().ok_or(ApiError::Off(WATCH_OFF))?;
     let answer = reconciler.reconcile(stores, &grid).await?;

@@ -5,11 +5,13 @@
 //! its per-hour totals (`event_1h`, refreshed right after the seconds).
 //! Only numbers from a validated [`Grid`] enter a query.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 use streamproc_event::{EventId, EventTime};
-use streamproc_store::influx::{rows, Influx, InfluxArgs, MEASUREMENT, ROLLUP_MEASUREMENT};
+use streamproc_store::influx::{
+    rows, statement, Influx, InfluxArgs, MEASUREMENT, ROLLUP_MEASUREMENT,
+};
 use streamproc_store::line::point_identity;
 
 use super::{Buckets, Store, StoreError, StoredEvent, Totals};
@@ -21,8 +23,9 @@ use streamproc_grid::Grid;
 
 /// What [`InfluxReader::stored_counts`] read.
 pub struct StoredCounts {
-    /// Events stored, by bucket start (Unix ms); empty buckets left out.
-    pub counts: BTreeMap<i64, u64>,
+    /// Events stored, by bucket start (Unix ms), oldest first; empty
+    /// buckets left out.
+    pub counts: Vec<(i64, u64)>,
     /// Buckets whose totals are being refreshed.
     pub unsettled: BTreeSet<i64>,
 }
@@ -195,13 +198,11 @@ impl InfluxReader {
                  {group}; SELECT sum(count) FROM {ROLLUP_MEASUREMENT} WHERE {range} {group}"
             ))
             .await?;
-        // `rows` reads the first statement's answer.
-        let statement = |i: usize| serde_json::json!({ "results": [answer["results"][i]] });
-        let unsettled = rows(&statement(0))
+        let unsettled = rows(&statement(&answer, 0))
             .filter(|row| row.get(1).and_then(Value::as_i64) > Some(0))
             .filter_map(|row| row.first()?.as_i64())
             .collect();
-        let counts = rows(&statement(1))
+        let counts = rows(&statement(&answer, 1))
             .filter_map(|row| {
                 let start = row.first()?.as_i64()?;
                 let count = row.get(1)?.as_f64()?;

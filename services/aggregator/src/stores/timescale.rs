@@ -123,12 +123,11 @@ impl TimescaleReader {
             .map_err(StoreError::from)?;
         Ok(rows
             .into_iter()
-            .map(|(start, count, sum, min, max)| {
-                let count = u64::try_from(count).unwrap_or(0);
+            .map(|(start, events, sum, min, max)| {
                 (
                     start,
                     Stats {
-                        count,
+                        count: count(events),
                         sum,
                         min,
                         max,
@@ -139,7 +138,7 @@ impl TimescaleReader {
     }
 
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let (count, sum, newest_hour): (i64, f64, Option<i64>) = sqlx::query_as(TOTALS)
+        let (events, sum, newest_hour): (i64, f64, Option<i64>) = sqlx::query_as(TOTALS)
             .fetch_one(&self.pool)
             .await
             .map_err(StoreError::from)?;
@@ -161,7 +160,7 @@ impl TimescaleReader {
             None => None,
         };
         Ok(Totals {
-            count: u64::try_from(count).unwrap_or(0),
+            count: count(events),
             sum,
             last_time,
         })

@@ -97,7 +97,7 @@ async fn every_acknowledged_event_is_traced_to_its_record_and_fixed_dead_letters
         aggregator,
         // Bound, not `..`: a field left out would be dropped (stopped) here.
         influx: _influx,
-        low: _low,
+        low,
         web_ui: _web_ui,
     } = common::start_pipeline(&[]).await;
     let brokers = broker.brokers();
@@ -436,4 +436,33 @@ async fn every_acknowledged_event_is_traced_to_its_record_and_fixed_dead_letters
         summary.starts_with("1 event missing from timescaledb (1 at "),
         "{summary}"
     );
+
+    // With consumer-low stopped, a new low event is in flight, not
+    // missing: the reconciliation waits for the group to catch up rather
+    // than report a loss, whatever else it finds.
+    low.stop().await;
+    let answer = reqwest::Client::new()
+        .post(&event_api.url)
+        .json(&json!([{"id": "waiting-1", "time": posted_at, "amount": 1.5}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = reconciled(&aggregator, posted_at, "in_flight", Duration::from_secs(10)).await;
+    assert!(
+        answer["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("consumer-low is 1 records behind"),
+        "{answer}"
+    );
+    assert_eq!(answer["lag_low"], 1, "{answer}");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, again) = reconcile(&aggregator, posted_at).await;
+        assert_eq!(
+            again["status"], "in_flight",
+            "never missing while behind: {again}"
+        );
+    }
 }

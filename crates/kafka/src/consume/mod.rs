@@ -5,7 +5,6 @@
 //! idempotent, keyed by the event id: together that is exactly-once in effect.
 
 mod batch;
-mod commit;
 mod context;
 mod dead_letter;
 mod metrics;
@@ -19,14 +18,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{ConsumerArgs, KafkaArgs, ProducerArgs};
 pub use batch::Batch;
-use commit::Commits;
 use dead_letter::DeadLetters;
 pub use metrics::ConsumerMetrics;
 use stall::Stall;
@@ -219,19 +217,12 @@ impl Consumer {
         let _stop_watching = stop_watching.drop_guard();
         let mut retry = Backoff::new(settings.retry_initial, settings.retry_max);
         let mut progress = Progress::default();
-        let commits = Commits::start(
-            self.kafka.clone(),
-            settings.topic.clone(),
-            self.metrics.clone(),
-        );
-        let mut gathered = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
         loop {
-            let batch = gathered;
+            let batch = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
             if batch.is_empty() {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                gathered = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
                 continue;
             }
             // Every line logged while this batch is stored and committed
@@ -252,34 +243,59 @@ impl Consumer {
                 deadline: &deadline,
                 stall: &self.stall,
             };
-            // The next batch is read (decoded, validated, routed) while
-            // this one is stored, so the broker's fetches and the store's
-            // writes overlap instead of taking turns. Once shutdown begins
-            // the next batch holds what was read by then, stored before
-            // the loop ends.
-            let next = async {
-                if shutdown.is_cancelled() {
-                    Batch::empty(settings)
-                } else {
-                    batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await
-                }
-            };
-            let (stored, next) =
-                tokio::join!(store.batch(&batch, sink).instrument(span.clone()), next);
+            let stored = store.batch(&batch, sink).instrument(span.clone()).await;
             if !stored {
                 let _in_batch = span.enter();
                 tracing::warn!("stopping with a batch not stored: it will be read again");
                 break;
             }
-            commits.owe(batch.next_offsets());
+            commit(&self.kafka, &batch, &self.metrics)
+                .instrument(span)
+                .await;
             self.stall.progressed(&self.metrics);
             progress.add(&batch);
-            gathered = next;
+            if shutdown.is_cancelled() {
+                break;
+            }
         }
-        commits.finish().await;
         tracing::info!("consumer stopped");
     }
 }
+
+/// Commits the offsets after the batch. A failed commit is logged, not
+/// retried: the records are read again later and the idempotent write makes
+/// that harmless (it happens when a rebalance moved the partition away).
+async fn commit(
+    consumer: &Arc<StreamConsumer<context::StatsContext>>,
+    batch: &Batch,
+    metrics: &ConsumerMetrics,
+) {
+    let offsets = batch.offsets();
+    let consumer = consumer.clone();
+    let committing =
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync));
+    // librdkafka's synchronous commit waits for the coordinator without a
+    // limit of its own: a broker that accepts connections but never answers
+    // would hold the loop (and shutdown) forever. Past the limit the loop
+    // goes on; the blocked thread ends when librdkafka gives up.
+    match tokio::time::timeout(COMMIT_TIMEOUT, committing).await {
+        Ok(Ok(Ok(()))) => {
+            metrics.commits.inc();
+        }
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "commit failed; these records will be read again")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "commit task failed; these records will be read again")
+        }
+        Err(_) => tracing::warn!(
+            timeout = ?COMMIT_TIMEOUT,
+            "commit not answered; these records will be read again"
+        ),
+    }
+}
+
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A periodic log line of what was stored, rather than one per batch.
 struct Progress {

@@ -8,21 +8,16 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use std::sync::Arc;
-
-use super::commit::Owed;
 use super::metrics::PartitionLabels;
 
 pub struct StatsContext {
     lag: Family<PartitionLabels, Gauge>,
     topic: String,
-    /// Committed on revocation, before the partitions go to another member.
-    owed: Arc<Owed>,
 }
 
 impl StatsContext {
-    pub fn new(lag: Family<PartitionLabels, Gauge>, topic: String, owed: Arc<Owed>) -> Self {
-        Self { lag, topic, owed }
+    pub fn new(lag: Family<PartitionLabels, Gauge>, topic: String) -> Self {
+        Self { lag, topic }
     }
 }
 
@@ -48,17 +43,6 @@ impl ClientContext for StatsContext {
 }
 
 impl ConsumerContext for StatsContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let revoked: Vec<i32> = partitions
-                .elements()
-                .iter()
-                .map(|p| p.partition())
-                .collect();
-            self.owed.revoke(consumer, &revoked);
-        }
-    }
-
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {

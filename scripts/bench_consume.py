@@ -34,9 +34,6 @@ import uuid
 from bench_native import (cores_text, cpu_seconds, free_port, machine_busy_seconds, native, peak_rss_mib,
                           print_table, ratio_row, tree_cpu_seconds, write_rows)
 
-# PostgreSQL's postmaster, whose children do the work; set by main.
-POSTGRES_PID: int | None = None
-
 
 def psql(port: int, database: str, sql: str, stdin: str | None = None) -> str:
     result = subprocess.run(
@@ -104,11 +101,11 @@ def written(port: int) -> int:
     return 0
 
 
-def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, int]) -> dict:
+def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, int], trees: dict[str, int]) -> dict:
     """Starts a consumer; records read per second from its first stored event
     until it has stored `expected` (half of the records it reads), the
-    cores it, the processes in `watch` (and PostgreSQL's, children
-    included) and the machine used meanwhile, and its peak RSS. Progress is
+    cores it, the processes in `watch`, those in `trees` with their children
+    (PostgreSQL's backends) and the machine used meanwhile, and its peak RSS. Progress is
     read from the consumer's own counter of acknowledged writes: counting
     the store every 50 ms would cost the store more CPU as it fills (a
     count of 500 000 rows takes PostgreSQL tens of milliseconds) and so
@@ -117,9 +114,8 @@ def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, i
     process = subprocess.Popen([binary, *args, "--port", str(port)], env={**os.environ, "RUST_LOG": "warn"},
                                stdout=subprocess.DEVNULL)
     cpu = {os.path.basename(binary): lambda: cpu_seconds(process.pid),
-           **{name: (lambda pid=pid: cpu_seconds(pid)) for name, pid in watch.items()}}
-    if POSTGRES_PID is not None:
-        cpu["postgres"] = lambda: tree_cpu_seconds(POSTGRES_PID)
+           **{name: (lambda pid=pid: cpu_seconds(pid)) for name, pid in watch.items()},
+           **{name: (lambda pid=pid: tree_cpu_seconds(pid)) for name, pid in trees.items()}}
     try:
         launched = time.perf_counter()
         started = None
@@ -228,9 +224,9 @@ def main() -> int:
     database = f"bench_{run}"
     psql(args.postgres_port, "postgres", f"CREATE DATABASE {database}")
     common = ["--kafka-brokers", brokers, "--kafka-topic", topic]
-    global POSTGRES_PID
+    # PostgreSQL's postmaster: its children, the backends, do the work.
     with open(os.path.join(psql(args.postgres_port, "postgres", "SHOW data_directory"), "postmaster.pid")) as f:
-        POSTGRES_PID = int(f.readline())
+        postgres = {"postgres": int(f.readline())}
 
     # TimescaleDB: binary COPY of as many rows, then consumer-high.
     copy = native(args.bin_dir, "copy", {},
@@ -242,7 +238,7 @@ def main() -> int:
                   "--postgres-db", database],
         # Until consumer-high has created `events`, the count fails: 0.
         lambda: int((session.query("SELECT count(*) FROM events") or ["0"])[0]),
-        half, broker)
+        half, broker, postgres)
     rebuilt = rebuild_high(args.bin_dir, common + ["--postgres-port", str(args.postgres_port),
                                                    "--postgres-db", database], session)
     session.close()
@@ -255,7 +251,7 @@ def main() -> int:
         os.path.join(args.bin_dir, "consumer-low"),
         common + ["--kafka-group-id", f"bench-low-{run}", "--influxdb-host", f"http://127.0.0.1:{args.influxdb_port}",
                   "--influxdb-db", database],
-        lambda: influx_count(args.influxdb_port, database, "event"), half, pids)
+        lambda: influx_count(args.influxdb_port, database, "event"), half, pids, {})
 
     print(f"events on the topic: {args.events} ({half} high, {half} low), {read['settings']['partitions']} partitions")
     rows = [*consumer_rows("consumer-high", high, read, copy, "binary COPY", args.max_rss_mib),

@@ -33,11 +33,16 @@ def wait_port(port: int, what: str, seconds: float = 30) -> None:
     sys.exit(f"{what} did not listen on port {port}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of a running process, all its threads."""
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/PID/stat from field 3 (state) on."""
     with open(f"/proc/{pid}/stat") as stat:
         # The command name, field 2, may hold spaces: count from after it.
-        fields = stat.read().rsplit(")", 1)[1].split()
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a running process, all its threads."""
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -45,17 +50,13 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and its children: a server such as PostgreSQL does
     its work in child processes (the children that exited are counted in
     the parent's cutime and cstime)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     total = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                child = stat.read().rsplit(")", 1)[1].split()
+            child = _stat_fields(entry)
         except OSError:
-            continue
+            continue  # exited meanwhile
         if int(child[1]) == pid:
             total += (int(child[11]) + int(child[12])) / os.sysconf("SC_CLK_TCK")
     return total

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,11 @@ impl Batch {
             admission: bounds.now(),
             route,
         }
+    }
+
+    /// A batch of no records, for a loop that reads no further.
+    pub fn empty(settings: &ConsumerSettings) -> Self {
+        Self::new(&settings.topic, &settings.bounds, settings.route)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,16 +144,6 @@ impl Batch {
     pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
         &self.next_offsets
     }
-
-    /// What to commit once the batch is stored.
-    pub fn offsets(&self) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (&partition, &next) in &self.next_offsets {
-            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
-                .expect("a non-negative offset is valid");
-        }
-        list
-    }
 }
 
 #[cfg(test)]
@@ -189,7 +184,7 @@ pub async fn gather<C: ConsumerContext + 'static>(
     metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
 ) -> Batch {
-    let mut batch = Batch::new(&settings.topic, &settings.bounds, settings.route);
+    let mut batch = Batch::empty(settings);
     let mut deadline: Option<Instant> = None;
     while batch.records < settings.batch_max_events {
         let wait = match deadline {

@@ -1,5 +1,8 @@
 //! The consumer's librdkafka context: per-partition lag from librdkafka's
-//! statistics, and rebalances and errors in the log.
+//! statistics, rebalances and errors in the log, and the assignment for
+//! the offsets owed (committed on revocation, see `commit`).
+
+use std::sync::Arc;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -7,17 +10,21 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
+use rdkafka::TopicPartitionList;
 
+use super::commit::Owed;
 use super::metrics::PartitionLabels;
 
 pub struct StatsContext {
     lag: Family<PartitionLabels, Gauge>,
     topic: String,
+    /// Committed on revocation, before the partitions go to another member.
+    owed: Arc<Owed>,
 }
 
 impl StatsContext {
-    pub fn new(lag: Family<PartitionLabels, Gauge>, topic: String) -> Self {
-        Self { lag, topic }
+    pub fn new(lag: Family<PartitionLabels, Gauge>, topic: String, owed: Arc<Owed>) -> Self {
+        Self { lag, topic, owed }
     }
 }
 
@@ -43,25 +50,33 @@ impl ClientContext for StatsContext {
 }
 
 impl ConsumerContext for StatsContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let revoked = numbers(partitions);
+            self.owed.revoke(consumer, &revoked);
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                let assigned: Vec<_> = partitions
-                    .elements()
-                    .iter()
-                    .map(|p| p.partition())
-                    .collect();
+                let assigned = numbers(partitions);
+                self.owed.assign(&assigned);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
             }
             Rebalance::Revoke(partitions) => {
-                let revoked: Vec<_> = partitions
-                    .elements()
-                    .iter()
-                    .map(|p| p.partition())
-                    .collect();
+                let revoked = numbers(partitions);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
             }
             Rebalance::Error(error) => tracing::warn!(error = %error, "rebalance failed"),
         }
     }
+}
+
+fn numbers(partitions: &TopicPartitionList) -> Vec<i32> {
+    partitions
+        .elements()
+        .iter()
+        .map(|p| p.partition())
+        .collect()
 }

@@ -3,8 +3,13 @@
 //! offsets only after the write is durable (rust-rdkafka's at-least-once
 //! pattern). Redelivery after a crash is harmless because every sink write is
 //! idempotent, keyed by the event id: together that is exactly-once in effect.
+//!
+//! The next batch is read while one is stored, and the commits go out in
+//! the background (`commit`), so that fetching, writing and committing
+//! overlap rather than take turns.
 
 mod batch;
+mod commit;
 mod context;
 mod dead_letter;
 mod metrics;
@@ -18,13 +23,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{ConsumerArgs, KafkaArgs, ProducerArgs};
 pub use batch::Batch;
+use commit::{Commits, Owed};
 use dead_letter::DeadLetters;
 pub use metrics::ConsumerMetrics;
 use stall::Stall;
@@ -135,6 +141,8 @@ pub struct ConsumerSettings {
 pub struct Consumer {
     settings: ConsumerSettings,
     kafka: Arc<StreamConsumer<context::StatsContext>>,
+    /// Offsets stored and not yet committed.
+    owed: Arc<Owed>,
     dead_letters: DeadLetters,
     metrics: ConsumerMetrics,
     stall: Stall,
@@ -142,6 +150,7 @@ pub struct Consumer {
 
 impl Consumer {
     pub fn new(settings: ConsumerSettings, metrics: ConsumerMetrics) -> anyhow::Result<Self> {
+        let owed = Arc::new(Owed::new(settings.topic.clone(), metrics.commits.clone()));
         let kafka: StreamConsumer<context::StatsContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
             .set("broker.address.family", "v4")
@@ -167,6 +176,7 @@ impl Consumer {
             .create_with_context(context::StatsContext::new(
                 metrics.lag.clone(),
                 settings.topic.clone(),
+                owed.clone(),
             ))?;
         kafka.subscribe(&[&settings.topic])?;
         let dead_letters = DeadLetters::new(
@@ -178,6 +188,7 @@ impl Consumer {
             stall: Stall::new(settings.stall_after),
             settings,
             kafka: Arc::new(kafka),
+            owed,
             dead_letters,
             metrics,
         })
@@ -217,16 +228,19 @@ impl Consumer {
         let _stop_watching = stop_watching.drop_guard();
         let mut retry = Backoff::new(settings.retry_initial, settings.retry_max);
         let mut progress = Progress::default();
+        let commits = Commits::start(self.kafka.clone(), self.owed.clone());
+        let read = || batch::gather(&self.kafka, settings, &self.metrics, &shutdown);
+        let mut batch = read().await;
         loop {
-            let batch = batch::gather(&self.kafka, settings, &self.metrics, &shutdown).await;
             if batch.is_empty() {
                 if shutdown.is_cancelled() {
                     break;
                 }
+                batch = read().await;
                 continue;
             }
-            // Every line logged while this batch is stored and committed
-            // carries which records it holds.
+            // Every line logged while this batch is stored carries which
+            // records it holds.
             let span = tracing::info_span!(
                 "batch",
                 route = %settings.route,
@@ -243,59 +257,42 @@ impl Consumer {
                 deadline: &deadline,
                 stall: &self.stall,
             };
-            let stored = store.batch(&batch, sink).instrument(span.clone()).await;
+            // What follows a stored batch happens here, not after the
+            // join below: idle, the next batch may not come for a long
+            // time, and its offsets and readiness must not wait for it.
+            let storing = async {
+                let stored = store.batch(&batch, sink).await;
+                if stored {
+                    commits.owe(batch.next_offsets());
+                    self.stall.progressed(&self.metrics);
+                    progress.add(&batch);
+                }
+                stored
+            };
+            // The next batch is read (decoded, validated, routed) while
+            // this one is stored, so the broker's fetches and the store's
+            // writes overlap instead of taking turns. Once shutdown begins
+            // the next batch holds what was read by then, stored before
+            // the loop ends.
+            let next = async {
+                if shutdown.is_cancelled() {
+                    Batch::empty(settings)
+                } else {
+                    read().await
+                }
+            };
+            let (stored, next) = tokio::join!(storing.instrument(span.clone()), next);
             if !stored {
                 let _in_batch = span.enter();
                 tracing::warn!("stopping with a batch not stored: it will be read again");
                 break;
             }
-            commit(&self.kafka, &batch, &self.metrics)
-                .instrument(span)
-                .await;
-            self.stall.progressed(&self.metrics);
-            progress.add(&batch);
-            if shutdown.is_cancelled() {
-                break;
-            }
+            batch = next;
         }
+        commits.finish().await;
         tracing::info!("consumer stopped");
     }
 }
-
-/// Commits the offsets after the batch. A failed commit is logged, not
-/// retried: the records are read again later and the idempotent write makes
-/// that harmless (it happens when a rebalance moved the partition away).
-async fn commit(
-    consumer: &Arc<StreamConsumer<context::StatsContext>>,
-    batch: &Batch,
-    metrics: &ConsumerMetrics,
-) {
-    let offsets = batch.offsets();
-    let consumer = consumer.clone();
-    let committing =
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync));
-    // librdkafka's synchronous commit waits for the coordinator without a
-    // limit of its own: a broker that accepts connections but never answers
-    // would hold the loop (and shutdown) forever. Past the limit the loop
-    // goes on; the blocked thread ends when librdkafka gives up.
-    match tokio::time::timeout(COMMIT_TIMEOUT, committing).await {
-        Ok(Ok(Ok(()))) => {
-            metrics.commits.inc();
-        }
-        Ok(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "commit failed; these records will be read again")
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "commit task failed; these records will be read again")
-        }
-        Err(_) => tracing::warn!(
-            timeout = ?COMMIT_TIMEOUT,
-            "commit not answered; these records will be read again"
-        ),
-    }
-}
-
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A periodic log line of what was stored, rather than one per batch.
 struct Progress {

@@ -58,7 +58,7 @@ impl Stall {
         });
     }
 
-    /// A batch was stored and committed.
+    /// A batch was stored.
     pub fn progressed(&self, metrics: &ConsumerMetrics) {
         *self.stuck.lock().expect("not poisoned") = None;
         metrics.stalled_seconds.set(0);

@@ -20,8 +20,8 @@
 //! - on revocation (librdkafka's rebalance callback, before the partitions
 //!   go to another member) the commit in flight is awaited and everything
 //!   owed is committed there, while the partitions are still ours;
-//! - a failed commit owes its offsets again, for the partitions still
-//!   assigned, and is retried after [`RETRY_AFTER`].
+//! - a failed or unanswered commit owes its offsets again, for the
+//!   partitions still assigned, and is retried after [`RETRY_AFTER`].
 //!
 //! A crash loses at most the offsets owed since the last commit: those
 //! records are read again, which the idempotent writes make harmless.
@@ -123,10 +123,10 @@ impl Owed {
             std::mem::take(&mut state.offsets)
         };
         if let Some(Err(e)) = self.commit(kafka, &owed) {
-            tracing::warn!(error = %e, offsets = ?owed, "commit on revocation failed; these records will be read again");
+            tracing::warn!(error = %e, offsets = ?owed, "commit on revocation failed; the revoked partitions' records will be read again");
+            // Owed again for the partitions still ours, if any.
+            self.state.lock().expect("not poisoned").merge(&owed);
         }
-        // What was owed for partitions still ours is owed again.
-        self.state.lock().expect("not poisoned").merge(&owed);
     }
 
     /// Takes what is owed and commits it; `None` when nothing is.
@@ -226,12 +226,11 @@ async fn commit_loop(
                 tracing::warn!(error = %e, "commit task failed; these records will be read again");
                 false
             }
+            // The commit goes on in its thread and, should it fail, owes
+            // its offsets again; the retry waits for it to end.
             Err(_) => {
-                tracing::warn!(
-                    timeout = ?COMMIT_TIMEOUT,
-                    "commit not answered; these records will be read again"
-                );
-                false
+                tracing::warn!(timeout = ?COMMIT_TIMEOUT, "commit not answered; retrying");
+                true
             }
         };
         if stopping {

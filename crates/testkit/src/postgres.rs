@@ -137,7 +137,22 @@ impl Postgres {
 
     /// Runs SQL with psql; its unaligned output, or its error.
     pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
-        let output = Command::new(pg_bin("psql"))
+        psql_output(self.psql_command(sql).output()?)
+    }
+
+    /// As [`Postgres::psql`], without blocking the runtime. A test whose
+    /// service runs in its own runtime (`InProcess`) must poll the store
+    /// this way: on a current-thread runtime a blocking psql waiting on a
+    /// lock the service holds (a migration's transaction) would keep the
+    /// service from ever releasing it.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let mut command = tokio::process::Command::from(self.psql_command(sql));
+        psql_output(command.output().await?)
+    }
+
+    fn psql_command(&self, sql: &str) -> Command {
+        let mut command = Command::new(pg_bin("psql"));
+        command
             .args([
                 "-h",
                 "127.0.0.1",
@@ -146,15 +161,18 @@ impl Postgres {
                 "-U",
                 "postgres",
             ])
-            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qtAc", sql]);
+        command
     }
+}
+
+fn psql_output(output: std::process::Output) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 impl Drop for Postgres {

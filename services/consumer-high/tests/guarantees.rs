@@ -19,10 +19,11 @@ struct Timescale(Postgres);
 
 impl Timescale {
     /// A number from a `select count(*)`-like query; -1 when PostgreSQL
-    /// does not answer.
-    fn count(&self, sql: &str) -> i64 {
+    /// does not answer. Async: the consumer runs on the test's runtime.
+    async fn count(&self, sql: &str) -> i64 {
         self.0
-            .psql(sql)
+            .query(sql)
+            .await
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(-1)
@@ -62,26 +63,41 @@ impl StoreUnderTest for Timescale {
     }
 
     async fn stored(&self) -> i64 {
-        self.count("select count(*) from events")
+        self.count("select count(*) from events").await
     }
 
     async fn distinct_ids(&self) -> i64 {
-        self.count("select count(distinct id) from events")
+        self.count("select count(distinct id) from events").await
     }
 
     async fn holds(&self, id: &str) -> bool {
-        self.count(&format!("select count(*) from events where id = '{id}'")) == 1
+        self.count(&format!("select count(*) from events where id = '{id}'"))
+            .await
+            == 1
     }
 
     async fn assert_consistent(&self) {
-        assert_eq!(self.count(SECOND_MISMATCHES), 0, "per-second totals agree");
-        assert_eq!(self.count(HOUR_MISMATCHES), 0, "per-hour totals agree");
-        if self.count("select count(*) from pg_extension where extname = 'timescaledb'") == 1 {
+        assert_eq!(
+            self.count(SECOND_MISMATCHES).await,
+            0,
+            "per-second totals agree"
+        );
+        assert_eq!(
+            self.count(HOUR_MISMATCHES).await,
+            0,
+            "per-hour totals agree"
+        );
+        if self
+            .count("select count(*) from pg_extension where extname = 'timescaledb'")
+            .await
+            == 1
+        {
             assert_eq!(
                 self.count(
                     "select count(*) from timescaledb_information.hypertables \
                      where hypertable_name = 'events'"
-                ),
+                )
+                .await,
                 1,
                 "events is a hypertable"
             );
@@ -173,11 +189,15 @@ async fn runs_on_a_plain_table_without_timescaledb() {
     let consumer = start_consumer(&store, &broker, &[]).await;
     assert_settles_at(&store, 30, &broker, 30).await;
     assert_eq!(
-        store.count("select count(*) from pg_extension where extname = 'timescaledb'"),
+        store
+            .count("select count(*) from pg_extension where extname = 'timescaledb'")
+            .await,
         0
     );
     assert_eq!(
-        store.count("select count(*) from pg_indexes where indexname = 'events_time_idx'"),
+        store
+            .count("select count(*) from pg_indexes where indexname = 'events_time_idx'")
+            .await,
         1,
         "the plain table gets its time index"
     );
@@ -239,10 +259,10 @@ async fn hour_totals_stay_exact_over_days_with_two_instances_and_redeliveries() 
     again.reverse();
     produce(&broker.brokers(), EVENTS_TOPIC, &again).await;
     assert_settles_at(&store, 1_200, &broker, 2 * events.len()).await;
-    let hours = store.count("select count(*) from events_per_hour");
+    let hours = store.count("select count(*) from events_per_hour").await;
     assert!(hours > 100, "the events span {hours} hours: use more");
     assert_eq!(
-        store.count("select sum(events) from events_per_hour"),
+        store.count("select sum(events) from events_per_hour").await,
         1_200
     );
     a.stop().await;

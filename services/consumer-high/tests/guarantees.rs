@@ -108,7 +108,8 @@ impl StoreUnderTest for Timescale {
         // A rule of the store that the event model does not know: PostgreSQL
         // refuses these rows with a constraint violation (SQLSTATE 23514).
         self.0
-            .psql("alter table events add constraint store_refuses_13 check (amount <> 13)")
+            .query("alter table events add constraint store_refuses_13 check (amount <> 13)")
+            .await
             .unwrap();
         vec![
             event_record("refused-a", 1_760_000_000_007, 13.0),
@@ -119,7 +120,7 @@ impl StoreUnderTest for Timescale {
     async fn seconds(&self) -> Vec<(i64, i64, f64)> {
         let rows = self
             .0
-            .psql("select second || ',' || events || ',' || amount_sum from events_per_second order by 1")
+            .query("select second || ',' || events || ',' || amount_sum from events_per_second order by 1").await
             .unwrap();
         rows.lines()
             .map(|row| {
@@ -135,7 +136,8 @@ impl StoreUnderTest for Timescale {
 
     async fn wipe(&self) {
         self.0
-            .psql("truncate events, event_ids, events_per_second, events_per_hour")
+            .query("truncate events, event_ids, events_per_second, events_per_hour")
+            .await
             .unwrap();
     }
 
@@ -221,7 +223,7 @@ async fn an_id_reused_with_another_time_is_stored_once() {
     let consumer = start_consumer(&store, &broker, &[]).await;
     assert_settles_at(&store, 1, &broker, 2).await;
     assert_eq!(
-        store.0.psql("select amount from events").unwrap(),
+        store.0.query("select amount from events").await.unwrap(),
         "8.5",
         "the first record of the id is the one stored"
     );
@@ -286,7 +288,8 @@ async fn the_migration_computes_hour_totals_of_the_events_stored_before() {
     // 0003 not applied.
     store
         .0
-        .psql("drop table events_per_hour; delete from _sqlx_migrations where version = 3")
+        .query("drop table events_per_hour; delete from _sqlx_migrations where version = 3")
+        .await
         .unwrap();
 
     let consumer = start_consumer(&store, &broker, &[]).await;
@@ -311,12 +314,13 @@ async fn a_write_that_keeps_failing_turns_readiness_red_until_it_succeeds() {
     // (SQLSTATE 53100): an outage, so the batch is retried, not dropped.
     store
         .0
-        .psql(
+        .query(
             "create function disk_full() returns trigger language plpgsql as \
              $$ begin raise exception 'no space left' using errcode = '53100'; end $$; \
              create trigger disk_full before insert on event_ids \
              for each statement execute function disk_full()",
         )
+        .await
         .unwrap();
     let waits = event_record("waits", 1_700_000_000_000, 7.0);
     produce(&broker.brokers(), EVENTS_TOPIC, &[waits]).await;
@@ -333,7 +337,11 @@ async fn a_write_that_keeps_failing_turns_readiness_red_until_it_succeeds() {
     .await;
     assert!(gauge, "consumer_stalled_seconds counts the stall");
 
-    store.0.psql("drop trigger disk_full on event_ids").unwrap();
+    store
+        .0
+        .query("drop trigger disk_full on event_ids")
+        .await
+        .unwrap();
     assert_settles_at(&store, 1, &broker, 1).await;
     let green = eventually(Duration::from_secs(10), || async {
         consumer.get("/readyz").await.status().is_success()

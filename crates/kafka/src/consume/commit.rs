@@ -115,17 +115,15 @@ impl Owed {
     /// while the partitions are still ours.
     pub fn revoke<C: ConsumerContext>(&self, kafka: &BaseConsumer<C>, partitions: &[i32]) {
         let _one_at_a_time = self.committing.lock().expect("not poisoned");
-        let owed = {
-            let mut state = self.state.lock().expect("not poisoned");
-            for partition in partitions {
-                state.assigned.remove(partition);
-            }
-            std::mem::take(&mut state.offsets)
-        };
-        if let Some(Err(e)) = self.commit(kafka, &owed) {
-            tracing::warn!(error = %e, offsets = ?owed, "commit on revocation failed; the revoked partitions' records will be read again");
-            // Owed again for the partitions still ours, if any.
-            self.state.lock().expect("not poisoned").merge(&owed);
+        // Only now, so that a commit in flight that failed has owed its
+        // offsets again for these partitions, and they go out here.
+        let mut state = self.state.lock().expect("not poisoned");
+        for partition in partitions {
+            state.assigned.remove(partition);
+        }
+        drop(state);
+        if let Some((offsets, Err(e))) = self.take_and_commit(kafka) {
+            tracing::warn!(error = %e, ?offsets, "commit on revocation failed; the revoked partitions' records will be read again");
         }
     }
 
@@ -135,6 +133,15 @@ impl Owed {
         kafka: &K,
     ) -> Option<(Offsets, KafkaResult<()>)> {
         let _one_at_a_time = self.committing.lock().expect("not poisoned");
+        self.take_and_commit(kafka)
+    }
+
+    /// Under `committing`: takes what is owed and commits it; on failure
+    /// it is owed again, for the partitions still assigned.
+    fn take_and_commit<C: ConsumerContext, K: Consumer<C>>(
+        &self,
+        kafka: &K,
+    ) -> Option<(Offsets, KafkaResult<()>)> {
         let owed = std::mem::take(&mut self.state.lock().expect("not poisoned").offsets);
         let result = self.commit(kafka, &owed)?;
         if result.is_err() {

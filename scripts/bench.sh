@@ -29,6 +29,12 @@ done
 (cd "$REPO_ROOT" && cargo build --release --locked -q --bins)
 BIN=$REPO_ROOT/target/release
 PY=$VENV/bin/python
+# Benchmark-only tools (matplotlib for the freshness curve), kept out of
+# the install that running and testing need.
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+  log "benchmark tools: installing into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements-bench.txt"
+fi
 
 # The consume and query benchmarks share one set of infrastructure. Fixed
 # ports stay below Linux's ephemeral range (32768-60999): a test running
@@ -78,7 +84,9 @@ for benchmark in "${benchmarks[@]}"; do
         up_own_stack >/dev/null
         "$PY" "$REPO_ROOT/scripts/bench_freshness.py" --event-api-port "$EVENT_API_PORT" \
           --aggregator-port "$AGGREGATOR_PORT" --consumer-high-port "$CONSUMER_HIGH_PORT" \
-          --consumer-low-port "$CONSUMER_LOW_PORT" --state "$STREAMPROC_STATE" --json "$OUT/freshness.json"
+          --consumer-low-port "$CONSUMER_LOW_PORT" --load-port 23989 --bin-dir "$BIN" --log-dir "$OUT" \
+          --state "$STREAMPROC_STATE" --json "$OUT/freshness.json" --curve-json "$OUT/freshness-curve.json" \
+          --svg "$REPO_ROOT/docs/freshness-curve.svg"
       )
       ;;
     *)

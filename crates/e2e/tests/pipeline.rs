@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::{eventually, InProcess, Tansu};
+use streamproc_event::EventTime;
+use testkit::{eventually, InProcess, InfluxDb, Postgres, Tansu};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -142,6 +143,132 @@ async fn events_flow_from_the_producer_to_the_page() {
 
     assert_stored(&aggregator, &broker, PRODUCED + 4).await;
     for service in [web_ui, aggregator, low, high, event_api] {
+        service.stop().await;
+    }
+}
+
+/// The largest amount of the high series and the smallest of the low one
+/// in a `series` event of the stream.
+fn extremes(series: &Value) -> (f64, f64) {
+    let values = |name: &str, key: &str| -> Vec<f64> {
+        series[name]["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|point| point[key].as_f64())
+            .collect()
+    };
+    (
+        values("high", "max").into_iter().fold(f64::MIN, f64::max),
+        values("low", "min").into_iter().fold(f64::MAX, f64::min),
+    )
+}
+
+/// An open stream, read one `series` event at a time.
+struct Stream {
+    response: reqwest::Response,
+    pending: String,
+}
+
+impl Stream {
+    async fn next_series(&mut self) -> Value {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                if event.lines().any(|line| line == "event: series") {
+                    let data = event
+                        .lines()
+                        .find_map(|line| line.strip_prefix("data: "))
+                        .expect("a series event carries data");
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            self.pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// How long until the stream shows a high amount of at least `high`
+    /// and a low one of at most `low`; `None` past `within`.
+    async fn shows(&mut self, (high, low): (f64, f64), within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        tokio::time::timeout(within, async {
+            loop {
+                let (max, min) = extremes(&self.next_series().await);
+                if max >= high && min <= low {
+                    return started.elapsed();
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+}
+
+/// With the consumers' URLs set, an open stream shows a stored event as
+/// soon as each consumer tells it stored something, not on the stream's
+/// tick (30 s here, so that only the consumers' word can explain a fresh
+/// chart).
+#[tokio::test]
+async fn the_stream_shows_stored_events_without_waiting_for_its_tick() {
+    let broker = Tansu::start();
+    broker.create_topic("events", 3).await;
+    let postgres = Postgres::start();
+    let influx = InfluxDb::start();
+    let brokers = broker.brokers();
+    let event_api = common::start_event_api(&brokers, &[]).await;
+    let (high, low) =
+        common::start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
+    let (aggregator, _web_ui) = common::start_read_side(
+        &brokers,
+        &postgres,
+        &influx,
+        &event_api.url,
+        (&high, &low),
+        &["--stream-interval", "30s"],
+    )
+    .await;
+    let mut stream = Stream {
+        response: aggregator.get("/api/v1/stream?step=1s&last=60").await,
+        pending: String::new(),
+    };
+    stream.next_series().await;
+
+    // One event per series, with amounts past anything stored so far.
+    let client = reqwest::Client::new();
+    let post = |n: f64| {
+        let now = EventTime::now().as_millis();
+        let body = serde_json::json!([
+            {"time": now, "amount": 1e6 + n},
+            {"time": now, "amount": -1e6 - n},
+        ]);
+        let request = client.post(&event_api.url).json(&body);
+        async move {
+            let status = request.send().await.unwrap().status();
+            assert!(status.is_success(), "POST answered {status}");
+            (1e6 + n, -1e6 - n)
+        }
+    };
+    // The first may come before the aggregator has reached both consumers;
+    // then the tick shows it, within 30 s.
+    let first = post(1.0).await;
+    assert!(
+        stream.shows(first, Duration::from_secs(40)).await.is_some(),
+        "the stream never showed the first events"
+    );
+    let second = post(2.0).await;
+    let shown = stream.shows(second, Duration::from_secs(5)).await;
+    assert!(
+        shown.is_some(),
+        "the stream waited for its 30 s tick: the consumers' word did not wake it"
+    );
+    for service in [aggregator, low, high, event_api] {
         service.stop().await;
     }
 }

@@ -69,10 +69,17 @@ pub struct Config {
     #[arg(long, env = "QUERY_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,
 
-    /// How often /api/v1/stream sends the newest buckets: the chart shows an
-    /// event at most this long after the aggregator could count it.
+    /// Longest between two events of /api/v1/stream. A consumer that tells
+    /// what it stored (CONSUMER_HIGH_URL, CONSUMER_LOW_URL) makes the
+    /// stream send sooner; this tick moves the newest bucket along when
+    /// nothing is stored, and bounds the delay while no consumer is heard.
     #[arg(long, env = "STREAM_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub stream_interval: Duration,
+
+    /// Shortest time between two events of one /api/v1/stream: under a
+    /// steady load each open stream queries both stores up to once per gap.
+    #[arg(long, env = "STREAM_MIN_GAP", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub stream_min_gap: Duration,
 
     /// Most /api/v1/stream connections open at once; past it a new one
     /// ends the oldest, whose browser reconnects.
@@ -114,6 +121,9 @@ pub struct Config {
 struct AppState {
     source: Arc<Source>,
     stream_interval: Duration,
+    stream_min_gap: Duration,
+    /// Changes when a consumer stored something; see `stream::wakes`.
+    wakes: stream::wakes::Wakes,
     shutdown: CancellationToken,
     metrics: ApiMetrics,
     /// A place for each open stream, MAX_STREAMS in all.
@@ -206,9 +216,23 @@ pub async fn run(
         )
     };
 
+    // Disabled, there is nothing to stream, so no consumer to hear.
+    let consumers = if config.serve.disable {
+        Vec::new()
+    } else {
+        config
+            .pipeline
+            .consumer_bases()?
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let wakes = stream::wakes::listen(consumers, shutdown.clone())?;
     let state = AppState {
         source: Arc::new(source),
         stream_interval: config.stream_interval,
+        stream_min_gap: config.stream_min_gap,
+        wakes,
         shutdown: shutdown.clone(),
         metrics,
         streams: Arc::new(StreamSlots::new(permits(config.max_streams))),
@@ -288,6 +312,8 @@ mod tests {
         let state = AppState {
             source: Arc::new(Source::Disabled),
             stream_interval: Duration::from_secs(1),
+            stream_min_gap: Duration::from_millis(50),
+            wakes: tokio::sync::watch::channel(()).1,
             shutdown: CancellationToken::new(),
             metrics: ApiMetrics::register(&mut Registry::default()),
             streams: Arc::new(StreamSlots::new(1)),

@@ -64,7 +64,7 @@ pub async fn run(
         settings,
         &config.serve,
         listener,
-        |_| TimescaleSink::new(&postgres),
+        |_, _| TimescaleSink::new(&postgres),
         shutdown,
     )
     .await

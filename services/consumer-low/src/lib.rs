@@ -90,8 +90,8 @@ pub async fn run(
         settings,
         &config.serve,
         listener,
-        |registry| {
-            let sink = InfluxSink::new(influx)?;
+        |registry, visible| {
+            let sink = InfluxSink::telling(influx, visible.clone())?;
             let rollups = sink.rollups();
             rollups.register(registry);
             let stop = stop_rollups.clone();

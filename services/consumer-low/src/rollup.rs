@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
+use streamproc_kafka::consume::visible::Visible;
 use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::{latency_histogram, Registry};
 use streamproc_store::influx::{
@@ -144,10 +145,12 @@ pub struct Rollups {
     /// Time of each refresh of pending seconds: the last step before a new
     /// event is counted by the aggregator.
     seconds_refresh: Histogram,
+    /// Told after each refresh of seconds: their new events now count.
+    visible: Visible,
 }
 
 impl Rollups {
-    pub fn new(influx: Influx) -> Self {
+    pub fn new(influx: Influx, visible: Visible) -> Self {
         Self {
             influx,
             sequence: AtomicU64::new(0),
@@ -156,6 +159,7 @@ impl Rollups {
             marks: AtomicU64::new(0),
             marked: Notify::new(),
             seconds_refresh: latency_histogram(),
+            visible,
         }
     }
 
@@ -230,6 +234,7 @@ impl Rollups {
         if !refreshed.is_empty() {
             self.seconds_refresh
                 .observe(started.elapsed().as_secs_f64());
+            self.visible.changed();
         }
         let hours = hours_of(refreshed.into_iter());
         if !hours.is_empty() {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use streamproc_event::{EventTime, LoggedEvent};
+use streamproc_kafka::consume::visible::Visible;
 use streamproc_kafka::consume::{Sink, SinkError};
 use streamproc_store::influx::{Influx, InfluxArgs, InfluxError};
 
@@ -20,11 +21,18 @@ pub struct InfluxSink {
 }
 
 impl InfluxSink {
+    /// A sink whose totals refreshes tell no one (a rebuild, a test).
     pub fn new(args: InfluxArgs) -> anyhow::Result<Self> {
+        Self::telling(args, Visible::default())
+    }
+
+    /// A sink whose totals refreshes tell `visible`'s listeners: its
+    /// events are counted by readers only once their seconds' totals are.
+    pub fn telling(args: InfluxArgs, visible: Visible) -> anyhow::Result<Self> {
         let influx = Influx::new(args)?;
         tracing::info!(database = %influx.describe(), "writing to influxdb");
         Ok(Self {
-            rollups: Arc::new(Rollups::new(influx.clone())),
+            rollups: Arc::new(Rollups::new(influx.clone(), visible)),
             influx,
             database_ready: AtomicBool::new(false),
         })
@@ -56,6 +64,10 @@ fn to_sink_error(error: InfluxError) -> SinkError {
 }
 
 impl Sink for InfluxSink {
+    // Readers count events from the per-second totals, which the rollups
+    // refresh after the write; they tell the listeners.
+    const VISIBLE_WHEN_WRITTEN: bool = false;
+
     async fn write(&self, events: &[LoggedEvent]) -> Result<(), SinkError> {
         self.ensure_database().await?;
         let seconds: BTreeSet<i64> = events

@@ -76,26 +76,34 @@ pub async fn start_event_api(brokers: &str, extra: &[&str]) -> InProcess {
     InProcess::spawn(|l, s| event_api::run(config, l, s)).await
 }
 
-/// The aggregator (reading both stores, watching `brokers` and the
-/// event-api at `api_url`) and web-ui in front of it, with their defaults.
+/// The aggregator (reading both stores, watching `brokers`, the event-api
+/// at `api_url` and the consumers `high` and `low`, as scripts/local.sh
+/// does) with `extra` flags, and web-ui in front of it.
 pub async fn start_read_side(
     brokers: &str,
     postgres: &Postgres,
     influx: &InfluxDb,
     api_url: &str,
+    (high, low): (&InProcess, &InProcess),
+    extra: &[&str],
 ) -> (InProcess, InProcess) {
-    let config = aggregator::Config::try_parse_from([
+    let (postgres_url, influx_url) = (postgres.url(), influx.url());
+    let flags = [
         "aggregator",
         "--postgres-url",
-        &postgres.url(),
+        &postgres_url,
         "--influxdb-host",
-        &influx.url(),
+        &influx_url,
         "--kafka-brokers",
         brokers,
         "--api-url",
         api_url,
-    ])
-    .unwrap();
+        "--consumer-high-url",
+        &high.url,
+        "--consumer-low-url",
+        &low.url,
+    ];
+    let config = aggregator::Config::try_parse_from(flags.iter().chain(extra)).unwrap();
     let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
     let config =
         web_ui::Config::try_parse_from(["web-ui", "--aggregator-url", &aggregator.url]).unwrap();
@@ -130,7 +138,15 @@ pub async fn start_pipeline(event_api_flags: &[&str]) -> Pipeline {
     let event_api = start_event_api(&brokers, event_api_flags).await;
     let (high, low) =
         start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    let (aggregator, web_ui) = start_read_side(&brokers, &postgres, &influx, &event_api.url).await;
+    let (aggregator, web_ui) = start_read_side(
+        &brokers,
+        &postgres,
+        &influx,
+        &event_api.url,
+        (&high, &low),
+        &[],
+    )
+    .await;
     Pipeline {
         broker,
         postgres,

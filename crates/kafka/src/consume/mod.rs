@@ -18,6 +18,7 @@ pub mod service;
 mod stall;
 mod store;
 mod stranded;
+pub mod visible;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use streamproc_event::{EventBounds, LoggedEvent};
 use streamproc_kit::backoff::Backoff;
 use streamproc_kit::error::BoxError;
 use streamproc_kit::ops::NotReady;
+use visible::Visible;
 
 impl ConsumerSettings {
     /// The settings of `service`, which stores the events of `route`.
@@ -86,6 +88,13 @@ pub enum SinkError {
 /// with the record it was read from, which the store keeps beside it so
 /// that a stored event can be traced back to the log.
 pub trait Sink: Send + Sync + 'static {
+    /// Whether a written event can be read from the store as soon as
+    /// `write` returns. When it can, the loop tells [`Visible`]'s
+    /// listeners after each stored batch; a sink whose readers see its
+    /// events only later (consumer-low's, once their per-second totals are
+    /// refreshed) says false and tells them itself.
+    const VISIBLE_WHEN_WRITTEN: bool = true;
+
     fn write(&self, events: &[LoggedEvent]) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Records every valid event of a batch (`ours`, this route's, and
@@ -146,10 +155,15 @@ pub struct Consumer {
     dead_letters: DeadLetters,
     metrics: ConsumerMetrics,
     stall: Stall,
+    visible: Visible,
 }
 
 impl Consumer {
-    pub fn new(settings: ConsumerSettings, metrics: ConsumerMetrics) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
+        visible: Visible,
+    ) -> anyhow::Result<Self> {
         let owed = Arc::new(Owed::new(settings.topic.clone(), metrics.commits.clone()));
         let kafka: StreamConsumer<context::StatsContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
@@ -191,6 +205,7 @@ impl Consumer {
             owed,
             dead_letters,
             metrics,
+            visible,
         })
     }
 
@@ -263,6 +278,9 @@ impl Consumer {
             let storing = async {
                 let stored = store.batch(&batch, sink).await;
                 if stored {
+                    if S::VISIBLE_WHEN_WRITTEN && !batch.events.is_empty() {
+                        self.visible.changed();
+                    }
                     commits.owe(batch.next_offsets());
                     self.stall.progressed(&self.metrics);
                     progress.add(&batch);

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::rebuild::{RebuildError, RebuildSummary, ReplayFrom};
+use super::visible::Visible;
 use super::{Consumer, ConsumerMetrics, ConsumerSettings, Sink};
 use streamproc_kit::config::ServeArgs;
 use streamproc_kit::metrics::Registry;
@@ -17,34 +18,41 @@ use streamproc_kit::ops::{self, NotReady, ReadinessCheck};
 use streamproc_kit::server;
 
 /// Serves a consumer on `listener` until `shutdown`. `connect` builds the
-/// sink; it is not called when `serve_args` says DISABLE, so a disabled
-/// consumer opens no connection to Kafka or its store.
+/// sink, given the registry for its metrics and the [`Visible`] it tells
+/// if its events become readable only after `write` (see
+/// [`Sink::VISIBLE_WHEN_WRITTEN`]); it is not called when `serve_args`
+/// says DISABLE, so a disabled consumer opens no connection to Kafka or its
+/// store.
 pub async fn serve<S: Sink>(
     settings: ConsumerSettings,
     serve_args: &ServeArgs,
     listener: TcpListener,
-    connect: impl FnOnce(&mut Registry) -> anyhow::Result<S>,
+    connect: impl FnOnce(&mut Registry, &Visible) -> anyhow::Result<S>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
+    let visible = Visible::default();
     let consumer = if serve_args.disable {
         tracing::warn!("DISABLE is set: consuming nothing, connecting to no store");
         None
     } else {
         let metrics = ConsumerMetrics::register(&mut registry);
-        let sink = Arc::new(connect(&mut registry)?);
-        Some((Arc::new(Consumer::new(settings, metrics)?), sink))
+        let sink = Arc::new(connect(&mut registry, &visible)?);
+        let consumer = Consumer::new(settings, metrics, visible.clone())?;
+        Some((Arc::new(consumer), sink))
     };
     let ready = match &consumer {
         Some((consumer, sink)) => readiness(consumer.clone(), sink.clone()),
         None => ops::always_ready(),
     };
-    let app =
-        ops::with_probes_and_metrics(Router::new().route("/", get(ops::root_ok)), registry, ready);
-    tracing::info!(addr = %listener.local_addr()?, "serving probes and metrics");
-
     // Probes keep answering while the consumer drains.
     let server_stop = CancellationToken::new();
+    let routes = Router::new()
+        .route("/", get(ops::root_ok))
+        .merge(visible.router(server_stop.clone()));
+    let app = ops::with_probes_and_metrics(routes, registry, ready);
+    tracing::info!(addr = %listener.local_addr()?, "serving probes, metrics and /v1/visible");
+
     let connections = serve_args.connections.clone();
     let server = tokio::spawn({
         let stop = server_stop.clone();

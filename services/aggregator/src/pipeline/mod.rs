@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::PipelineArgs;
 pub use kafka::{KafkaProbe, KafkaSample};
+pub use replicas::Replicas;
 pub use snapshot::{Snapshot, Stage, Status, STAGES};
 
 use crate::stores::{InfluxReader, TimescaleReader};
@@ -40,7 +41,6 @@ use health::{judge, point, Names, Probe, Rules};
 use history::History;
 use metrics::PipelineMetrics;
 use periods::Periods;
-use replicas::Replicas;
 use stores::StoreProbe;
 
 /// What `/api/v1/pipeline` answers with PIPELINE_WATCH=false.

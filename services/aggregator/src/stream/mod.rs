@@ -1,9 +1,14 @@
 //! `GET /api/v1/stream`: Server-Sent Events carrying the newest buckets of
-//! both series, for live charts. Each tick sends a `series` event whose data
-//! is the same JSON as `/api/v1/series` answers, for the last `last` buckets
-//! of `step` (the bucket in progress included), then, when the pipeline was
+//! both series, for live charts. Each `series` event's data is the same
+//! JSON as `/api/v1/series` answers, for the last `last` buckets of `step`
+//! (the bucket in progress included); after it, when the pipeline was
 //! probed since the last one, a `pipeline` event with the same JSON as
 //! `/api/v1/pipeline`.
+//!
+//! A `series` event is sent as soon as a consumer tells that it stored
+//! something ([`wakes`]), at most one per STREAM_MIN_GAP, and otherwise
+//! every STREAM_INTERVAL, which moves the newest bucket along when nothing
+//! is stored and covers a consumer that cannot be heard.
 //!
 //! A stream ends after STREAM_MAX_AGE, or when MAX_STREAMS are open and a
 //! newer one needs its place ([`slots`]); the browser reconnects after the
@@ -13,6 +18,7 @@
 //! IDLE_TIMEOUT once its connection's buffers are full.
 
 mod slots;
+pub mod wakes;
 
 pub use slots::StreamSlots;
 
@@ -22,9 +28,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
-use tokio::time::MissedTickBehavior;
-use tokio_stream::wrappers::IntervalStream;
+use futures_util::{Stream, StreamExt};
+use tokio::time::{Duration, Instant, MissedTickBehavior};
 
 use streamproc_event::EventTime;
 
@@ -40,9 +45,10 @@ use streamproc_kit::auth::Unauthorized;
 #[utoipa::path(
     get,
     path = "/api/v1/stream",
-    summary = "Server-Sent Events: every STREAM_INTERVAL (250 ms), a series event with the newest \
-        buckets, then, when the pipeline was probed since the last one (about once a second), a \
-        pipeline event with its health",
+    summary = "Server-Sent Events: a series event with the newest buckets as soon as a consumer \
+        stored something (at most one per STREAM_MIN_GAP, 50 ms) and at least every \
+        STREAM_INTERVAL (250 ms), then, when the pipeline was probed since the last one (about \
+        once a second), a pipeline event with its health",
     params(StreamQuery),
     responses(
         (status = 200, content_type = "text/event-stream",
@@ -66,15 +72,17 @@ pub async fn stream(
     if evicted {
         state.metrics.stream_ended(StreamEnd::Evicted);
     }
-    let mut ticks = tokio::time::interval(state.stream_interval);
-    // A slow store delays the next event rather than queueing a burst.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let due = due_times(
+        state.stream_interval,
+        state.stream_min_gap,
+        state.wakes.clone(),
+    );
     let client = ClientCount::open(&state);
     let pipeline = state.pipeline.clone();
     // The pipeline is probed less often than a fast stream ticks: each
     // snapshot is sent once, with the first tick after it was taken.
     let mut last_sent: Option<Arc<Snapshot>> = None;
-    let events = IntervalStream::new(ticks)
+    let events = due
         .then(move |_| {
             let stores = stores.clone();
             let newest = pipeline.as_ref().and_then(|latest| latest.borrow().clone());
@@ -134,6 +142,37 @@ pub async fn stream(
         .into_response())
 }
 
+/// When each `series` event of one stream is due: at once, then on the
+/// first of a consumer's wake and `interval` after the last event, but
+/// never sooner than `min_gap` after it. Wakes that come meanwhile are
+/// answered by that one event; a slow store delays the next event rather
+/// than queueing a burst.
+fn due_times(interval: Duration, min_gap: Duration, wakes: wakes::Wakes) -> impl Stream<Item = ()> {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    futures_util::stream::unfold(
+        (ticks, wakes, None::<Instant>),
+        move |(mut ticks, mut wakes, last)| async move {
+            match last {
+                // The first tick of an interval is immediate.
+                None => {
+                    ticks.tick().await;
+                }
+                Some(last) => {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        () = wakes::woken(&mut wakes) => {}
+                    }
+                    tokio::time::sleep_until(last + min_gap).await;
+                    ticks.reset();
+                }
+            }
+            wakes.borrow_and_update();
+            Some(((), (ticks, wakes, Some(Instant::now()))))
+        },
+    )
+}
+
 /// How long the browser waits before it reconnects an ended stream: well
 /// inside the page's own silence timeout, after which it would poll.
 const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -162,6 +201,46 @@ impl Drop for ClientCount {
 mod tests {
     use super::*;
     use streamproc_grid::GridError;
+
+    /// The times, from the stream's start, of the events `due_times` makes
+    /// within `run`, with a consumer waking the stream at `wakes_at`.
+    async fn due_at(wakes_at: &[u64], run: u64) -> Vec<u64> {
+        let (sender, wakes) = tokio::sync::watch::channel(());
+        let start = Instant::now();
+        let due = due_times(Duration::from_millis(250), Duration::from_millis(50), wakes);
+        let times = due
+            .map(|()| start.elapsed().as_millis() as u64)
+            .take_until(tokio::time::sleep(Duration::from_millis(run)))
+            .collect::<Vec<_>>();
+        let wake = async {
+            for at in wakes_at {
+                tokio::time::sleep_until(start + Duration::from_millis(*at)).await;
+                sender.send_replace(());
+            }
+        };
+        let (times, ()) = tokio::join!(times, wake);
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_sends_at_once_a_burst_of_wakes_once_per_gap_and_silence_ticks() {
+        assert_eq!(due_at(&[], 600).await, [0, 250, 500], "no wake: the tick");
+        assert_eq!(
+            due_at(&[100], 600).await,
+            [0, 100, 350],
+            "a wake, then the tick from it"
+        );
+        assert_eq!(
+            due_at(&[100, 110, 120, 130], 200).await,
+            [0, 100, 150],
+            "wakes within the gap: one event after it"
+        );
+        assert_eq!(
+            due_at(&[10], 100).await,
+            [0, 50],
+            "never sooner than the gap"
+        );
+    }
 
     const NOW: i64 = 1_700_000_123_456;
 

@@ -425,6 +425,9 @@ def draw(results: list[dict], path: str) -> None:
         axis.axhline(GOAL_P99_MS, color="#444444", linestyle="--", linewidth=1, label="goal: p99 100 ms")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        reached = [r["accepted_per_s"] for r in loaded]
+        axis.set_xticks(reached, [f"{x / 1000:.3g}k" for x in reached])
+        axis.minorticks_off()
         axis.set_title(f"POST 200 -> in the aggregator's {view}")
         axis.set_xlabel("load reached, events/s")
         axis.grid(True, which="both", alpha=0.3)

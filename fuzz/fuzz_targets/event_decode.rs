@@ -1,11 +1,14 @@
 //! Decoding a Kafka record, as every consumer does, on arbitrary bytes: it
-//! never panics, and an accepted event re-encodes to the same canonical
-//! record and decodes back equal.
+//! never panics, it answers exactly as validating the whole JSON value does
+//! (the same event, or the same error to the word), and an accepted event
+//! re-encodes to the same canonical record and decodes back equal.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use streamproc_event::{Admission, Event, EventBounds, EventTime, AMOUNT_LIMIT_CEILING};
+use streamproc_event::{
+    Admission, Defaults, Event, EventBounds, EventError, EventTime, AMOUNT_LIMIT_CEILING,
+};
 
 /// 2023-11-14T22:13:20Z: a fixed "now", so that a crash replays.
 const NOW: i64 = 1_700_000_000_000;
@@ -25,7 +28,12 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(data: &[u8], admission: &Admission) {
-    let Ok(event) = Event::from_json_bytes(data, admission) else {
+    let decoded = Event::from_json_bytes(data, admission);
+    let whole = serde_json::from_slice(data)
+        .map_err(|e| EventError::Json(e.to_string()))
+        .and_then(|value| Event::from_json(value, Defaults::Required, admission));
+    assert_eq!(decoded, whole, "input {}", String::from_utf8_lossy(data));
+    let Ok(event) = decoded else {
         return;
     };
     let bytes = event.to_json_bytes();

@@ -6,6 +6,7 @@
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::event::{Admission, Defaults, Event, EventError, EventTime};
@@ -144,8 +145,13 @@ impl<'r> Items<'r> {
         }
     }
 
-    /// Takes the next item; `false` once the body holds too many.
-    fn push(&mut self, line: Option<usize>, value: Result<Value, EventError>) -> bool {
+    /// Takes the next item, validated by `validate`; `false` once the body
+    /// holds too many.
+    fn push(
+        &mut self,
+        line: Option<usize>,
+        validate: impl FnOnce(Defaults, &Admission) -> Result<Event, EventError>,
+    ) -> bool {
         if self.seen == self.rules.max_events {
             self.stopped = Some(BodyError::TooManyEvents {
                 limit: self.rules.max_events,
@@ -157,7 +163,7 @@ impl<'r> Items<'r> {
         let defaults = Defaults::Fill {
             received_at: self.rules.received_at,
         };
-        match value.and_then(|value| Event::from_json(value, defaults, &self.rules.admission)) {
+        match validate(defaults, &self.rules.admission) {
             Ok(event) if self.seen_errors() == 0 => self.events.push(event),
             // Once one item is bad nothing is ingested (the events were
             // dropped at the first error).
@@ -226,8 +232,13 @@ impl<'de> Visitor<'de> for JsonItems<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(value) = seq.next_element::<Value>()? {
-            if !self.0.push(None, Ok(value)) {
+        // Each item's text, borrowed from the body: checked to be JSON
+        // here, validated as an event without a tree of its own.
+        while let Some(item) = seq.next_element::<&RawValue>()? {
+            let json = item.get().as_bytes();
+            let validate =
+                |defaults, admission: &Admission| Event::from_json_slice(json, defaults, admission);
+            if !self.0.push(None, validate) {
                 return Err(serde::de::Error::custom("too many events"));
             }
         }
@@ -236,7 +247,9 @@ impl<'de> Visitor<'de> for JsonItems<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value = Value::deserialize(MapAccessDeserializer::new(map))?;
-        self.0.push(None, Ok(value));
+        self.0.push(None, |defaults, admission: &Admission| {
+            Event::from_json(value, defaults, admission)
+        });
         Ok(())
     }
 }
@@ -248,8 +261,10 @@ fn line_items(body: &[u8], items: &mut Items<'_>) -> Result<(), BodyError> {
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(line).map_err(|e| EventError::Json(e.to_string()));
-        if !items.push(Some(number + 1), value) {
+        let validate = |defaults, admission: &Admission| {
+            Event::from_json_slice(line.as_bytes(), defaults, admission)
+        };
+        if !items.push(Some(number + 1), validate) {
             break;
         }
     }

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::fields::Fields;
+
 /// Longest client-chosen id, in bytes. Long enough for a UUID or a
 /// `producer-run/sequence` pair, short enough to keep keys and indexes small.
 pub const MAX_ID_LEN: usize = 128;
@@ -286,19 +288,53 @@ impl Event {
         let Value::Object(mut fields) = value else {
             return Err(EventError::NotAnObject(json_type(&value)));
         };
-        let amount = match fields.remove("amount") {
+        Self::from_fields(
+            Fields {
+                id: fields.remove("id"),
+                time: fields.remove("time"),
+                amount: fields.remove("amount"),
+            },
+            defaults,
+            bounds,
+        )
+    }
+
+    /// Validates one event's JSON text, as [`Event::from_json`] its value
+    /// (the same answer and the same errors, to the word), without building
+    /// a map of its keys when it is a plain object.
+    pub fn from_json_slice(
+        json: &[u8],
+        defaults: Defaults,
+        bounds: &Admission,
+    ) -> Result<Self, EventError> {
+        match Fields::read(json) {
+            Some(fields) => Self::from_fields(fields, defaults, bounds),
+            None => {
+                let value =
+                    serde_json::from_slice(json).map_err(|e| EventError::Json(e.to_string()))?;
+                Self::from_json(value, defaults, bounds)
+            }
+        }
+    }
+
+    fn from_fields(
+        fields: Fields,
+        defaults: Defaults,
+        bounds: &Admission,
+    ) -> Result<Self, EventError> {
+        let amount = match fields.amount {
             Some(value) => bounds.check_amount(parse_amount(&value)?)?,
             None => return Err(EventError::Missing("amount")),
         };
-        let time = match (fields.remove("time"), defaults) {
+        let time = match (fields.time, defaults) {
             (Some(value), _) => bounds.check_time(parse_time(&value)?)?,
-            (None, Defaults::Fill { .. }) if fields.contains_key("id") => {
+            (None, Defaults::Fill { .. }) if fields.id.is_some() => {
                 return Err(EventError::TimeRequiredWithId)
             }
             (None, Defaults::Fill { received_at }) => received_at,
             (None, Defaults::Required) => return Err(EventError::Missing("time")),
         };
-        let id = match (fields.remove("id"), defaults) {
+        let id = match (fields.id, defaults) {
             (Some(Value::String(id)), _) => EventId::parse(&id)?,
             (Some(other), _) => return Err(EventError::IdType(json_type(&other))),
             (None, Defaults::Fill { .. }) => EventId::generate(),
@@ -309,8 +345,7 @@ impl Event {
 
     /// Decodes a canonical Kafka record written by [`Event::to_json_bytes`].
     pub fn from_json_bytes(bytes: &[u8], bounds: &Admission) -> Result<Self, EventError> {
-        let value = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
-        Self::from_json(value, Defaults::Required, bounds)
+        Self::from_json_slice(bytes, Defaults::Required, bounds)
     }
 
     /// The canonical record: `{"id":…,"time":ms,"amount":number}`.
@@ -407,6 +442,58 @@ mod tests {
 
     fn client(value: Value) -> Result<Event, EventError> {
         Event::from_json(value, RECEIVED, &anything())
+    }
+
+    /// Reading the fields from the text answers as validating the whole
+    /// value does: the same event (its id aside when one was generated) or
+    /// the same error. The fuzz target `event_decode` checks it on
+    /// arbitrary bytes.
+    #[test]
+    fn the_text_and_the_whole_value_give_the_same_answer() {
+        let inputs = [
+            r#"{"id":"a","time":1000,"amount":2.5}"#,
+            r#"{"time":1000,"amount":"4.5","extra":{"nested":[1,2]}}"#,
+            r#"{"amount":1,"amount":2}"#,
+            r#"{"amount":1,"x":1,"x":2}"#,
+            r#"{"id":null,"amount":1}"#,
+            r#"{"id":null,"time":5,"amount":1}"#,
+            r#"{"time":null,"amount":1}"#,
+            r#"{"amount":null}"#,
+            r#"{"amount":"inf"}"#,
+            r#"{"amount":3,"time":1e3}"#,
+            r#"{"time":18446744073709551615,"amount":1}"#,
+            r#"{"time":1.5,"amount":1}"#,
+            r#"{"amount":1e400}"#,
+            r#"{"id":7,"time":1,"amount":1}"#,
+            r#"{}"#,
+            r#"[1,2,3]"#,
+            r#""text""#,
+            "7",
+            r#"{"amount":1} trailing"#,
+            r#"{"amount":"#,
+            "",
+        ];
+        for input in inputs {
+            for defaults in [RECEIVED, Defaults::Required] {
+                let answer = |result: Result<Event, EventError>| {
+                    result.map(|event| {
+                        let id = input.contains("\"id\":\"").then(|| event.id.clone());
+                        (id, event.time, event.amount)
+                    })
+                };
+                let text = answer(Event::from_json_slice(
+                    input.as_bytes(),
+                    defaults,
+                    &anything(),
+                ));
+                let whole = answer(
+                    serde_json::from_str(input)
+                        .map_err(|e| EventError::Json(e.to_string()))
+                        .and_then(|value| Event::from_json(value, defaults, &anything())),
+                );
+                assert_eq!(text, whole, "{input}");
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod body;
 mod event;
+mod fields;
 pub mod names;
 mod position;
 mod route;

@@ -297,6 +297,9 @@ def phase(args, rate: float, stream: StreamWatch, numbers) -> dict:
     busy_before, started = machine_busy_seconds(), time.perf_counter()
     probes = []
     for i in range(args.samples * 2):
+        # A saturated pipeline takes seconds per probe: fewer samples then.
+        if time.perf_counter() - started > args.phase_seconds and i % 2 == 0:
+            break
         probe = Probe(SERIES[i % 2], next(numbers))
         probe.run(api, aggregator, args.timeout)
         probes.append(probe)
@@ -409,6 +412,10 @@ def draw(results: list[dict], path: str) -> None:
     series, answer and stream apart, the goal drawn across."""
     import matplotlib
     matplotlib.use("svg")
+    # Text as text (a smaller file, readable in a diff) and fixed ids, so
+    # that the same figures draw the same file.
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    matplotlib.rcParams["svg.hashsalt"] = "streamproc"
     import matplotlib.pyplot as plt
 
     loaded = [r for r in results if r["rate"] > 0]
@@ -450,7 +457,8 @@ def rows(results: list[dict], args) -> list[dict]:
                     "name": f"freshness {series} {view} p50 / p99, {label(result)}",
                     "figure": figures["p99_ms"], "unit": "ms", "p50_ms": figures["p50_ms"],
                     "limit": GOAL_P99_MS if result["rate"] <= 10_000 else None,
-                    "settings": f"{args.samples} probes, reached {result['accepted_per_s']:,}/s, "
+                    "settings": f"{figures['samples'] + figures['missed']} probes, "
+                                f"reached {result['accepted_per_s']:,}/s, "
                                 f"{result['cores_busy']} cores busy",
                     "breakdown_ms": result["breakdown_ms"][series],
                 })
@@ -481,6 +489,8 @@ def main() -> int:
     parser.add_argument("--give-up-ms", type=float, default=2000,
                         help="a p99 past this counts as saturated and ends the curve [2000]")
     parser.add_argument("--load-interval", default="50ms", help="the load's SEND_INTERVAL [50ms]")
+    parser.add_argument("--phase-seconds", type=float, default=60,
+                        help="stop probing a phase after this long, whatever the samples [60]")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before probing [3]")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between probes [0.05]")
     parser.add_argument("--timeout", type=float, default=10, help="seconds a probe waits at most [10]")

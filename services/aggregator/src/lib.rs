@@ -42,7 +42,7 @@ use dead_letters::DeadLetters;
 use metrics::ApiMetrics;
 use reconcile::Reconciler;
 use stores::{InfluxReader, QueryMetrics, Stores, TimescaleReader};
-use stream::StreamSlots;
+use stream::{Feeds, StreamSlots};
 
 pub const DEFAULT_PORT: u16 = streamproc_event::names::AGGREGATOR_PORT;
 
@@ -120,10 +120,8 @@ pub struct Config {
 #[derive(Clone)]
 struct AppState {
     source: Arc<Source>,
-    stream_interval: Duration,
-    stream_min_gap: Duration,
-    /// Changes when a consumer stored something; see `stream::wakes`.
-    wakes: stream::wakes::Wakes,
+    /// What open streams send, one query loop per grid.
+    feeds: Arc<Feeds>,
     shutdown: CancellationToken,
     metrics: ApiMetrics,
     /// A place for each open stream, MAX_STREAMS in all.
@@ -230,9 +228,7 @@ pub async fn run(
     let wakes = stream::wakes::listen(consumers, shutdown.clone())?;
     let state = AppState {
         source: Arc::new(source),
-        stream_interval: config.stream_interval,
-        stream_min_gap: config.stream_min_gap,
-        wakes,
+        feeds: Feeds::new(config.stream_interval, config.stream_min_gap, wakes),
         shutdown: shutdown.clone(),
         metrics,
         streams: Arc::new(StreamSlots::new(permits(config.max_streams))),
@@ -311,9 +307,11 @@ mod tests {
         let entered = Arc::new(tokio::sync::Notify::new());
         let state = AppState {
             source: Arc::new(Source::Disabled),
-            stream_interval: Duration::from_secs(1),
-            stream_min_gap: Duration::from_millis(50),
-            wakes: tokio::sync::watch::channel(()).1,
+            feeds: Feeds::new(
+                Duration::from_secs(1),
+                Duration::from_millis(50),
+                tokio::sync::watch::channel(()).1,
+            ),
             shutdown: CancellationToken::new(),
             metrics: ApiMetrics::register(&mut Registry::default()),
             streams: Arc::new(StreamSlots::new(1)),

@@ -17,9 +17,11 @@
 //! repeats a point. A client that stops reading is cut off by the server's
 //! IDLE_TIMEOUT once its connection's buffers are full.
 
+mod feeds;
 mod slots;
 pub mod wakes;
 
+pub use feeds::Feeds;
 pub use slots::StreamSlots;
 
 use std::convert::Infallible;
@@ -30,16 +32,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::time::{Duration, Instant, MissedTickBehavior};
+use tokio_stream::wrappers::WatchStream;
 
 use streamproc_event::EventTime;
 
-use crate::answers::SeriesBody;
 use crate::error::ApiError;
 use crate::metrics::StreamEnd;
 use crate::pipeline::Snapshot;
 use crate::schema::{BadParameter, ErrorBody, StreamQuery};
 use crate::AppState;
-use streamproc_grid::{step_and_last, Grid};
+use feeds::Update;
+use streamproc_grid::step_and_last;
 use streamproc_kit::auth::Unauthorized;
 
 #[utoipa::path(
@@ -72,19 +75,17 @@ pub async fn stream(
     if evicted {
         state.metrics.stream_ended(StreamEnd::Evicted);
     }
-    let due = due_times(
-        state.stream_interval,
-        state.stream_min_gap,
-        state.wakes.clone(),
-    );
+    let latest = state.feeds.subscribe(&stores, step, last);
     let client = ClientCount::open(&state);
     let pipeline = state.pipeline.clone();
-    // The pipeline is probed less often than a fast stream ticks: each
-    // snapshot is sent once, with the first tick after it was taken.
+    // The pipeline is probed less often than a fast stream sends: each
+    // snapshot is sent once, after the first series event that follows it.
     let mut last_sent: Option<Arc<Snapshot>> = None;
-    let events = due
-        .then(move |_| {
-            let stores = stores.clone();
+    // From the feed's newest update on (a stream that joins a running feed
+    // starts with what it last sent).
+    let events = WatchStream::new(latest)
+        .filter_map(std::future::ready)
+        .flat_map(move |update| {
             let newest = pipeline.as_ref().and_then(|latest| latest.borrow().clone());
             let pipeline = match (&newest, &last_sent) {
                 (Some(new), Some(old)) if Arc::ptr_eq(new, old) => None,
@@ -97,29 +98,20 @@ pub async fn stream(
             // the stream's place among MAX_STREAMS last exactly as long as
             // the stream.
             let _client = &client;
-            async move {
-                // Checked before streaming; only a clock that jumps past
-                // 2100 could fail it now, and that is said, not panicked.
-                let series = match Grid::latest(EventTime::now().as_millis(), step, last) {
-                    Ok(grid) => Event::default()
-                        .event("series")
-                        .json_data(SeriesBody::query(&stores, &grid).await),
-                    Err(error) => Ok(Event::default().event("error").data(error.to_string())),
-                };
-                let pipeline = pipeline
-                    .map(|snapshot| Event::default().event("pipeline").json_data(&*snapshot));
-                let events: Vec<Result<Event, Infallible>> = std::iter::once(series)
-                    .chain(pipeline)
-                    .map(|event| {
-                        Ok(event.unwrap_or_else(|e| {
-                            Event::default().event("error").data(e.to_string())
-                        }))
-                    })
-                    .collect();
-                futures_util::stream::iter(events)
-            }
-        })
-        .flatten();
+            let series = match &*update {
+                Update::Series(json) => Event::default().event("series").data(json.as_str()),
+                Update::Error(error) => Event::default().event("error").data(error.as_str()),
+            };
+            let pipeline = pipeline.map(|snapshot| {
+                Event::default()
+                    .event("pipeline")
+                    .json_data(&*snapshot)
+                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
+            });
+            let events: Vec<Result<Event, Infallible>> =
+                std::iter::once(series).chain(pipeline).map(Ok).collect();
+            futures_util::stream::iter(events)
+        });
     // The browser reconnects this soon after a stream ends.
     let retry = futures_util::stream::once(async {
         Ok::<_, Infallible>(Event::default().retry(RECONNECT_AFTER))

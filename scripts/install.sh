@@ -156,11 +156,11 @@ if ((only_podman)); then
   exit 0
 fi
 
-install_debian_packages
-install_timescaledb
-install_python_tools
-install_web_packages
-install_tansu
+timed "Debian packages" install_debian_packages
+timed TimescaleDB install_timescaledb
+timed "Python tools" install_python_tools
+timed "npm packages" install_web_packages
+timed tansu install_tansu
 # cargo-fuzz, a test-only tool, is installed by scripts/fuzz.sh when the
 # tests first need it, not here: `scripts/local.sh up` does not wait for it.
-log "all installed"
+step_times "all installed in"

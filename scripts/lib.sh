@@ -35,6 +35,25 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '\033[31m[%s] error:\033[0m %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 
+# Step timing: `timed NAME command…` runs the command and notes how long it
+# took; `step_times TITLE` logs the notes on one line, with the total.
+STEP_TIMES=()
+STEPS_STARTED=$SECONDS
+timed() {
+  local name=$1 started=$SECONDS
+  shift
+  "$@"
+  STEP_TIMES+=("$name $(minutes_seconds $((SECONDS - started)))")
+}
+minutes_seconds() {
+  if (($1 >= 60)); then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi
+}
+step_times() {
+  local joined
+  joined=$(printf '%s, ' "${STEP_TIMES[@]}")
+  log "$1 $(minutes_seconds $((SECONDS - STEPS_STARTED))): ${joined%, }"
+}
+
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
 wait_until() {
   local seconds=$1 what=$2

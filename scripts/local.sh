@@ -109,9 +109,21 @@ start_service() {
     die "$name did not become ready within 30 s; see $STATE/logs/$name.log"
 }
 
+build_services() {
+  (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked --bins -q)
+}
+
+start_services() {
+  local service
+  for service in "${SERVICES[@]}"; do
+    # shellcheck disable=SC2086  # "name port" splits into two arguments
+    start_service $service
+  done
+}
+
 up() {
-  "$REPO_ROOT/scripts/install.sh"
-  "$REPO_ROOT/scripts/infra.sh" start
+  timed install "$REPO_ROOT/scripts/install.sh"
+  timed "broker and stores" "$REPO_ROOT/scripts/infra.sh" start
   if [[ $RUN == podman ]]; then
     local service missing=()
     for service in "${SERVICES[@]}"; do
@@ -121,13 +133,11 @@ up() {
       die "no image streamproc/<service>:$IMAGE_TAG for ${missing[*]}: scripts/build_images.sh --podman"
   else
     log "building the services ($PROFILE profile)"
-    (cd "$REPO_ROOT" && cargo build --profile "$PROFILE" --locked --bins -q)
+    timed "services' build" build_services
   fi
   mkdir -p "$STATE/logs" "$STATE/run"
-  for service in "${SERVICES[@]}"; do
-    # shellcheck disable=SC2086  # "name port" splits into two arguments
-    start_service $service
-  done
+  timed "services' start" start_services
+  step_times "up in"
   cat >&2 <<DONE
 
 StreamProc is running. Logs: $STATE/logs/   Stop: scripts/local.sh down

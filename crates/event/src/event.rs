@@ -455,6 +455,8 @@ mod tests {
             r#"{"time":1000,"amount":"4.5","extra":{"nested":[1,2]}}"#,
             r#"{"amount":1,"amount":2}"#,
             r#"{"amount":1,"x":1,"x":2}"#,
+            r#"{"id":"\u0001b","timmount":1e400}"#,
+            r#"{"amount":1,"other":"\ud800"}"#,
             r#"{"id":null,"amount":1}"#,
             r#"{"id":null,"time":5,"amount":1}"#,
             r#"{"time":null,"amount":1}"#,

@@ -8,7 +8,8 @@
 //! A `series` event is sent as soon as a consumer tells that it stored
 //! something ([`wakes`]), at most one per STREAM_MIN_GAP, and otherwise
 //! every STREAM_INTERVAL, which moves the newest bucket along when nothing
-//! is stored and covers a consumer that cannot be heard.
+//! is stored and covers a consumer that cannot be heard. Streams of the
+//! same grid share one query loop ([`feeds`]).
 //!
 //! A stream ends after STREAM_MAX_AGE, or when MAX_STREAMS are open and a
 //! newer one needs its place ([`slots`]); the browser reconnects after the
@@ -134,7 +135,7 @@ pub async fn stream(
         .into_response())
 }
 
-/// When each `series` event of one stream is due: at once, then on the
+/// When each update of one feed is due: at once, then on the
 /// first of a consumer's wake and `interval` after the last event, but
 /// never sooner than `min_gap` after it. Wakes that come meanwhile are
 /// answered by that one event; a slow store delays the next event rather

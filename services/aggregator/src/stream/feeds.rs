@@ -73,10 +73,9 @@ impl Feeds {
         let mut due = pin!(due_times(self.interval, self.min_gap, self.wakes.clone()));
         loop {
             tokio::select! {
-                Some(()) = due.next() => {
-                    let update = query(&stores, step, last).await;
-                    feed.send_replace(Some(Arc::new(update)));
-                }
+                // Checked first: a feed whose streams all ended stops
+                // before its next query, even while updates are due.
+                biased;
                 () = feed.closed() => {
                     // Under the lock a new stream subscribes, so the count
                     // read under it is final.
@@ -85,6 +84,10 @@ impl Feeds {
                         open.remove(&key);
                         return;
                     }
+                }
+                Some(()) = due.next() => {
+                    let update = query(&stores, step, last).await;
+                    feed.send_replace(Some(Arc::new(update)));
                 }
             }
         }
@@ -131,7 +134,7 @@ mod tests {
         Arc::new(Stores::new(
             TimescaleReader::new(&config.postgres).unwrap(),
             InfluxReader::new(config.influx.clone()).unwrap(),
-            Duration::from_secs(1),
+            Duration::from_millis(200),
             QueryMetrics::register(&mut Registry::default()),
         ))
     }
@@ -156,8 +159,10 @@ mod tests {
             "the second stream got the same update"
         );
 
+        // A feed ends once the query in hand has answered (at most the
+        // stores' 200 ms timeout here).
         drop((first, second, other));
-        for _ in 0..100 {
+        for _ in 0..250 {
             if feeds.len() == 0 {
                 return;
             }

@@ -230,7 +230,7 @@ async fn the_stream_shows_stored_events_without_waiting_for_its_tick() {
         &postgres,
         &influx,
         &event_api.url,
-        (&high, &low),
+        Some((&high, &low)),
         &["--stream-interval", "30s"],
     )
     .await;

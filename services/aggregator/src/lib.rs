@@ -77,7 +77,8 @@ pub struct Config {
     pub stream_interval: Duration,
 
     /// Shortest time between two events of one /api/v1/stream: under a
-    /// steady load each open stream queries both stores up to once per gap.
+    /// steady load the streams of each grid (step, last) query both stores
+    /// up to once per gap, together.
     #[arg(long, env = "STREAM_MIN_GAP", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub stream_min_gap: Duration,
 

@@ -76,19 +76,21 @@ pub async fn start_event_api(brokers: &str, extra: &[&str]) -> InProcess {
     InProcess::spawn(|l, s| event_api::run(config, l, s)).await
 }
 
-/// The aggregator (reading both stores, watching `brokers`, the event-api
-/// at `api_url` and the consumers `high` and `low`, as scripts/local.sh
-/// does) with `extra` flags, and web-ui in front of it.
+/// The aggregator (reading both stores, watching `brokers` and the
+/// event-api at `api_url`) with `extra` flags, and web-ui in front of it.
+/// Given `consumers` (high, low), the aggregator also probes them and
+/// hears what they store, as under scripts/local.sh; without, it judges
+/// them from Kafka alone and its streams tick.
 pub async fn start_read_side(
     brokers: &str,
     postgres: &Postgres,
     influx: &InfluxDb,
     api_url: &str,
-    (high, low): (&InProcess, &InProcess),
+    consumers: Option<(&InProcess, &InProcess)>,
     extra: &[&str],
 ) -> (InProcess, InProcess) {
     let (postgres_url, influx_url) = (postgres.url(), influx.url());
-    let flags = [
+    let mut flags = vec![
         "aggregator",
         "--postgres-url",
         &postgres_url,
@@ -98,11 +100,15 @@ pub async fn start_read_side(
         brokers,
         "--api-url",
         api_url,
-        "--consumer-high-url",
-        &high.url,
-        "--consumer-low-url",
-        &low.url,
     ];
+    if let Some((high, low)) = consumers {
+        flags.extend([
+            "--consumer-high-url",
+            &high.url,
+            "--consumer-low-url",
+            &low.url,
+        ]);
+    }
     let config = aggregator::Config::try_parse_from(flags.iter().chain(extra)).unwrap();
     let aggregator = InProcess::spawn(|l, s| aggregator::run(config, l, s)).await;
     let config =
@@ -138,15 +144,8 @@ pub async fn start_pipeline(event_api_flags: &[&str]) -> Pipeline {
     let event_api = start_event_api(&brokers, event_api_flags).await;
     let (high, low) =
         start_consumers(&brokers, &postgres, &influx, &["--batch-max-age", "20ms"]).await;
-    let (aggregator, web_ui) = start_read_side(
-        &brokers,
-        &postgres,
-        &influx,
-        &event_api.url,
-        (&high, &low),
-        &[],
-    )
-    .await;
+    let (aggregator, web_ui) =
+        start_read_side(&brokers, &postgres, &influx, &event_api.url, None, &[]).await;
     Pipeline {
         broker,
         postgres,

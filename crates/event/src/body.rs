@@ -210,19 +210,37 @@ const NOT_EVENTS: &str = "body must be a JSON array of events or a single event 
 /// so that no tree of the whole body is ever built.
 fn json_items(body: &[u8], items: &mut Items<'_>) -> Result<(), BodyError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let mut item_not_json = false;
+    let visitor = JsonItems {
+        items,
+        item_not_json: &mut item_not_json,
+    };
     let parsed = deserializer
-        .deserialize_any(JsonItems(items))
+        .deserialize_any(visitor)
         .and_then(|()| deserializer.end());
+    let not_valid_json = |e| BodyError::Malformed(format!("body is not valid JSON: {e}"));
     match parsed {
         Ok(()) => Ok(()),
         // Parsing stopped on purpose: `finish` reports why.
         Err(_) if items.stopped.is_some() => Ok(()),
+        // An array's items are only scanned here (`RawValue`), which lets
+        // through what a `Value` refuses (a number such as 1e400, a lone
+        // surrogate, nesting past serde_json's limit). The body read as one
+        // value names that error where it stands in the body, as the whole
+        // body always has been.
+        Err(e) if item_not_json => Err(serde_json::from_slice::<Value>(body)
+            .err()
+            .map_or_else(|| not_valid_json(e), not_valid_json)),
         Err(e) if e.is_data() => Err(BodyError::Malformed(NOT_EVENTS.into())),
-        Err(e) => Err(BodyError::Malformed(format!("body is not valid JSON: {e}"))),
+        Err(e) => Err(not_valid_json(e)),
     }
 }
 
-struct JsonItems<'a, 'r>(&'a mut Items<'r>);
+struct JsonItems<'a, 'r> {
+    items: &'a mut Items<'r>,
+    /// Set when an array item turned out not to be JSON a `Value` takes.
+    item_not_json: &'a mut bool,
+}
 
 impl<'de> Visitor<'de> for JsonItems<'_, '_> {
     type Value = ();
@@ -236,10 +254,18 @@ impl<'de> Visitor<'de> for JsonItems<'_, '_> {
         // here, validated as an event without a tree of its own.
         while let Some(item) = seq.next_element::<&RawValue>()? {
             let json = item.get().as_bytes();
-            let validate =
-                |defaults, admission: &Admission| Event::from_json_slice(json, defaults, admission);
-            if !self.0.push(None, validate) {
+            let mut not_json = false;
+            let validate = |defaults, admission: &Admission| {
+                let event = Event::from_json_slice(json, defaults, admission);
+                not_json = matches!(event, Err(EventError::Json(_)));
+                event
+            };
+            if !self.items.push(None, validate) {
                 return Err(serde::de::Error::custom("too many events"));
+            }
+            if not_json {
+                *self.item_not_json = true;
+                return Err(serde::de::Error::custom("an item is not JSON"));
             }
         }
         Ok(())
@@ -247,7 +273,7 @@ impl<'de> Visitor<'de> for JsonItems<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value = Value::deserialize(MapAccessDeserializer::new(map))?;
-        self.0.push(None, |defaults, admission: &Admission| {
+        self.items.push(None, |defaults, admission: &Admission| {
             Event::from_json(value, defaults, admission)
         });
         Ok(())
@@ -329,6 +355,33 @@ mod tests {
             BodyFormat::from_content_type(None),
             Err(BodyError::UnsupportedMediaType(_))
         ));
+    }
+
+    /// Items that the array's scan lets through but a `serde_json::Value`
+    /// refuses: the whole body is malformed, named where it stands in the
+    /// body, as when every item was parsed as a `Value`.
+    #[test]
+    fn an_item_a_value_refuses_makes_the_body_malformed() {
+        for (body, message) in [
+            (
+                r#"[{"amount":1},{"amount":1e400}]"#,
+                "body is not valid JSON: number out of range at line 1 column 29",
+            ),
+            (
+                r#"[{"amount":1,"x":1e400}]"#,
+                "body is not valid JSON: number out of range at line 1 column 22",
+            ),
+            (
+                r#"[{"amount":1,"x":"\ud800"}]"#,
+                "body is not valid JSON: unexpected end of hex escape at line 1 column 25",
+            ),
+        ] {
+            assert_eq!(
+                parse_as("application/json", body),
+                Err(BodyError::Malformed(message.into())),
+                "{body}"
+            );
+        }
     }
 
     #[test]

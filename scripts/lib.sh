@@ -12,6 +12,22 @@ source "$REPO_ROOT/scripts/names.env"
 CACHE_DIR=${STREAMPROC_CACHE:-$HOME/.cache/streamproc}
 TANSU_VERSION=0.6.0
 TANSU_BIN=${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu}
+# tansu's build (scripts/install.sh): its release profile, but the crates
+# on none of the paths the project runs (the command line's generator, perf
+# and proxy tools, schema registries, TLS, DNS, OpenTelemetry's exporters)
+# compile without optimization. That takes about 80 s off its 13 minutes on
+# two cores; the produce and read rates stayed within the noise of the
+# default build (scripts/bench_broker_build.py, 2026-12-06). opt-level 1
+# for all of tansu saved three times as much but cost SQLite storage 10-35 %
+# of its produce rate.
+TANSU_UNOPTIMIZED=(rhai rhai-rand tansu-generator tansu-perf tansu-proxy tansu-cat protobuf protobuf-parse
+  protobuf-json-mapping apache-avro bigdecimal jsonschema aws-lc-sys aws-lc-rs hickory-proto hickory-resolver
+  reqwest opentelemetry-otlp opentelemetry-proto tonic prost)
+TANSU_BUILD_PROFILE=()
+for package in "${TANSU_UNOPTIMIZED[@]}"; do
+  TANSU_BUILD_PROFILE+=(--config "profile.release.package.$package.opt-level=0")
+done
+unset package
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 VENV=$CACHE_DIR/venv
 # Images are tagged with the chart's appVersion, which the chart deploys by

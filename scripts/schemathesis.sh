@@ -40,7 +40,7 @@ port_of() {
 }
 for service in "${services[@]}"; do port_of "$service" >/dev/null; done
 
-[[ -x $VENV/bin/schemathesis ]] || "$REPO_ROOT/scripts/install.sh"
+[[ -x $VENV/bin/schemathesis ]] || "$REPO_ROOT/scripts/install.sh" --tests
 
 up_own_stack
 reports=$STREAMPROC_STATE/schemathesis

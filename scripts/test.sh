@@ -11,7 +11,7 @@ cd "$REPO_ROOT"
 # The whole `cargo test` run (build included) takes 8-10 minutes here.
 CARGO_TEST_TIMEOUT=${CARGO_TEST_TIMEOUT:-30m}
 
-"$REPO_ROOT/scripts/install.sh"
+"$REPO_ROOT/scripts/install.sh" --tests
 
 log "shellcheck"
 shellcheck -x scripts/*.sh .ci/run

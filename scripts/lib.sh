@@ -18,7 +18,7 @@ TANSU_BIN=${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu}
 # compile without optimization. That takes about 80 s off its 13 minutes on
 # two cores; the produce and read rates stayed within the noise of the
 # default build (scripts/bench_broker_build.py, 2026-12-06). opt-level 1
-# for all of tansu saved three times as much but cost SQLite storage 10-35 %
+# for all of tansu saved twice as much but cost SQLite storage 10-35 %
 # of its produce rate.
 TANSU_UNOPTIMIZED=(rhai rhai-rand tansu-generator tansu-perf tansu-proxy tansu-cat protobuf protobuf-parse
   protobuf-json-mapping apache-avro bigdecimal jsonschema aws-lc-sys aws-lc-rs hickory-proto hickory-resolver

@@ -78,7 +78,7 @@ start_tansu_build() {
     return
   fi
   mkdir -p "$CACHE_DIR"
-  log "tansu $TANSU_VERSION: building in the background (about 12 minutes on two cores, once per machine); log: $TANSU_LOG"
+  log "tansu $TANSU_VERSION: building in the background (12 minutes on two cores by itself, once per machine); log: $TANSU_LOG"
   TANSU_STARTED=$SECONDS
   # --features: SQLite storage (libsql) for the pipeline, memory storage
   # (dynostore) for the ingest benchmark's baseline.

@@ -69,37 +69,27 @@ install_debian_packages() {
 }
 
 # The build skips optimizing the crates the project never runs (see
-# TANSU_BUILD_PROFILE in lib.sh). Its output goes to a log, since it runs
-# beside the other steps.
-TANSU_LOG=$CACHE_DIR/tansu-$TANSU_VERSION-build.log
+# TANSU_BUILD_PROFILE in lib.sh). It runs in the background, beside the
+# other steps.
+TANSU_STEP="tansu's build"
 start_tansu_build() {
   if [[ -x $TANSU_BIN ]]; then
     log "tansu $TANSU_VERSION: cached at $TANSU_BIN"
     return
   fi
-  mkdir -p "$CACHE_DIR"
-  log "tansu $TANSU_VERSION: building in the background (12 minutes on two cores by itself, once per machine); log: $TANSU_LOG"
-  TANSU_STARTED=$SECONDS
+  local build_log=$CACHE_DIR/tansu-$TANSU_VERSION-build.log
+  log "tansu $TANSU_VERSION: building in the background (12 minutes on two cores by itself, once per machine); log: $build_log"
   # --features: SQLite storage (libsql) for the pipeline, memory storage
   # (dynostore) for the ingest benchmark's baseline.
-  cargo "${TANSU_BUILD_PROFILE[@]}" install tansu --version "$TANSU_VERSION" --locked \
-    --features dynostore,libsql --root "$CACHE_DIR/tansu-$TANSU_VERSION" >"$TANSU_LOG" 2>&1 &
-  TANSU_PID=$!
-  # Stop the build if a step in front fails: the script would exit and
-  # leave it compiling.
-  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
+  start_step "$TANSU_STEP" "$build_log" cargo "${TANSU_BUILD_PROFILE[@]}" install tansu --version "$TANSU_VERSION" \
+    --locked --features dynostore,libsql --root "$CACHE_DIR/tansu-$TANSU_VERSION"
 }
 
 finish_tansu_build() {
-  [[ -n ${TANSU_PID:-} ]] || return 0
+  [[ -n ${STEP_PID[$TANSU_STEP]:-} ]] || return 0
   log "tansu $TANSU_VERSION: waiting for its build"
-  if ! wait "$TANSU_PID"; then
-    tail -n 30 "$TANSU_LOG" >&2
-    die "tansu build failed; full log in $TANSU_LOG"
-  fi
-  trap - EXIT
+  finish_step "$TANSU_STEP"
   [[ -x $TANSU_BIN ]] || die "tansu build finished but $TANSU_BIN is missing"
-  STEP_TIMES+=("tansu $(minutes_seconds $((SECONDS - TANSU_STARTED))) (beside the rest)")
   log "tansu $TANSU_VERSION: built"
 }
 

@@ -70,6 +70,37 @@ step_times() {
   log "$1 $(minutes_seconds $((SECONDS - STEPS_STARTED))): ${joined%, }"
 }
 
+# Steps in the background, for the long builds of a first run:
+# `start_step NAME LOG command…` runs the command with its output in LOG;
+# `finish_step NAME` waits for it, stops the script with the log's end if
+# it failed, and notes its time for step_times. A script that stops before
+# it finishes a step stops the step too, rather than leave it running (the
+# EXIT trap: not for scripts that need one of their own).
+declare -A STEP_PID=() STEP_LOG=() STEP_STARTED=()
+start_step() {
+  local name=$1 log_file=$2
+  shift 2
+  mkdir -p "$(dirname "$log_file")"
+  "$@" >"$log_file" 2>&1 &
+  STEP_PID[$name]=$! STEP_LOG[$name]=$log_file STEP_STARTED[$name]=$SECONDS
+  trap stop_steps EXIT
+}
+stop_steps() {
+  local pid
+  for pid in "${STEP_PID[@]}"; do
+    [[ -z $pid ]] || kill "$pid" 2>/dev/null || true
+  done
+}
+finish_step() {
+  local name=$1
+  if ! wait "${STEP_PID[$name]}"; then
+    tail -n 30 "${STEP_LOG[$name]}" >&2
+    die "$name failed; full log in ${STEP_LOG[$name]}"
+  fi
+  STEP_PID[$name]=""
+  STEP_TIMES+=("$name $(minutes_seconds $((SECONDS - STEP_STARTED[$name]))) (in the background)")
+}
+
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
 wait_until() {
   local seconds=$1 what=$2

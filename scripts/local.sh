@@ -112,29 +112,15 @@ start_service() {
 # The services compile beside install.sh: on a new machine both it and
 # tansu's build leave a core idle for minutes (downloads, one-crate
 # stretches, C builds), and the services need nothing it installs. Only the
-# services: the benchmarks' native baselines are bench.sh's to build.
-start_services_build() {
-  BUILD_LOG=$STATE/logs/build.log
-  mkdir -p "$STATE/logs"
-  log "building the services ($PROFILE profile) in the background; log: $BUILD_LOG"
-  BUILD_STARTED=$SECONDS
+# services: the benchmarks' native baselines are bench.sh's to build. Run
+# as a background step (start_step): exec, so that stopping the step stops
+# cargo itself.
+build_services() {
   local service packages=()
   for service in "${SERVICES[@]}"; do
     packages+=(--package "${service%% *}")
   done
-  (cd "$REPO_ROOT" && exec cargo build --profile "$PROFILE" --locked "${packages[@]}") >"$BUILD_LOG" 2>&1 &
-  BUILD_PID=$!
-  trap 'kill "$BUILD_PID" 2>/dev/null || true' EXIT
-}
-
-finish_services_build() {
-  log "waiting for the services' build"
-  if ! wait "$BUILD_PID"; then
-    tail -n 40 "$BUILD_LOG" >&2
-    die "the services' build failed; full log in $BUILD_LOG"
-  fi
-  trap - EXIT
-  STEP_TIMES+=("services' build $(minutes_seconds $((SECONDS - BUILD_STARTED))) (beside the install)")
+  cd "$REPO_ROOT" && exec cargo build --profile "$PROFILE" --locked "${packages[@]}"
 }
 
 start_services() {
@@ -146,7 +132,10 @@ start_services() {
 }
 
 up() {
-  [[ $RUN == podman ]] || start_services_build
+  if [[ $RUN == process ]]; then
+    log "building the services ($PROFILE profile) in the background; log: $STATE/logs/build.log"
+    start_step "services' build" "$STATE/logs/build.log" build_services
+  fi
   timed install "$REPO_ROOT/scripts/install.sh"
   timed "broker and stores" "$REPO_ROOT/scripts/infra.sh" start
   if [[ $RUN == podman ]]; then
@@ -157,7 +146,8 @@ up() {
     ((${#missing[@]} == 0)) ||
       die "no image streamproc/<service>:$IMAGE_TAG for ${missing[*]}: scripts/build_images.sh --podman"
   else
-    finish_services_build
+    log "waiting for the services' build"
+    finish_step "services' build"
   fi
   mkdir -p "$STATE/logs" "$STATE/run"
   timed "services' start" start_services

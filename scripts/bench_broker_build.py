@@ -17,38 +17,32 @@ Usage: bench_broker_build.py --baseline TANSU --candidate TANSU --bin-dir target
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 
-from bench_native import free_port, native, wait_port
+from bench_native import native, start_tansu
 
 LOADS = ("memory produce", "sqlite produce", "sqlite read")
+WARMUP = 1_000
 
 
 def run_broker(tansu: str, storage: str, loads: dict[str, list[float]], args) -> None:
-    port = free_port()
-    brokers = f"127.0.0.1:{port}"
+    """One fresh broker: produce to it; on SQLite, read everything back."""
+    kind = "memory" if storage.startswith("memory") else "sqlite"
+    events = args.memory_events if kind == "memory" else args.sqlite_events
     with tempfile.TemporaryDirectory(prefix="streamproc-broker-build-") as workdir:
-        broker = subprocess.Popen(
-            [tansu, "broker", "--listener-url", f"tcp://{brokers}", "--advertised-listener-url",
-             f"tcp://{brokers}", "--storage-engine", storage],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        broker, brokers = start_tansu(tansu, storage, workdir)
         try:
-            wait_port(port, "tansu")
             watch = {"tansu": broker.pid}
-            if storage.startswith("memory"):
-                produced = native(args.bin_dir, "produce", watch, brokers=brokers, topic="baseline",
-                                  events=args.memory_events, in_flight=10_000)
-                loads["memory produce"].append(produced["rate"])
-            else:
-                warmup = 1_000
-                produced = native(args.bin_dir, "produce", watch, brokers=brokers, topic="baseline",
-                                  events=args.sqlite_events, in_flight=10_000, warmup=warmup)
-                loads["sqlite produce"].append(produced["rate"])
-                # The warm-up's events are on the topic too.
+            produced = native(args.bin_dir, "produce", watch, brokers=brokers, topic="baseline", events=events,
+                              in_flight=10_000, warmup=WARMUP)
+            loads[f"{kind} produce"].append(produced["rate"])
+            if kind == "sqlite":
+                # The warm-up's events are on the topic too. (Memory
+                # storage is not read back: tansu's fetch there skips the
+                # rest of a batch it starts inside.)
                 read = native(args.bin_dir, "consume", watch, brokers=brokers, topic="baseline",
-                              expect=args.sqlite_events + warmup)
+                              expect=events + WARMUP)
                 loads["sqlite read"].append(read["rate"])
         finally:
             broker.kill()

@@ -29,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_native import cores_text, free_port, native, print_table, ratio_row, rss_row, wait_port, write_rows
+from bench_native import cores_text, free_port, native, print_table, ratio_row, rss_row, start_tansu, wait_port, write_rows
 
 
 def wait_ready(port: int, seconds: float = 30) -> None:
@@ -103,17 +103,11 @@ def main() -> int:
     args = parser.parse_args()
 
     batch_in_flight = args.clients * args.per_request
-    kafka_port, api_port = free_port(), free_port()
-    brokers = f"127.0.0.1:{kafka_port}"
+    api_port = free_port()
     url = f"http://127.0.0.1:{api_port}/v1/events"
-    workdir = tempfile.mkdtemp(prefix="streamproc-bench-")
-    tansu = subprocess.Popen(
-        [args.tansu, "broker", "--listener-url", f"tcp://{brokers}", "--advertised-listener-url", f"tcp://{brokers}",
-         "--storage-engine", "memory://tansu/"],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tansu, brokers = start_tansu(args.tansu, "memory://tansu/", tempfile.mkdtemp(prefix="streamproc-bench-"))
     api = None
     try:
-        wait_port(kafka_port, "tansu")
         api = subprocess.Popen(
             [os.path.join(args.bin_dir, "event-api"), "--port", str(api_port), "--kafka-brokers", brokers],
             env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)

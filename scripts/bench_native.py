@@ -33,6 +33,24 @@ def wait_port(port: int, what: str, seconds: float = 30) -> None:
     sys.exit(f"{what} did not listen on port {port}")
 
 
+def start_tansu(tansu: str, storage: str, workdir: str) -> tuple[subprocess.Popen, str]:
+    """Starts a tansu broker on a free loopback port with `storage` (a
+    relative SQLite path is taken from `workdir`); returns it, listening,
+    and its bootstrap address."""
+    port = free_port()
+    brokers = f"127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [tansu, "broker", "--listener-url", f"tcp://{brokers}", "--advertised-listener-url", f"tcp://{brokers}",
+         "--storage-engine", storage],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, "tansu")
+    except SystemExit:
+        broker.kill()
+        raise
+    return broker, brokers
+
+
 def _stat_fields(pid: int | str) -> list[str]:
     """/proc/PID/stat from field 3 (state) on."""
     with open(f"/proc/{pid}/stat") as stat:

@@ -214,7 +214,7 @@ impl Stream {
 /// With the consumers' URLs set, an open stream shows a stored event as
 /// soon as each consumer tells it stored something, not on the stream's
 /// tick (30 s here, so that only the consumers' word can explain a fresh
-/// chart).
+/// chart); also after a consumer restarts on the same URL.
 #[tokio::test]
 async fn the_stream_shows_stored_events_without_waiting_for_its_tick() {
     let broker = Tansu::start();
@@ -267,6 +267,36 @@ async fn the_stream_shows_stored_events_without_waiting_for_its_tick() {
     assert!(
         shown.is_some(),
         "the stream waited for its 30 s tick: the consumers' word did not wake it"
+    );
+
+    // A restarted consumer is heard again: the aggregator connects to the
+    // new one within seconds, and shows what it stored before then as soon
+    // as it connects. Only a low event, so that consumer-high's word cannot
+    // explain a fresh chart.
+    let extra = ["--batch-max-age", "20ms"];
+    let config = common::consumer_low_config(&brokers, &influx, &extra);
+    let low = low.restart(|l, s| consumer_low::run(config, l, s)).await;
+    let third = -1e6 - 3.0;
+    let body = serde_json::json!([{"time": EventTime::now().as_millis(), "amount": third}]);
+    let status = client
+        .post(&event_api.url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "POST answered {status}");
+    let stored = eventually(Duration::from_secs(30), || async {
+        low.metric("events_written_total").await >= 1.0
+    })
+    .await;
+    assert!(stored, "the restarted consumer-low never stored the event");
+    let shown = stream
+        .shows((f64::MIN, third), Duration::from_secs(10))
+        .await;
+    assert!(
+        shown.is_some(),
+        "the stream waited for its 30 s tick: the restarted consumer was not heard"
     );
     for service in [aggregator, low, high, event_api] {
         service.stop().await;

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// through the same `run(config, listener, shutdown)` its binary calls.
 pub struct InProcess {
     pub url: String,
+    address: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -19,15 +21,34 @@ impl InProcess {
         F: FnOnce(TcpListener, CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        Self::spawn_at(SocketAddr::from(([127, 0, 0, 1], 0)), run).await
+    }
+
+    /// Stops this service cleanly and runs `run` in its place, on the same
+    /// address, so that peers given its URL reach the new one.
+    pub async fn restart<F, Fut>(self, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let address = self.address;
+        self.stop().await;
+        Self::spawn_at(address, run).await
+    }
+
+    async fn spawn_at<F, Fut>(address: SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         streamproc_kit::telemetry::init_for_tests();
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let listener = TcpListener::bind(address).await.expect("a loopback port");
+        let address = listener.local_addr().expect("bound address");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(listener, shutdown.clone()));
         Self {
-            url,
+            url: format!("http://{address}"),
+            address,
             shutdown,
             task,
         }

@@ -54,15 +54,31 @@ pub async fn start_consumers(
     )
     .unwrap();
     let high = InProcess::spawn(|l, s| consumer_high::run(config, l, s)).await;
-    let url = influx.url();
-    let config = consumer_low::Config::try_parse_from(
-        ["consumer-low", "--influxdb-host", &url]
-            .iter()
-            .chain(&shared),
-    )
-    .unwrap();
+    let config = consumer_low_config(brokers, influx, extra);
     let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
     (high, low)
+}
+
+/// consumer-low's configuration in [`start_consumers`], for a test that
+/// restarts it.
+pub fn consumer_low_config(
+    brokers: &str,
+    influx: &InfluxDb,
+    extra: &[&str],
+) -> consumer_low::Config {
+    let url = influx.url();
+    consumer_low::Config::try_parse_from(
+        [
+            "consumer-low",
+            "--influxdb-host",
+            &url,
+            "--kafka-brokers",
+            brokers,
+        ]
+        .iter()
+        .chain(extra),
+    )
+    .unwrap()
 }
 
 /// event-api in this process, writing to `brokers`, with `extra` flags.

@@ -4,7 +4,8 @@
 //! next STREAM_INTERVAL tick. Every replica behind CONSUMER_HIGH_URL and
 //! CONSUMER_LOW_URL is listened to on a connection of its own; the names
 //! are resolved again every [`RESOLVE_EVERY`], which follows replicas that
-//! come and go and reconnects a listener whose connection ended. Without
+//! come and go and reconnects a listener whose connection ended; each
+//! connection wakes the streams once as it opens. Without
 //! those URLs, or while no consumer answers, the streams keep their tick.
 
 use std::collections::HashMap;
@@ -110,6 +111,10 @@ async fn listen_to(client: reqwest::Client, replica: Url, sender: watch::Sender<
         }
     };
     tracing::debug!(%replica, "listening for what the consumer stores");
+    // A consumer tells only the changes after a listener connects, and
+    // whatever it stored while no one listened (it was restarting, or this
+    // listener was) would otherwise wait for the streams' tick.
+    sender.send_replace(());
     // Each event arrives in a chunk of its own; the keep-alives are SSE
     // comments (":" lines). Whatever else arrives is a `visible` event.
     while let Ok(Some(chunk)) = response.chunk().await {

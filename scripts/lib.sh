@@ -73,7 +73,9 @@ step_times() {
 # Steps in the background, for the long builds of a first run:
 # `start_step NAME LOG command…` runs the command with its output in LOG;
 # `finish_step NAME` waits for it, stops the script with the log's end if
-# it failed, and notes its time for step_times. A script that stops before
+# it failed, and notes its time for step_times: until the step's last
+# output, since a step waited for late may have ended well before (the
+# services' build ends minutes before tansu's). A script that stops before
 # it finishes a step stops the step too, rather than leave it running (the
 # EXIT trap: not for scripts that need one of their own).
 declare -A STEP_PID=() STEP_LOG=() STEP_STARTED=()
@@ -82,7 +84,7 @@ start_step() {
   shift 2
   mkdir -p "$(dirname "$log_file")"
   "$@" >"$log_file" 2>&1 &
-  STEP_PID[$name]=$! STEP_LOG[$name]=$log_file STEP_STARTED[$name]=$SECONDS
+  STEP_PID[$name]=$! STEP_LOG[$name]=$log_file STEP_STARTED[$name]=$EPOCHSECONDS
   trap stop_steps EXIT
 }
 stop_steps() {
@@ -98,7 +100,9 @@ finish_step() {
     die "$name failed; full log in ${STEP_LOG[$name]}"
   fi
   STEP_PID[$name]=""
-  STEP_TIMES+=("$name $(minutes_seconds $((SECONDS - STEP_STARTED[$name]))) (in the background)")
+  local ended
+  ended=$(stat -c %Y "${STEP_LOG[$name]}")
+  STEP_TIMES+=("$name $(minutes_seconds $((ended - STEP_STARTED[$name]))) (in the background)")
 }
 
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.

@@ -23,7 +23,7 @@
 # State, logs and pid files live under STREAMPROC_STATE [<repo>/.state/local].
 # Ports: KAFKA_PORT [9092], POSTGRES_PORT [5432], INFLUXDB_PORT [8086],
 # EVENT_API_PORT [9998], CONSUMER_HIGH_PORT [9996], CONSUMER_LOW_PORT [9997],
-# AGGREGATOR_PORT [9995], WEB_UI_PORT [8080], EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [release].
+# AGGREGATOR_PORT [9995], WEB_UI_PORT [8080], EVENT_PRODUCER_PORT [9999]. Cargo profile: STREAMPROC_PROFILE [dev].
 # STREAMPROC_RUN=podman runs the services from their images
 # (streamproc/<service>:IMAGE_TAG, made by scripts/build_images.sh --podman)
 # instead, hardened as the chart runs them: uid 10001, read-only root
@@ -44,9 +44,13 @@ CONSUMER_LOW_PORT=${CONSUMER_LOW_PORT:-$DEFAULT_CONSUMER_LOW_PORT}
 AGGREGATOR_PORT=${AGGREGATOR_PORT:-$DEFAULT_AGGREGATOR_PORT}
 WEB_UI_PORT=${WEB_UI_PORT:-$DEFAULT_WEB_UI_PORT}
 EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-$DEFAULT_EVENT_PRODUCER_PORT}
-# Cargo profile to build and run: release by default; the smoke test uses
-# dev to reuse the test build.
-PROFILE=${STREAMPROC_PROFILE:-release}
+# Cargo profile to build and run. dev by default: on a new machine it builds
+# in a third of release's CPU, which is most of what a first run waits for
+# beside tansu's build; a plain `cargo build` then `restart NAME` runs a
+# change; it shares the tests' build; and it keeps up with about 11 000
+# events/s end to end (docs/operations.md). Benchmarks and load tests run
+# release.
+PROFILE=${STREAMPROC_PROFILE:-dev}
 BIN=$REPO_ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 RUN=${STREAMPROC_RUN:-process}
 [[ $RUN == process || $RUN == podman ]] || die "STREAMPROC_RUN is '$RUN'; one of: process, podman"

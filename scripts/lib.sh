@@ -14,15 +14,20 @@ TANSU_VERSION=0.6.0
 TANSU_BIN=${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu}
 # tansu's build (scripts/install.sh): its release profile, but the crates
 # on none of the paths the project runs (the command line's generator, perf
-# and proxy tools, schema registries, TLS, DNS, OpenTelemetry's exporters)
-# compile without optimization. That takes about 80 s off its 13 minutes on
-# two cores; the produce and read rates stayed within the noise of the
-# default build (scripts/bench_broker_build.py, 2026-12-06). opt-level 1
-# for all of tansu saved twice as much but cost SQLite storage 10-35 %
+# and proxy tools and its parser, schema registries, TLS, DNS,
+# OpenTelemetry's exporters, the PostgreSQL storage's client, SASL, progress
+# bars) compile without optimization. The first 21 of them took about 120
+# of the default build's 1 400 CPU-seconds off, the other 15 another 69
+# off a first run (12 min 32 s to 11 min 57 s on two cores), with the
+# produce and read rates within the noise (scripts/bench_broker_build.py,
+# docs/benchmarks.md, 2026-12-06).
+# opt-level 1 for all of tansu saved more but cost SQLite storage 10-35 %
 # of its produce rate.
 TANSU_UNOPTIMIZED=(rhai rhai-rand tansu-generator tansu-perf tansu-proxy tansu-cat protobuf protobuf-parse
   protobuf-json-mapping apache-avro bigdecimal jsonschema aws-lc-sys aws-lc-rs hickory-proto hickory-resolver
-  reqwest opentelemetry-otlp opentelemetry-proto tonic prost)
+  reqwest opentelemetry-otlp opentelemetry-proto tonic prost clap clap_builder tokio-postgres deadpool-postgres
+  postgres-protocol postgres-types tokio-postgres-rustls rustls rustls-webpki tokio-rustls rustls-native-certs ring
+  rsasl indicatif console)
 TANSU_BUILD_PROFILE=()
 for package in "${TANSU_UNOPTIMIZED[@]}"; do
   TANSU_BUILD_PROFILE+=(--config "profile.release.package.$package.opt-level=0")

@@ -45,7 +45,7 @@ AGGREGATOR_PORT=${AGGREGATOR_PORT:-$DEFAULT_AGGREGATOR_PORT}
 WEB_UI_PORT=${WEB_UI_PORT:-$DEFAULT_WEB_UI_PORT}
 EVENT_PRODUCER_PORT=${EVENT_PRODUCER_PORT:-$DEFAULT_EVENT_PRODUCER_PORT}
 # Cargo profile to build and run. dev by default: on a new machine it builds
-# in a third of release's CPU, which is most of what a first run waits for
+# in half of release's CPU (301 against 633 s), which a first run waits for
 # beside tansu's build; a plain `cargo build` then `restart NAME` runs a
 # change; it shares the tests' build; and it keeps up with about 11 000
 # events/s end to end (docs/operations.md). Benchmarks and load tests run

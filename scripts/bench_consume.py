@@ -8,14 +8,18 @@ consumer-high's; consumer-low's points in bulk line-protocol requests).
 Each consumer is compared with the lower of the two, in records/s: each
 stores one record in two, so a sink writing R rows/s lets it drain 2R
 records/s. Rates are timed from the first stored event to the last, so the
-consumer group's join time is left out. Also reports each consumer's peak
-RSS and the CPU it and the whole machine used while it drained.
+consumer group's join time is left out. The native read and both drains run
+in rounds (--rounds, 3), each drain into new databases; the medians are
+compared and each round's ratio printed, since the broker's read rate alone
+moved by a fifth between runs on this machine. Also reports each consumer's
+peak RSS and the CPU it and the whole machine used while it drained.
 
-Then TimescaleDB is rebuilt from the log: its tables are truncated and
-`consumer-high --rebuild-from beginning` replays the topic into them; every
-second's count and sum must come back as they were, and the rebuild's rate
-(records read per second over its whole run, start included) is compared
-with consumer-high's drain rate measured just before (goal: at least 0.8).
+In the first round TimescaleDB is then rebuilt from the log: its tables are
+truncated and `consumer-high --rebuild-from beginning` replays the topic
+into them; every second's count and sum must come back as they were, and
+the rebuild's rate (records read per second over its whole run, start
+included) is compared with consumer-high's drain rate measured just before
+(goal: at least 0.8).
 
 Expects scripts/infra.sh to have started tansu, PostgreSQL and InfluxDB on
 the ports given; run through scripts/bench.sh.
@@ -31,8 +35,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from bench_native import (cores_text, cpu_seconds, free_port, machine_busy_seconds, native, peak_rss_mib,
-                          print_table, ratio_row, tree_cpu_seconds, write_rows)
+from bench_native import (cores_text, cpu_seconds, free_port, machine_busy_seconds, median_run, native,
+                          peak_rss_mib, print_table, rates, ratio_row, spread, tree_cpu_seconds, write_rows)
 
 
 def psql(port: int, database: str, sql: str, stdin: str | None = None) -> str:
@@ -174,23 +178,29 @@ def rebuild_high(bin_dir: str, args: list[str], session: "PsqlSession") -> dict:
     return {"rate": rate, "seconds": len(before)}
 
 
-def consumer_rows(service: str, drained: dict, read: dict, sink: dict, sink_what: str, max_rss_mib: float) -> list:
+def consumer_rows(service: str, drains: list[dict], reads: list[dict], sink: dict, sink_what: str,
+                  max_rss_mib: float) -> list:
+    """The drain row (the median round's rate against the median native
+    read, or the sink's rate if lower) and the peak RSS row (the highest of
+    the rounds)."""
+    drained, read = median_run(drains), median_run(reads)
     # The sink's rate in records of this topic: one record in two is stored.
     sink_records = 2 * sink["rate"]
     baseline_name, baseline = min(
         ("native read", read["rate"]),
         (f"{sink_what} x 2", sink_records),
         key=lambda named: named[1])
-    settings = (f"read, route, store half, commit; lower of native read {read['rate']:,.0f} records/s "
-                f"({read['rate_from_assignment']:,.0f} with its first fetch) and "
+    settings = (f"read, route, store half, commit; median of {len(drains)} rounds (drains {rates(drains)}; "
+                f"native reads {rates(reads)}); {spread(reads, drains)}; lower of native read "
+                f"{read['rate']:,.0f} records/s ({read['rate_from_assignment']:,.0f} with its first fetch) and "
                 f"{sink_what} {sink['rate']:,.0f} {sink['unit']} x 2 = {sink_records:,.0f} records/s; "
                 f"cores while draining: {cores_text(drained['cores'])} | native read: {cores_text(read['cores'])} "
                 f"| {sink_what}: {cores_text(sink['cores'])}")
     return [
         ratio_row(f"{service} drain", drained["rate"], "records/s", baseline_name, baseline, 0.9, settings),
-        {"name": f"{service} peak RSS", "figure": round(drained["rss_mib"], 1), "unit": "MiB",
+        {"name": f"{service} peak RSS", "figure": round(max(d["rss_mib"] for d in drains), 1), "unit": "MiB",
          "baseline_name": None, "baseline": None, "ratio": None, "target_ratio": None, "limit": max_rss_mib,
-         "settings": "VmHWM while draining the topic"},
+         "settings": f"VmHWM while draining the topic, highest of {len(drains)} rounds"},
     ]
 
 
@@ -198,6 +208,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000,
                         help="events on the topic (about 200 MB; half, 1 000 000, stored in each store) [2000000]")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of native read, consumer-high drain and consumer-low drain; medians "
+                             "compared [3]")
     parser.add_argument("--max-rss-mib", type=float, default=64, help="goal for each consumer's peak RSS [64]")
     parser.add_argument("--kafka-port", type=int, required=True)
     parser.add_argument("--postgres-port", type=int, required=True)
@@ -207,6 +220,8 @@ def main() -> int:
     parser.add_argument("--bin-dir", required=True, help="release binaries: the consumers, native-baseline")
     parser.add_argument("--json", help="write the figures here, as rows for scripts/bench_report.py")
     args = parser.parse_args()
+    if args.rounds < 1:
+        sys.exit("--rounds must be at least 1")
 
     run = uuid.uuid4().hex[:8]
     brokers = f"127.0.0.1:{args.kafka_port}"
@@ -220,45 +235,65 @@ def main() -> int:
     native(args.bin_dir, "produce", {}, brokers=brokers, topic=topic, events=args.events, in_flight=10_000,
            warmup=0)
     half = args.events // 2
-    read = native(args.bin_dir, "consume", broker, brokers=brokers, topic=topic, expect=args.events)
-    database = f"bench_{run}"
-    psql(args.postgres_port, "postgres", f"CREATE DATABASE {database}")
     common = ["--kafka-brokers", brokers, "--kafka-topic", topic]
     # PostgreSQL's postmaster: its children, the backends, do the work.
     with open(os.path.join(psql(args.postgres_port, "postgres", "SHOW data_directory"), "postmaster.pid")) as f:
         postgres = {"postgres": int(f.readline())}
 
-    # TimescaleDB: binary COPY of as many rows, then consumer-high.
+    # The sinks' own rates, once: binary COPY of as many rows into
+    # TimescaleDB, and as many points in bulk line protocol into InfluxDB.
+    baselines = f"bench_{run}_baseline"
+    psql(args.postgres_port, "postgres", f"CREATE DATABASE {baselines}")
     copy = native(args.bin_dir, "copy", {},
-                  postgres_url=f"postgres://postgres@127.0.0.1:{args.postgres_port}/{database}", events=half)
-    session = PsqlSession(args.postgres_port, database)
-    high = drain(
-        os.path.join(args.bin_dir, "consumer-high"),
-        common + ["--kafka-group-id", f"bench-high-{run}", "--postgres-port", str(args.postgres_port),
-                  "--postgres-db", database],
-        # Until consumer-high has created `events`, the count fails: 0.
-        lambda: int((session.query("SELECT count(*) FROM events") or ["0"])[0]),
-        half, broker, postgres)
-    rebuilt = rebuild_high(args.bin_dir, common + ["--postgres-port", str(args.postgres_port),
-                                                   "--postgres-db", database], session)
-    session.close()
-
-    # InfluxDB: bulk line protocol of as many points (a database of its own,
-    # so consumer-low's count is its own), then consumer-low.
+                  postgres_url=f"postgres://postgres@127.0.0.1:{args.postgres_port}/{baselines}", events=half)
     line = native(args.bin_dir, "line", pids, influx_url=f"http://127.0.0.1:{args.influxdb_port}",
-                  db=f"{database}_baseline", events=half)
-    low = drain(
-        os.path.join(args.bin_dir, "consumer-low"),
-        common + ["--kafka-group-id", f"bench-low-{run}", "--influxdb-host", f"http://127.0.0.1:{args.influxdb_port}",
-                  "--influxdb-db", database],
-        lambda: influx_count(args.influxdb_port, database, "event"), half, pids, {})
+                  db=baselines, events=half)
+    psql(args.postgres_port, "postgres", f"DROP DATABASE {baselines} WITH (FORCE)")
+    influx(args.influxdb_port, "/query", {"q": f"DROP DATABASE {baselines}"}, b"")
 
-    print(f"events on the topic: {args.events} ({half} high, {half} low), {read['settings']['partitions']} partitions")
-    rows = [*consumer_rows("consumer-high", high, read, copy, "binary COPY", args.max_rss_mib),
-            ratio_row("consumer-high rebuild from the log", rebuilt["rate"], "records/s", "consumer-high drain",
-                      high["rate"], 0.8, f"tables truncated, then --rebuild-from beginning; all "
-                      f"{rebuilt['seconds']:,} seconds' counts and sums as before"),
-            *consumer_rows("consumer-low", low, read, line, "line protocol", args.max_rss_mib)]
+    # Rounds of the broker's own read and both drains, so that a
+    # disturbance of the shared machine hits each, and each drain is
+    # compared with a read measured minutes apart, not tens of minutes.
+    # Every round stores into new databases, dropped after it, so that no
+    # round pays for an earlier one's compactions.
+    reads, highs, lows = [], [], []
+    rebuilt = None
+    for round_ in range(args.rounds):
+        database = f"bench_{run}_{round_}"
+        reads.append(native(args.bin_dir, "consume", broker, brokers=brokers, topic=topic, expect=args.events))
+        psql(args.postgres_port, "postgres", f"CREATE DATABASE {database}")
+        session = PsqlSession(args.postgres_port, database)
+        highs.append(drain(
+            os.path.join(args.bin_dir, "consumer-high"),
+            common + ["--kafka-group-id", f"bench-high-{run}-{round_}", "--postgres-port", str(args.postgres_port),
+                      "--postgres-db", database],
+            # Until consumer-high has created `events`, the count fails: 0.
+            lambda: int((session.query("SELECT count(*) FROM events") or ["0"])[0]),
+            half, broker, postgres))
+        if rebuilt is None:
+            rebuilt = rebuild_high(args.bin_dir, common + ["--postgres-port", str(args.postgres_port),
+                                                           "--postgres-db", database], session)
+        session.close()
+        psql(args.postgres_port, "postgres", f"DROP DATABASE {database} WITH (FORCE)")
+        lows.append(drain(
+            os.path.join(args.bin_dir, "consumer-low"),
+            common + ["--kafka-group-id", f"bench-low-{run}-{round_}",
+                      "--influxdb-host", f"http://127.0.0.1:{args.influxdb_port}", "--influxdb-db", database],
+            lambda: influx_count(args.influxdb_port, database, "event"), half, pids, {}))
+        influx(args.influxdb_port, "/query", {"q": f"DROP DATABASE {database}"}, b"")
+        print(f"round {round_ + 1} of {args.rounds}: native read {reads[-1]['rate']:,.0f}, "
+              f"consumer-high {highs[-1]['rate']:,.0f} ({highs[-1]['rate'] / reads[-1]['rate']:.2f}), "
+              f"consumer-low {lows[-1]['rate']:,.0f} ({lows[-1]['rate'] / reads[-1]['rate']:.2f}) records/s",
+              file=sys.stderr)
+
+    print(f"events on the topic: {args.events} ({half} high, {half} low), "
+          f"{reads[0]['settings']['partitions']} partitions")
+    rows = [*consumer_rows("consumer-high", highs, reads, copy, "binary COPY", args.max_rss_mib),
+            ratio_row("consumer-high rebuild from the log", rebuilt["rate"], "records/s",
+                      "consumer-high drain just before", highs[0]["rate"], 0.8,
+                      f"tables truncated, then --rebuild-from beginning; all {rebuilt['seconds']:,} seconds' "
+                      "counts and sums as before"),
+            *consumer_rows("consumer-low", lows, reads, line, "line protocol", args.max_rss_mib)]
     print_table(rows)
     write_rows(args.json, rows)
     return 0

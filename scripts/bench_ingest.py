@@ -29,7 +29,8 @@ import tempfile
 import time
 import urllib.request
 
-from bench_native import cores_text, free_port, native, print_table, ratio_row, rss_row, start_tansu, wait_port, write_rows
+from bench_native import (cores_text, free_port, median_run, native, print_table, rates, ratio_row, rss_row, spread,
+                          start_tansu, wait_port, write_rows)
 
 
 def wait_ready(port: int, seconds: float = 30) -> None:
@@ -56,21 +57,6 @@ def pair(args, phase: str, produce: dict, post: dict, watch: dict) -> tuple[list
         print(f"  {phase}: native producer {baselines[-1]['rate']:,.0f} events/s, "
               f"event-api {services[-1]['rate']:,.0f} events/s", file=sys.stderr)
     return baselines, services
-
-
-def median_run(runs: list[dict]) -> dict:
-    return sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
-
-
-def rates(runs: list[dict]) -> str:
-    return ", ".join(f"{run['rate']:,.0f}" for run in runs)
-
-
-def spread(baselines: list[dict], services: list[dict]) -> str:
-    """Each round's ratio against the baseline run just before it: how far
-    the rounds of one run disagree."""
-    ratios = sorted(s["rate"] / b["rate"] for b, s in zip(baselines, services))
-    return f"round ratios {ratios[0]:.2f}-{ratios[-1]:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
 
 
 def phase_row(name: str, baselines: list[dict], services: list[dict], in_flight: int, how: str,

@@ -118,6 +118,22 @@ def cores_text(cores: dict) -> str:
     return ", ".join(f"{name} {value:.2f}" for name, value in cores.items() if value is not None)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median rate (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
+
+
+def rates(runs: list[dict]) -> str:
+    return ", ".join(f"{run['rate']:,.0f}" for run in runs)
+
+
+def spread(baselines: list[dict], services: list[dict]) -> str:
+    """Each round's ratio against the baseline run in the same round: how
+    far the rounds of one run disagree."""
+    ratios = sorted(s["rate"] / b["rate"] for b, s in zip(baselines, services))
+    return f"round ratios {ratios[0]:.2f}-{ratios[-1]:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
+
+
 def ratio_row(name: str, figure: float, unit: str, baseline_name: str, baseline: float,
               target_ratio: float | None, settings: str) -> dict:
     return {"name": name, "figure": round(figure), "unit": unit, "baseline_name": baseline_name,

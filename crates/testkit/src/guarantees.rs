@@ -239,9 +239,24 @@ pub async fn waits_out_a_store_outage_and_catches_up_exactly<S: StoreUnderTest>(
     .await;
     assert!(retried, "the consumer retries while its store is down");
     assert_eq!(consumer.get("/readyz").await.status(), 503);
+    // Records that arrive meanwhile are read while the batch in hand is
+    // retried: from then until the store is back, the loop waits on the
+    // store, and says so.
+    produce(&broker.brokers(), EVENTS_TOPIC, &events::<S>("later", 50)).await;
+    let waited_before = consumer
+        .metric("consumer_waited_on_store_seconds_total")
+        .await;
 
     store.restart();
-    assert_settles_at(&store, 250, &broker, 250).await;
+    assert_settles_at(&store, 300, &broker, 300).await;
+    let waited = consumer
+        .metric("consumer_waited_on_store_seconds_total")
+        .await
+        - waited_before;
+    assert!(
+        waited > 0.0,
+        "the outage is time waited on the store, not for records"
+    );
     consumer.stop().await;
 }
 

@@ -4,6 +4,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use streamproc_kit::metrics::latency_histogram;
 
@@ -28,6 +30,8 @@ pub struct ConsumerMetrics {
     pub write_seconds: Histogram,
     pub record_wait_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
+    pub waited_on_store: Counter<f64, AtomicU64>,
+    pub waited_for_records: Counter<f64, AtomicU64>,
 }
 
 impl ConsumerMetrics {
@@ -46,6 +50,8 @@ impl ConsumerMetrics {
             write_seconds: latency_histogram(),
             record_wait_seconds: latency_histogram(),
             lag: Family::default(),
+            waited_on_store: Counter::default(),
+            waited_for_records: Counter::default(),
         };
         registry.register(
             "events_consumed",
@@ -114,6 +120,24 @@ impl ConsumerMetrics {
             "Records behind the end of each partition (librdkafka statistics)",
             metrics.lag.clone(),
         );
+        registry.register(
+            "consumer_waited_on_store_seconds",
+            "Time the loop had the next batch read and waited for the store to \
+             take the one before: under a backlog, the store is the bound",
+            metrics.waited_on_store.clone(),
+        );
+        registry.register(
+            "consumer_waited_for_records_seconds",
+            "Time the loop had a batch stored and waited for the next one's \
+             records: under a backlog, the broker is the bound",
+            metrics.waited_for_records.clone(),
+        );
         metrics
+    }
+
+    /// Counts what one turn of the loop waited on.
+    pub fn waited(&self, on_store: Duration, for_records: Duration) {
+        self.waited_on_store.inc_by(on_store.as_secs_f64());
+        self.waited_for_records.inc_by(for_records.as_secs_f64());
     }
 }

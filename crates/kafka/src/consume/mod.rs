@@ -275,17 +275,18 @@ impl Consumer {
             // What follows a stored batch happens here, not after the
             // join below: idle, the next batch may not come for a long
             // time, and its offsets and readiness must not wait for it.
+            let turn = std::time::Instant::now();
             let storing = async {
                 let stored = store.batch(&batch, sink).await;
+                let stored_after = turn.elapsed();
                 if stored {
                     if S::VISIBLE_WHEN_WRITTEN && !batch.events.is_empty() {
                         self.visible.changed();
                     }
                     commits.owe(batch.next_offsets());
                     self.stall.progressed(&self.metrics);
-                    progress.add(&batch);
                 }
-                stored
+                (stored, stored_after)
             };
             // The next batch is read (decoded, validated, routed) while
             // this one is stored, so the broker's fetches and the store's
@@ -293,14 +294,24 @@ impl Consumer {
             // the next batch holds what was read by then, stored before
             // the loop ends.
             let next = async {
-                if shutdown.is_cancelled() {
+                let next = if shutdown.is_cancelled() {
                     Batch::empty(settings)
                 } else {
                     read().await
-                }
+                };
+                (next, turn.elapsed())
             };
-            let (stored, next) = tokio::join!(storing.instrument(span.clone()), next);
-            if !stored {
+            let ((stored, stored_after), (next, read_after)) =
+                tokio::join!(storing.instrument(span.clone()), next);
+            if stored {
+                // Whichever came later was waited on.
+                let waits = Waits {
+                    on_store: stored_after.saturating_sub(read_after),
+                    for_records: read_after.saturating_sub(stored_after),
+                };
+                self.metrics.waited(waits.on_store, waits.for_records);
+                progress.add(&batch, waits);
+            } else {
                 let _in_batch = span.enter();
                 tracing::warn!("stopping with a batch not stored: it will be read again");
                 break;
@@ -312,12 +323,25 @@ impl Consumer {
     }
 }
 
-/// A periodic log line of what was stored, rather than one per batch.
+/// What one turn of the loop (store a batch, read the next) waited on
+/// after the other side was done.
+#[derive(Clone, Copy)]
+struct Waits {
+    on_store: Duration,
+    for_records: Duration,
+}
+
+/// A periodic log line of what was stored, rather than one per batch, and
+/// which side the loop waited on: the store (the next batch was read before
+/// this one was stored) or the records (the other way round: the broker,
+/// or an idle topic). Under a backlog that names the bound.
 struct Progress {
     since: std::time::Instant,
     records: usize,
     events: usize,
     dead: usize,
+    waited_on_store: Duration,
+    waited_for_records: Duration,
 }
 
 impl Default for Progress {
@@ -327,6 +351,8 @@ impl Default for Progress {
             records: 0,
             events: 0,
             dead: 0,
+            waited_on_store: Duration::ZERO,
+            waited_for_records: Duration::ZERO,
         }
     }
 }
@@ -334,16 +360,21 @@ impl Default for Progress {
 impl Progress {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn add(&mut self, batch: &Batch) {
+    /// Adds a stored batch and what its turn of the loop waited on.
+    fn add(&mut self, batch: &Batch, waits: Waits) {
         self.records += batch.records();
         self.events += batch.events.len();
         self.dead += batch.dead.len();
+        self.waited_on_store += waits.on_store;
+        self.waited_for_records += waits.for_records;
         if self.since.elapsed() >= Self::EVERY {
             tracing::info!(
                 over = ?self.since.elapsed(),
                 records = self.records,
                 written = self.events,
                 dead_lettered = self.dead,
+                waited_on_store = ?self.waited_on_store,
+                waited_for_records = ?self.waited_for_records,
                 "progress"
             );
             *self = Self::default();

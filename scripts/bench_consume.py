@@ -91,18 +91,31 @@ def infra_pid(state: str | None, name: str) -> int | None:
         return None
 
 
-def written(port: int) -> int:
-    """The events a consumer has written to its store (the store acknowledged
-    them), from its /metrics: 0 until it answers."""
+def metrics(port: int) -> dict[str, float]:
+    """A consumer's unlabelled metrics, from its /metrics: none until it
+    answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             body = response.read().decode()
     except OSError:
-        return 0
+        return {}
+    values = {}
     for line in body.splitlines():
-        if line.startswith("events_written_total "):
-            return int(float(line.split()[1]))
-    return 0
+        name, _, value = line.partition(" ")
+        if name and not name.startswith("#") and "{" not in name:
+            values[name] = float(value)
+    return values
+
+
+def written(port: int) -> int:
+    """The events a consumer has written to its store (the store acknowledged
+    them): 0 until it answers."""
+    return int(metrics(port).get("events_written_total", 0))
+
+
+# What the consume loop waited on while the next batch was read and the
+# one in hand stored (crates/kafka/src/consume/metrics.rs).
+WAITS = {"store": "consumer_waited_on_store_seconds_total", "records": "consumer_waited_for_records_seconds_total"}
 
 
 def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, int], trees: dict[str, int]) -> dict:
@@ -127,6 +140,7 @@ def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, i
             if stored > 0 and started is None:
                 started, first = time.perf_counter(), stored
                 cpu_before = {name: seconds() for name, seconds in cpu.items()}
+                waits_before = metrics(port)
                 busy_before = machine_busy_seconds()
             if process.poll() is not None:
                 sys.exit(f"{binary} exited with {process.returncode}")
@@ -136,11 +150,15 @@ def drain(binary: str, args: list[str], count, expected: int, watch: dict[str, i
         if started is None:
             sys.exit(f"{binary} stored everything in one batch: use more events")
         elapsed = time.perf_counter() - started
+        waits_after = metrics(port)
+        waited = {side: (waits_after.get(name, 0) - waits_before.get(name, 0)) / elapsed
+                  for side, name in WAITS.items()}
         cores = {name: (seconds() - cpu_before[name]) / elapsed for name, seconds in cpu.items()}
         cores["machine"] = (machine_busy_seconds() - busy_before) / elapsed
         if (in_store := count()) != expected:
             sys.exit(f"{binary} reported {stored} events written, but its store holds {in_store}, not {expected}")
-        return {"rate": 2 * (expected - first) / elapsed, "cores": cores, "rss_mib": peak_rss_mib(process.pid)}
+        return {"rate": 2 * (expected - first) / elapsed, "cores": cores, "waited": waited,
+                "rss_mib": peak_rss_mib(process.pid)}
     finally:
         process.terminate()
         process.wait(30)
@@ -194,6 +212,8 @@ def consumer_rows(service: str, drains: list[dict], reads: list[dict], sink: dic
                 f"native reads {rates(reads)}); {spread(reads, drains)}; lower of native read "
                 f"{read['rate']:,.0f} records/s ({read['rate_from_assignment']:,.0f} with its first fetch) and "
                 f"{sink_what} {sink['rate']:,.0f} {sink['unit']} x 2 = {sink_records:,.0f} records/s; "
+                f"the loop waited on the store {drained['waited']['store']:.0%} of the time and for records "
+                f"{drained['waited']['records']:.0%}; "
                 f"cores while draining: {cores_text(drained['cores'])} | native read: {cores_text(read['cores'])} "
                 f"| {sink_what}: {cores_text(sink['cores'])}")
     return [
@@ -281,10 +301,11 @@ def main() -> int:
                       "--influxdb-host", f"http://127.0.0.1:{args.influxdb_port}", "--influxdb-db", database],
             lambda: influx_count(args.influxdb_port, database, "event"), half, pids, {}))
         influx(args.influxdb_port, "/query", {"q": f"DROP DATABASE {database}"}, b"")
-        print(f"round {round_ + 1} of {args.rounds}: native read {reads[-1]['rate']:,.0f}, "
-              f"consumer-high {highs[-1]['rate']:,.0f} ({highs[-1]['rate'] / reads[-1]['rate']:.2f}), "
-              f"consumer-low {lows[-1]['rate']:,.0f} ({lows[-1]['rate'] / reads[-1]['rate']:.2f}) records/s",
-              file=sys.stderr)
+        print(f"round {round_ + 1} of {args.rounds}: native read {reads[-1]['rate']:,.0f} records/s", file=sys.stderr)
+        for name, drained in (("consumer-high", highs[-1]), ("consumer-low", lows[-1])):
+            print(f"  {name} {drained['rate']:,.0f} records/s ({drained['rate'] / reads[-1]['rate']:.2f}); "
+                  f"waited on the store {drained['waited']['store']:.0%}, for records "
+                  f"{drained['waited']['records']:.0%}; cores: {cores_text(drained['cores'])}", file=sys.stderr)
 
     print(f"events on the topic: {args.events} ({half} high, {half} low), "
           f"{reads[0]['settings']['partitions']} partitions")

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
+use streamproc_event::EventTime;
 use streamproc_kafka::consume::visible::Visible;
 use streamproc_kit::error::Chain;
 use streamproc_kit::metrics::{latency_histogram, Registry};
@@ -93,6 +94,14 @@ const HOURS: Level = Level {
 /// Runs up to this many seconds are totalled by consumer-low from the
 /// amounts themselves (see `Rollups::event_totals`).
 const SUMMED_HERE_SECONDS: i64 = 5;
+/// Seconds whose events are this old are late already: when every pending
+/// second is, a refresh round waits until `LATE_SPACING` after the last one
+/// began, so that a backlog's seconds are totalled in fewer, larger
+/// queries. Each query costs InfluxDB about 60 ms before it reads a point
+/// (four aggregates over the 1 024 shard series), so refreshing after every
+/// batch of a backlog spent most of InfluxDB's query time on that.
+const LATE: Duration = Duration::from_secs(5);
+const LATE_SPACING: Duration = Duration::from_secs(1);
 /// How often, and how far back, a running instance looks for buckets that
 /// others left dirty.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
@@ -586,8 +595,23 @@ impl Rollups {
         Ok(totals)
     }
 
+    /// How long the next round should wait for more late seconds, if every
+    /// pending second is late.
+    fn late_wait(&self, last_round: Option<Instant>) -> Option<Duration> {
+        let newest = {
+            let pending = self.seconds.pending.lock().expect("not poisoned");
+            pending.last_key_value().map(|(second, _)| *second)
+        };
+        late_wait(
+            newest,
+            EventTime::now().as_millis(),
+            last_round.map(|at| at.elapsed()),
+        )
+    }
+
     /// Refreshes as soon as seconds are marked (marks that arrive during a
-    /// refresh are taken together by the next), and every `interval` to
+    /// refresh are taken together by the next; late seconds wait, see
+    /// `LATE`), and every `interval` to
     /// retry what failed, until `stop`, then once more. Each round refreshes
     /// the seconds, then the hours; the hours give way to seconds marked in
     /// the meantime after one query, so that hour work delays the next
@@ -597,6 +621,7 @@ impl Rollups {
     /// scan reads one point per second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
         let mut last_scan: Option<Instant> = None;
+        let mut last_round: Option<Instant> = None;
         loop {
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
@@ -629,6 +654,15 @@ impl Rollups {
                     }
                 }
             }
+            if !stopping {
+                if let Some(wait) = self.late_wait(last_round) {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+            last_round = Some(Instant::now());
             // Stopping: everything, so that what this instance wrote is
             // totalled before it exits.
             let give_way = (!stopping).then(|| self.marks.load(Ordering::Relaxed));
@@ -640,6 +674,22 @@ impl Rollups {
             }
         }
     }
+}
+
+/// How long a refresh round should wait, given the newest pending second
+/// (Unix seconds), the time now (Unix ms) and how long ago the last round
+/// began: nothing if a pending second is not late or no round has run.
+fn late_wait(
+    newest: Option<i64>,
+    now_ms: i64,
+    since_last_round: Option<Duration>,
+) -> Option<Duration> {
+    let late_ms = LATE.as_millis() as i64;
+    let newest_end_ms = newest?.saturating_add(1).saturating_mul(1000);
+    if now_ms.saturating_sub(newest_end_ms) < late_ms {
+        return None;
+    }
+    Some(LATE_SPACING.saturating_sub(since_last_round?)).filter(|wait| !wait.is_zero())
 }
 
 /// The hours of some Unix seconds.
@@ -723,6 +773,26 @@ mod tests {
         );
         let long = (0..1500).step_by(50);
         assert_eq!(runs(&SECONDS, long), [(0, 550), (600, 1150), (1200, 1450)]);
+    }
+
+    #[test]
+    fn only_late_seconds_wait_and_at_most_the_spacing_since_the_last_round() {
+        let now_ms = 1_700_000_100_000;
+        let recent = Some(Duration::from_millis(300));
+        // A second that ended 2 s ago is not late: refreshed at once.
+        assert_eq!(late_wait(Some(1_700_000_097), now_ms, recent), None);
+        // One that ended 6 s ago is: the round waits out the spacing.
+        assert_eq!(
+            late_wait(Some(1_700_000_093), now_ms, recent),
+            Some(LATE_SPACING - Duration::from_millis(300))
+        );
+        let long_ago = Some(LATE_SPACING * 2);
+        assert_eq!(late_wait(Some(1_700_000_093), now_ms, long_ago), None);
+        assert_eq!(late_wait(Some(1_700_000_093), now_ms, None), None);
+        assert_eq!(late_wait(None, now_ms, recent), None);
+        // Hostile stored times stay arithmetic, not panics.
+        assert_eq!(late_wait(Some(i64::MAX), now_ms, recent), None);
+        assert!(late_wait(Some(i64::MIN), now_ms, recent).is_some());
     }
 
     #[test]

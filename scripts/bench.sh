@@ -8,7 +8,7 @@
 #
 # Everything runs on loopback, on its own ports and state (.state/bench*),
 # so a running local stack is not disturbed. Each benchmark bounds its own
-# time; the whole suite takes about 20 minutes on two cores.
+# time; the whole suite takes about 25 minutes on two cores.
 # Writes target/bench/results.json (every row, the date and the machine) and
 # target/bench/results.md (the table, as in the README). Naming some
 # benchmarks runs those again and reports them with the last figures of the

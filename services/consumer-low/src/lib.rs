@@ -36,7 +36,8 @@ pub struct Config {
     pub influx: InfluxArgs,
 
     /// How often the per-second totals are retried after a failed refresh.
-    /// Newly written seconds are refreshed right after each write.
+    /// Newly written seconds are refreshed right after each write (at most
+    /// once a second when all of them are more than 5 s old).
     #[arg(long, env = "ROLLUP_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub rollup_interval: Duration,
 }

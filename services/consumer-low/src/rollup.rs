@@ -611,14 +611,14 @@ impl Rollups {
 
     /// Refreshes as soon as seconds are marked (marks that arrive during a
     /// refresh are taken together by the next; late seconds wait, see
-    /// `LATE`), and every `interval` to
-    /// retry what failed, until `stop`, then once more. Each round refreshes
-    /// the seconds, then the hours; the hours give way to seconds marked in
-    /// the meantime after one query, so that hour work delays the next
-    /// seconds' refresh by one hour query at most. Looks for buckets other
-    /// instances left dirty: all of them at start (after a backfill if
-    /// needed), then those of the last day every `RESCAN_INTERVAL` (a full
-    /// scan reads one point per second of history).
+    /// `LATE`), and every `interval` to retry what failed, until `stop`,
+    /// then once more. Each round refreshes the seconds, then the hours;
+    /// the hours give way to seconds marked in the meantime after one
+    /// query, so that hour work delays the next seconds' refresh by one
+    /// hour query at most. Looks for buckets other instances left dirty:
+    /// all of them at start (after a backfill if needed), then those of the
+    /// last day every `RESCAN_INTERVAL` (a full scan reads one point per
+    /// second of history).
     pub async fn maintain(&self, interval: Duration, stop: CancellationToken) {
         let mut last_scan: Option<Instant> = None;
         let mut last_round: Option<Instant> = None;

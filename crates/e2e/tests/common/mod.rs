@@ -41,18 +41,8 @@ pub async fn start_consumers(
     influx: &InfluxDb,
     extra: &[&str],
 ) -> (InProcess, InProcess) {
-    let shared: Vec<&str> = ["--kafka-brokers", brokers]
-        .iter()
-        .chain(extra)
-        .copied()
-        .collect();
-    let url = postgres.url();
-    let config = consumer_high::Config::try_parse_from(
-        ["consumer-high", "--postgres-url", &url]
-            .iter()
-            .chain(&shared),
-    )
-    .unwrap();
+    let store = ["--postgres-url", &postgres.url()];
+    let config: consumer_high::Config = consumer_config("consumer-high", store, brokers, extra);
     let high = InProcess::spawn(|l, s| consumer_high::run(config, l, s)).await;
     let config = consumer_low_config(brokers, influx, extra);
     let low = InProcess::spawn(|l, s| consumer_low::run(config, l, s)).await;
@@ -66,19 +56,15 @@ pub fn consumer_low_config(
     influx: &InfluxDb,
     extra: &[&str],
 ) -> consumer_low::Config {
-    let url = influx.url();
-    consumer_low::Config::try_parse_from(
-        [
-            "consumer-low",
-            "--influxdb-host",
-            &url,
-            "--kafka-brokers",
-            brokers,
-        ]
-        .iter()
-        .chain(extra),
-    )
-    .unwrap()
+    let store = ["--influxdb-host", &influx.url()];
+    consumer_config("consumer-low", store, brokers, extra)
+}
+
+/// A consumer's flags: its store's (`store`: flag and value), the brokers,
+/// then `extra`.
+fn consumer_config<C: Parser>(name: &str, store: [&str; 2], brokers: &str, extra: &[&str]) -> C {
+    let flags = [name, store[0], store[1], "--kafka-brokers", brokers];
+    C::try_parse_from(flags.iter().chain(extra)).unwrap()
 }
 
 /// event-api in this process, writing to `brokers`, with `extra` flags.

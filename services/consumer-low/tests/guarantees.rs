@@ -302,6 +302,58 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
     consumer.stop().await;
 }
 
+/// Seconds are totalled from their amounts a page (10 000 points) at a
+/// time: a page that ends inside a second reads that second again, and a
+/// second that fills a page alone is totalled by InfluxDB. Left dirty by
+/// a crashed instance, all of them are one run for the next instance.
+#[tokio::test]
+async fn seconds_holding_more_points_than_a_page_are_totalled_exactly() {
+    use streamproc_event::{Amount, Event, EventId, EventTime};
+    use streamproc_kafka::consume::Sink;
+
+    let broker = Tansu::start();
+    broker.create_topic(EVENTS_TOPIC, 1).await;
+    let store = Influx::start();
+    let influx = &store.0;
+    let config =
+        consumer_low::Config::try_parse_from(["t", "--influxdb-host", &influx.url()]).unwrap();
+    let crashed = consumer_low::InfluxSink::new(config.influx).unwrap();
+    // 12 000 events in the first second, then 4 000 in each of three: the
+    // first page is all one second, the second ends in the middle of one.
+    let second_ms = 1_700_200_000_000;
+    let events: Vec<Event> = (0..24_000_i64)
+        .map(|i| {
+            let (second, within) = if i < 12_000 {
+                (0, i % 1000)
+            } else {
+                (1 + (i - 12_000) / 4_000, i % 1000)
+            };
+            Event::new(
+                EventId::parse(&format!("dense-{i}")).unwrap(),
+                EventTime::from_millis(second_ms + second * 1000 + within).unwrap(),
+                Amount::new((i % 49) as f64 / 10.0).unwrap(),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(6_000) {
+        crashed
+            .write(&testkit::logged(0, chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        count(influx, "SELECT count(amount) FROM event").await,
+        24_000
+    );
+
+    let consumer = start_consumer(&store, &broker, &[]).await;
+    assert_rollups_agree(influx).await;
+    let (_, seconds) = per_second(influx).await;
+    let counts: Vec<_> = seconds.iter().map(|s| s[1].as_i64().unwrap()).collect();
+    assert_eq!(counts, [12_000, 4_000, 4_000, 4_000]);
+    consumer.stop().await;
+}
+
 /// An installation that kept per-second totals before per-hour totals
 /// existed: the next consumer-low to start computes the hours from the
 /// seconds.

@@ -222,35 +222,49 @@ async fn assert_rollups_agree(influx: &InfluxDb) {
     );
 }
 
+/// Stores `(id, time in ms, amount)` events as consumer-low's sink does,
+/// seconds marked dirty, as an instance that crashes before refreshing any
+/// totals leaves them.
+async fn write_and_crash(influx: &InfluxDb, events: impl Iterator<Item = (String, i64, f64)>) {
+    use streamproc_event::{Amount, Event, EventId, EventTime};
+    use streamproc_kafka::consume::Sink;
+
+    let config =
+        consumer_low::Config::try_parse_from(["t", "--influxdb-host", &influx.url()]).unwrap();
+    let crashed = consumer_low::InfluxSink::new(config.influx).unwrap();
+    let events: Vec<Event> = events
+        .map(|(id, ms, amount)| {
+            Event::new(
+                EventId::parse(&id).unwrap(),
+                EventTime::from_millis(ms).unwrap(),
+                Amount::new(amount).unwrap(),
+            )
+        })
+        .collect();
+    for batch in events.chunks(6_000) {
+        let logged = testkit::logged(0, batch.to_vec());
+        crashed.write(&logged).await.unwrap();
+    }
+}
+
 /// A crash between storing events and refreshing their seconds' totals
 /// leaves those seconds marked dirty; the next consumer-low to start
 /// refreshes them, whatever it consumes itself, and computes the totals of
 /// events stored before totals were kept.
 #[tokio::test]
 async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
-    use streamproc_event::{Amount, Event, EventId, EventTime};
-    use streamproc_kafka::consume::Sink;
-
     let broker = Tansu::start();
     broker.create_topic(EVENTS_TOPIC, 1).await;
     let store = Influx::start();
     let influx = &store.0;
-    let config =
-        consumer_low::Config::try_parse_from(["t", "--influxdb-host", &influx.url()]).unwrap();
-    let crashed = consumer_low::InfluxSink::new(config.influx).unwrap();
-    let events: Vec<Event> = (0..50)
-        .map(|i| {
-            Event::new(
-                EventId::parse(&format!("left-{i}")).unwrap(),
-                EventTime::from_millis(1_700_000_000_000 + i * 137).unwrap(),
-                Amount::new(i as f64 / 10.0).unwrap(),
-            )
-        })
-        .collect();
-    crashed
-        .write(&testkit::logged(0, events.clone()))
-        .await
-        .unwrap();
+    let events = (0..50).map(|i| {
+        (
+            format!("left-{i}"),
+            1_700_000_000_000 + i * 137,
+            i as f64 / 10.0,
+        )
+    });
+    write_and_crash(influx, events).await;
     // And events an older consumer-low stored, without marks: a day earlier.
     let older: String = (0..20)
         .map(|i| {
@@ -308,39 +322,22 @@ async fn totals_left_dirty_or_never_computed_are_computed_at_start() {
 /// a crashed instance, all of them are one run for the next instance.
 #[tokio::test]
 async fn seconds_holding_more_points_than_a_page_are_totalled_exactly() {
-    use streamproc_event::{Amount, Event, EventId, EventTime};
-    use streamproc_kafka::consume::Sink;
-
     let broker = Tansu::start();
     broker.create_topic(EVENTS_TOPIC, 1).await;
     let store = Influx::start();
     let influx = &store.0;
-    let config =
-        consumer_low::Config::try_parse_from(["t", "--influxdb-host", &influx.url()]).unwrap();
-    let crashed = consumer_low::InfluxSink::new(config.influx).unwrap();
     // 12 000 events in the first second, then 4 000 in each of three: the
     // first page is all one second, the second ends in the middle of one.
-    let second_ms = 1_700_200_000_000;
-    let events: Vec<Event> = (0..24_000_i64)
-        .map(|i| {
-            let (second, within) = if i < 12_000 {
-                (0, i % 1000)
-            } else {
-                (1 + (i - 12_000) / 4_000, i % 1000)
-            };
-            Event::new(
-                EventId::parse(&format!("dense-{i}")).unwrap(),
-                EventTime::from_millis(second_ms + second * 1000 + within).unwrap(),
-                Amount::new((i % 49) as f64 / 10.0).unwrap(),
-            )
-        })
-        .collect();
-    for chunk in events.chunks(6_000) {
-        crashed
-            .write(&testkit::logged(0, chunk.to_vec()))
-            .await
-            .unwrap();
-    }
+    let events = (0..24_000_i64).map(|i| {
+        let second = if i < 12_000 {
+            0
+        } else {
+            1 + (i - 12_000) / 4_000
+        };
+        let ms = 1_700_200_000_000 + second * 1000 + i % 1000;
+        (format!("dense-{i}"), ms, (i % 49) as f64 / 10.0)
+    });
+    write_and_crash(influx, events).await;
     assert_eq!(
         count(influx, "SELECT count(amount) FROM event").await,
         24_000

@@ -580,9 +580,10 @@ impl Rollups {
                 ))
                 .await?;
             let full = rows(&answer).count() >= AMOUNTS_PAGE;
-            let amounts = rows(&answer)
-                .filter_map(|row| Some((row.first()?.as_i64()?, row.get(1)?.as_f64()?)));
-            match add_page(&mut totals, amounts, start, full) {
+            let amounts: Vec<(i64, f64)> = rows(&answer)
+                .filter_map(|row| Some((row.first()?.as_i64()?, row.get(1)?.as_f64()?)))
+                .collect();
+            match add_page(&mut totals, &amounts, start, full) {
                 Page::Last => break,
                 Page::NextFrom(second) => start = second,
                 Page::Dense(second) => {
@@ -733,11 +734,10 @@ enum Page {
 /// and the next page starts at that last second.
 fn add_page(
     totals: &mut BTreeMap<i64, Total>,
-    amounts: impl Iterator<Item = (i64, f64)>,
+    amounts: &[(i64, f64)],
     start: i64,
     full: bool,
 ) -> Page {
-    let amounts: Vec<(i64, f64)> = amounts.collect();
     let mut until = i64::MAX;
     if full {
         match amounts.last() {
@@ -745,7 +745,7 @@ fn add_page(
             _ => return Page::Dense(start),
         }
     }
-    for (ms, amount) in amounts {
+    for &(ms, amount) in amounts {
         let second = ms.div_euclid(1000);
         if second < until {
             totals.entry(second * 1000).or_default().add(amount);
@@ -859,20 +859,14 @@ mod tests {
         let page = [(10_000, 1.0), (10_500, 2.0), (11_200, 4.0), (12_000, 8.0)];
         let mut totals = BTreeMap::new();
         // Cut at its limit: second 12 may hold more, so it is read again.
-        assert_eq!(
-            add_page(&mut totals, page.into_iter(), 10, true),
-            Page::NextFrom(12)
-        );
+        assert_eq!(add_page(&mut totals, &page, 10, true), Page::NextFrom(12));
         assert_eq!(totals.keys().copied().collect::<Vec<_>>(), [10_000, 11_000]);
         assert_eq!(totals[&10_000].count, 2);
         assert_eq!(totals[&10_000].sum, 3.0);
         assert_eq!(totals[&11_000].max, Some(4.0));
         // The next page is the last: all of it counts.
         let rest = [(12_000, 8.0), (12_999, -1.0), (19_000, 0.5)];
-        assert_eq!(
-            add_page(&mut totals, rest.into_iter(), 12, false),
-            Page::Last
-        );
+        assert_eq!(add_page(&mut totals, &rest, 12, false), Page::Last);
         let second = totals[&12_000];
         assert_eq!((second.count, second.sum), (2, 7.0));
         assert_eq!((second.min, second.max), (Some(-1.0), Some(8.0)));
@@ -883,22 +877,13 @@ mod tests {
     fn a_second_that_fills_a_page_alone_is_left_to_influxdb() {
         let mut totals = BTreeMap::new();
         let dense = [(5_000, 1.0), (5_001, 1.0), (5_999, 1.0)];
-        assert_eq!(
-            add_page(&mut totals, dense.into_iter(), 5, true),
-            Page::Dense(5)
-        );
+        assert_eq!(add_page(&mut totals, &dense, 5, true), Page::Dense(5));
         assert!(totals.is_empty());
         // Before the epoch too: seconds round down, not towards zero.
         let early = [(-2_500, 1.0), (-1_200, 1.0)];
-        assert_eq!(
-            add_page(&mut totals, early.into_iter(), -3, true),
-            Page::NextFrom(-2)
-        );
+        assert_eq!(add_page(&mut totals, &early, -3, true), Page::NextFrom(-2));
         assert_eq!(totals.keys().copied().collect::<Vec<_>>(), [-3_000]);
-        assert_eq!(
-            add_page(&mut totals, std::iter::empty(), 7, false),
-            Page::Last
-        );
+        assert_eq!(add_page(&mut totals, &[], 7, false), Page::Last);
     }
 
     #[test]

@@ -34,14 +34,38 @@ def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def trickle(host: str, port: int, every: float, give_up: float, opened: asyncio.Event) -> float | None:
+class Connects:
+    """Counts the flood's connection attempts as they finish, so that the
+    normal request goes only once none is still under way: a burst of
+    thousands of connects can fill the service's accept queue, and a SYN
+    the kernel drops then is sent again only after a second, which would
+    time the kernel's retry rather than the service."""
+
+    def __init__(self, attempts: int):
+        self.left = attempts
+        self.opened = 0
+        self.finished = asyncio.Event()
+        if attempts == 0:
+            self.finished.set()
+
+    def done(self, opened: bool) -> None:
+        self.opened += opened
+        self.left -= 1
+        if self.left == 0:
+            self.finished.set()
+
+
+async def trickle(host: str, port: int, every: float, give_up: float, opened: asyncio.Event,
+                  connects: Connects) -> float | None:
     """One connection that never finishes its headers: seconds until the
     service closed it (inf if it was still open after `give_up` seconds), or
     None if it could not be opened."""
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
+        connects.done(False)
         return None
+    connects.done(True)
     started = time.monotonic()
     try:
         writer.write(b"GET / HTTP/1.1\r\nHost: flood\r\nX-Trickle: ")
@@ -90,17 +114,25 @@ async def flood(args) -> list[str]:
     pid = int(Path(args.pid_file).read_text().strip())
     before = open_files(pid)
     opened = asyncio.Event()
+    connects = Connects(args.connections)
     tasks = []
     for first in range(0, args.connections, OPEN_IN_WAVES_OF):
         give_up = args.header_timeout + args.trickle + 10
-        wave = [asyncio.create_task(trickle(parsed.hostname, parsed.port, args.trickle, give_up, opened))
+        wave = [asyncio.create_task(trickle(parsed.hostname, parsed.port, args.trickle, give_up, opened, connects))
                 for _ in range(min(OPEN_IN_WAVES_OF, args.connections - first))]
         tasks += wave
         await asyncio.sleep(0.05)
     opened.set()
-    # Wait on state: the service holds (nearly) every connection open.
+    # Wait on state: every connect has finished, and the service has taken
+    # (nearly) all of them from its accept queue, so the flood is in place
+    # and the normal request's connect does not meet a full queue.
     deadline = time.monotonic() + 10
-    while open_files(pid) < before + args.connections * 0.9 and time.monotonic() < deadline:
+    try:
+        await asyncio.wait_for(connects.finished.wait(), timeout=deadline - time.monotonic())
+    except asyncio.TimeoutError:
+        pass
+    held = connects.opened - 10
+    while open_files(pid) < before + held and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     during = open_files(pid)
 
